@@ -1,0 +1,1 @@
+"""Hyperparameter search and ablation studies for CIFAR-10/100 image classifiers."""

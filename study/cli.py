@@ -1,0 +1,93 @@
+"""`python -m study run|train ...`: the command line over spaces, training and studies."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from study import space as spaces
+from study.config import parse_overrides
+from study.errors import UserError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("space", help="space file, e.g. spaces/naivenet128.py")
+    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ and cifar-100-python/ (default: $STUDY_DATA_DIR, else ~/.cache/study/data)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="fix a setting, e.g. --set lr=0.05 (repeatable)")
+    p.add_argument("--epochs", type=int, help="epochs per trial (same as --set epochs=N)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="training device (default auto: cuda if present)")
+    p.add_argument("--seed", type=int, help="training seed (and the sampler's seed for run)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m study", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="search a space with Optuna; resumes a stored study")
+    _common(run)
+    run.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/<space>.db)")
+    run.add_argument("--study-name", help="study name (default: the space's file name)")
+    run.add_argument("--trials", type=int, help="trial budget, counting trials of earlier runs (default: the space's)")
+    run.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+
+    train = sub.add_parser("train", help="train one configuration (the space's defaults) without a study")
+    _common(train)
+    train.add_argument("--test", action="store_true", help="also score the test set (kept apart from validation)")
+    train.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
+    return p
+
+
+def _fixed(args: argparse.Namespace) -> dict[str, Any]:
+    """--set values, then the shorthand flags, which win."""
+    flags = {n: getattr(args, n) for n in ("data_dir", "epochs", "device", "seed") if getattr(args, n) is not None}
+    return {**parse_overrides(args.set), **flags}
+
+
+def _run(args: argparse.Namespace, console: Console) -> None:
+    from study import runner
+
+    space = spaces.load(args.space)
+    if args.trials is not None and args.trials < 1:
+        raise UserError(f"--trials {args.trials} is invalid: it must be >= 1")
+    fixed = _fixed(args)
+    study = runner.run(
+        space, fixed, storage=args.storage, study_name=args.study_name, trials=args.trials,
+        timeout=args.timeout, seed=args.seed or 0, console=console,
+    )
+    console.print(runner.top_trials_table(study))
+    url = args.storage or runner.default_storage(space)
+    console.print(f"browse it: optuna-dashboard {url}")
+
+
+def _train(args: argparse.Namespace, console: Console) -> None:
+    from study.train import train
+
+    space = spaces.load(args.space)
+    config = space.defaults.replace(**_fixed(args))
+    metrics = train(config, test=args.test, on_epoch=lambda m: console.print(
+        f"epoch {m['epochs_trained']}/{config.epochs}  loss {m['train_loss_curve'][-1]:.3f}  "
+        f"val_acc {m['val_accuracy']:.4f}  {m['images_per_second']:.0f} img/s"
+    ))
+    summary = {k: v for k, v in metrics.items() if not k.endswith("_curve") and k not in ("config", "seconds_per_epoch")}
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        console.print(summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    console = Console(stderr=args.command == "train" and getattr(args, "json", False))
+    try:
+        {"run": _run, "train": _train}[args.command](args, console)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the running trial is marked failed; run the same command to resume", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,140 @@
+"""One training configuration: the seed's defaults, written once, and checked overrides.
+
+The defaults rebuild `naivenet_128x128_cuda.py`: NaiveNet at 128x128 on CIFAR-100, SGD with
+momentum 0.9, lr 0.01, weight decay 1e-4, OneCycle, label smoothing 0.1, batch 128, 20 epochs,
+and its augmentation (crop +-4 px at 128, flip, rotate 10 deg, shear 5 deg, colour jitter
+0.1/0.1/0.1/0.02).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, fields
+from typing import Any
+
+from study.errors import UserError
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "dataset": ("cifar10", "cifar100"),
+    "se": ("none", "frontend", "main", "both", "all"),
+    "schedule": ("onecycle", "cosine"),
+    "precision": ("bf16", "fp32"),
+    "device": ("auto", "cpu", "cuda"),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    # what is trained
+    model: str = "naivenet"
+    dataset: str = "cifar100"
+    resolution: int = 128  # px per side fed to the model; CIFAR's 32 px upscaled by an integer factor
+    num_classes: int = 0  # 0: taken from the data set
+    # data
+    data_dir: str | None = None  # None: --data-dir, else $STUDY_DATA_DIR, else the user cache
+    val_fraction: float = 0.1  # of the training set, stratified by class; the test set is never used
+    data_fraction: float = 1.0  # stratified subsample of what remains for training
+    seed: int = 0  # model init, data order and augmentation
+    split_seed: int = 0  # which images form the validation split (and the data_fraction subsample)
+    # NaiveNet's knobs
+    width: float = 1.0  # channel multiplier
+    depth: int = 2  # residual blocks in the main stage
+    se: str = "both"  # where squeeze-and-excitation blocks go
+    separable: bool = True  # depthwise-separable (True) or standard 3x3 convs in the main stage
+    # recipe
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 0.01  # OneCycle peaks at 5x this
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"
+    label_smoothing: float = 0.1
+    # augmentation: each value is its strength at aug_strength = 1, in the unit named
+    aug_strength: float = 1.0  # scales every augmentation below; 0 turns them all off
+    translate: float = 1.0  # px at 32x32 (the seed's 4 px crop padding at 128)
+    flip: float = 0.5  # probability of a horizontal flip (never vertical)
+    rotate: float = 10.0  # degrees, uniform in +-rotate
+    shear: float = 5.0  # degrees, uniform in +-shear
+    brightness: float = 0.1  # factor uniform in 1 +- brightness
+    contrast: float = 0.1
+    saturation: float = 0.1
+    hue: float = 0.02  # fraction of a full turn of hue
+    cutout: float = 0.0  # side of the erased square, px at 32x32 (scaled with resolution)
+    mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing weight; 0 = off
+    # how it runs
+    device: str = "auto"
+    precision: str = "bf16"  # autocast dtype; fp32 turns autocast off
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        for name, options in CHOICES.items():
+            if getattr(self, name) not in options:
+                raise UserError(
+                    f"{name}={getattr(self, name)!r} is not supported; choose one of: {', '.join(options)}"
+                )
+        checks = [
+            ("resolution", self.resolution >= 32 and self.resolution % 32 == 0, "a multiple of 32"),
+            ("lr", self.lr > 0, "> 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("epochs", self.epochs >= 1, ">= 1"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("width", self.width > 0, "> 0"),
+            ("depth", self.depth >= 0, ">= 0"),
+            ("val_fraction", 0 < self.val_fraction < 1, "in (0, 1)"),
+            ("data_fraction", 0 < self.data_fraction <= 1, "in (0, 1]"),
+            ("aug_strength", 0 <= self.aug_strength <= 1, "in [0, 1]"),
+            ("flip", 0 <= self.flip <= 1, "in [0, 1]"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+            ("num_classes", self.num_classes >= 0, ">= 0"),
+        ]
+        for name, ok, must in checks:
+            if not ok:
+                raise UserError(f"{name}={getattr(self, name)!r} is invalid: it must be {must}")
+
+    def replace(self, **overrides: Any) -> Config:
+        """A copy with `overrides` applied, each checked against the field's type."""
+        return dataclasses.replace(self, **{k: coerce(k, v) for k, v in overrides.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_TYPES = typing.get_type_hints(Config)
+NAMES = tuple(f.name for f in fields(Config))
+
+
+def coerce(name: str, value: Any) -> Any:
+    """`value` as the type of setting `name`; unknown names and wrong types are a UserError."""
+    if name not in _TYPES:
+        raise UserError(f"unknown setting {name!r}; known settings: {', '.join(NAMES)}")
+    expected = _TYPES[name]
+    allowed = typing.get_args(expected) if isinstance(expected, types.UnionType) else (expected,)
+    if value is None and type(None) in allowed:
+        return None
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if int in allowed and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not any(type(value) is t for t in allowed if t is not type(None)):
+        names = " or ".join(t.__name__ for t in allowed)
+        raise UserError(f"setting {name}={value!r} has the wrong type: expected {names}")
+    return value
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`["lr=0.05", "se=none"]` -> {"lr": 0.05, "se": "none"}; values are Python literals or bare strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UserError(f"--set {item!r} is malformed: write --set name=value, e.g. --set lr=0.05")
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            value = text.strip()  # a bare word such as `se=none` is a string
+        out[name] = coerce(name, value)
+    return out

@@ -1,0 +1,87 @@
+"""What a running study shows on the terminal: an epoch bar per trial, study counts, the top trials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+class StudyProgress:
+    """Live bars while a study runs; also usable as an Optuna callback after each trial."""
+
+    def __init__(self, console: Console, budget: int, done: int) -> None:
+        self.console = console
+        self.bars = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+        )
+        self.study_task = self.bars.add_task(self._study_text(0, 0, 0, None), total=budget, completed=done)
+        self.trial_task: Any = None
+
+    @staticmethod
+    def _study_text(complete: int, pruned: int, failed: int, best: float | None) -> str:
+        best_text = f"{best:.4f}" if best is not None else "-"
+        return f"study  complete {complete} pruned {pruned} failed {failed}  best {best_text}"
+
+    def __enter__(self) -> StudyProgress:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bars.stop()
+
+    def start_trial(self, number: int, epochs: int) -> None:
+        if self.trial_task is not None:
+            self.bars.remove_task(self.trial_task)
+        self.trial_task = self.bars.add_task(f"trial {number:<4} epoch 1/{epochs}", total=None)
+        self._epochs = epochs
+
+    def on_step(self, epoch: int, step: int, steps: int) -> None:
+        self.bars.update(self.trial_task, total=self._epochs * steps, completed=epoch * steps + step + 1)
+
+    def on_epoch(self, metrics: dict[str, Any]) -> None:
+        done = metrics["epochs_trained"]
+        text = (f"trial epoch {done}/{self._epochs}  loss {metrics['train_loss_curve'][-1]:.3f}  "
+                f"val_acc {metrics['val_accuracy']:.4f}  {metrics['images_per_second']:.0f} img/s")
+        self.bars.update(self.trial_task, description=text)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trials = study.get_trials(deepcopy=False)
+        count = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+        values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+        best = max(values) if values else None
+        self.bars.update(
+            self.study_task, completed=count[TrialState.COMPLETE] + count[TrialState.PRUNED],
+            description=self._study_text(count[TrialState.COMPLETE], count[TrialState.PRUNED], count[TrialState.FAIL], best),
+        )
+        value = "-" if trial.value is None else f"{trial.value:.4f}"
+        reason = trial.user_attrs.get("fail_reason", "")
+        self.console.log(f"trial {trial.number} {trial.state.name.lower()}  val_acc {value}  {trial.params}  {reason}".rstrip())
+
+
+def top_trials_table(study: optuna.Study, n: int = 10) -> Table:
+    done = [t for t in study.get_trials(deepcopy=False) if t.value is not None and t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    done.sort(key=lambda t: (t.state != TrialState.COMPLETE, -t.value))
+    names = sorted({k for t in done for k in t.params})
+    table = Table(title=f"top trials of {study.study_name}")
+    for col in ["#", "state", "val_acc", "epochs", "params", "img/s", *names]:
+        table.add_column(col, justify="right")
+    for t in done[:n]:
+        attrs = t.user_attrs
+        table.add_row(
+            str(t.number), t.state.name.lower(), f"{t.value:.4f}", str(attrs.get("epochs_trained", "")),
+            f"{attrs.get('params', 0):,}", f"{attrs.get('images_per_second', 0):.0f}",
+            *[_fmt(t.params.get(k)) for k in names],
+        )
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "" if value is None else str(value)

@@ -1,0 +1,144 @@
+"""Space files: plain Python modules that say what to search.
+
+A space file holds module-level settings (any Config field, e.g. `model = "naivenet"`), a few
+study settings (`trials`, `sampler`, `pruner`), a docstring whose first line describes it, and
+optionally `suggest(trial) -> dict` that samples settings, each Optuna parameter named after the
+setting it sets. Everything is checked when the file loads, so a typo fails before any training.
+"""
+
+from __future__ import annotations
+
+import runpy
+import types
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+
+from study.config import NAMES, Config, coerce
+from study.errors import UserError
+
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("hyperband", "median", "successive_halving", "none")
+STUDY_SETTINGS = {"trials": int, "sampler": str, "pruner": str}
+
+
+@dataclass(frozen=True)
+class Space:
+    name: str
+    path: Path
+    description: str
+    defaults: Config
+    trials: int = 30
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    suggest: Callable[[Any], dict[str, Any]] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # what the file itself set
+
+    @property
+    def summary(self) -> str:
+        return self.description.strip().splitlines()[0] if self.description.strip() else self.name
+
+    def reference_params(self, fixed: dict[str, Any]) -> dict[str, Any]:
+        """The default value of every parameter `suggest` samples: the study's reference trial."""
+        if self.suggest is None:
+            return {}
+        probe = optuna.trial.FixedTrial(self.defaults.to_dict())
+        self.suggest(FixingTrial(probe, fixed))
+        return probe.params
+
+    def config(self, trial: Any, fixed: dict[str, Any]) -> Config:
+        """The configuration for one trial: defaults, then --set values, then what suggest samples."""
+        sampled = self.suggest(FixingTrial(trial, fixed)) if self.suggest else {}
+        return self.defaults.replace(**{**fixed, **sampled})
+
+
+class FixingTrial:
+    """Wraps a trial so that suggest_* returns the --set value for fixed names instead of sampling.
+
+    A fixed setting then never appears among the trial's parameters, so the sampler and the
+    importance analyses only see what really varied.
+    """
+
+    def __init__(self, trial: Any, fixed: dict[str, Any]) -> None:
+        self._trial, self._fixed = trial, fixed
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._trial, attr)
+        if not attr.startswith("suggest_"):
+            return value
+
+        def suggest(name: str, *args: Any, **kwargs: Any) -> Any:
+            return self._fixed[name] if name in self._fixed else value(name, *args, **kwargs)
+
+        return suggest
+
+
+def _choice(path: Path, name: str, value: str, options: tuple[str, ...]) -> str:
+    if value not in options:
+        raise UserError(f"{path}: {name}={value!r} is not supported; choose one of: {', '.join(options)}")
+    return value
+
+
+def load(path: str | Path) -> Space:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"space file {path} not found; list the available ones with `python -m study spaces`")
+    try:
+        namespace = runpy.run_path(str(path), run_name=f"space_{path.stem}")
+    except SyntaxError as exc:
+        raise UserError(f"{path}:{exc.lineno}: syntax error: {exc.msg}; fix the space file") from None
+    except Exception as exc:
+        raise UserError(f"{path} failed to load: {type(exc).__name__}: {exc}") from None
+
+    settings: dict[str, Any] = {}
+    study: dict[str, Any] = {}
+    for key, value in namespace.items():
+        if key.startswith("_") or key == "suggest" or isinstance(value, (types.ModuleType, type)):
+            continue
+        if callable(value) and getattr(value, "__module__", None) != namespace.get("__name__"):
+            continue  # an imported helper, not a setting
+        if key in STUDY_SETTINGS:
+            if type(value) is not STUDY_SETTINGS[key]:
+                raise UserError(f"{path}: {key} must be a {STUDY_SETTINGS[key].__name__}, not {value!r}")
+            study[key] = value
+        elif key in NAMES:
+            settings[key] = coerce(key, value)
+        else:
+            known = ", ".join([*STUDY_SETTINGS, "suggest", *NAMES])
+            raise UserError(f"{path}: unknown setting {key!r}; known: {known}")
+    try:
+        defaults = Config(**settings)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    if study.get("trials", 1) < 1:
+        raise UserError(f"{path}: trials={study['trials']} is invalid: it must be >= 1")
+    _choice(path, "sampler", study.get("sampler", "tpe"), SAMPLERS)
+    _choice(path, "pruner", study.get("pruner", "hyperband"), PRUNERS)
+
+    space = Space(
+        name=path.stem, path=path, description=namespace.get("__doc__") or "", defaults=defaults,
+        suggest=namespace.get("suggest"), settings=settings, **study,
+    )
+    _check_suggest(space)
+    return space
+
+
+def _check_suggest(space: Space) -> None:
+    """Run suggest once on the defaults: names, ranges and returned settings must all make sense."""
+    if space.suggest is None:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # Optuna warns when a fixed value is outside its range
+            space.reference_params({})
+            space.config(optuna.trial.FixedTrial(space.defaults.to_dict()), {})
+    except UserError as exc:
+        raise UserError(f"{space.path}: suggest() {exc}") from None
+    except (ValueError, UserWarning) as exc:
+        raise UserError(
+            f"{space.path}: suggest() does not fit the defaults ({exc}); name each parameter after its "
+            "setting and make every range (low <= high) include the setting's default"
+        ) from None

@@ -1,0 +1,221 @@
+"""`train(config, trial=None)`: one configuration from data to metrics, with or without Optuna."""
+
+from __future__ import annotations
+
+import functools
+import math
+import resource
+import time
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from study import augment, data, models
+from study.config import Config
+from study.errors import UserError
+
+# The seed's OneCycle: peak at 5x lr after 30% of the steps, from lr/25... to peak/1e4, cosine.
+ONECYCLE_PEAK = 5.0
+ONECYCLE_PCT_START = 0.3
+ONECYCLE_DIV = 25.0
+ONECYCLE_FINAL_DIV = 1e4
+EVAL_BATCH = 500
+
+StepCallback = Callable[[int, int, int], None]  # (epoch, step, steps per epoch) after each step
+EpochCallback = Callable[[dict[str, Any]], None]  # one epoch's metrics
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda was asked for but no CUDA device is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+@functools.lru_cache(maxsize=2)
+def _device_data(config: Config, device: torch.device, test: bool) -> dict[str, torch.Tensor]:
+    """The split's images (uint8) and labels on the device, built once per process and split."""
+    cifar = data.load(config.dataset, config.data_dir)
+    parts = data.split(cifar.train_labels, config.val_fraction, config.data_fraction, config.split_seed)
+    mean, std = data.STATS[config.dataset]
+    out = {
+        "train_x": cifar.train_images[parts.train], "train_y": cifar.train_labels[parts.train],
+        "val_x": cifar.train_images[parts.val], "val_y": cifar.train_labels[parts.val],
+        "mean": torch.tensor(mean), "std": torch.tensor(std),
+    }
+    if test:
+        out.update(test_x=cifar.test_images, test_y=cifar.test_labels)
+    return {k: v.to(device) for k, v in out.items()}
+
+
+def device_data(config: Config, device: torch.device, test: bool = False) -> dict[str, torch.Tensor]:
+    # The cache key holds only what selects the data, so every trial of a study shares one copy.
+    key = Config(
+        dataset=config.dataset, data_dir=config.data_dir, val_fraction=config.val_fraction,
+        data_fraction=config.data_fraction, split_seed=config.split_seed,
+    )
+    return _device_data(key, device, test)
+
+
+def flops_per_image(model: nn.Module, resolution: int, device: torch.device) -> int:
+    """Forward FLOPs (2 per multiply-add) of one image, counted by torch.utils.flop_counter."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, resolution, resolution, device=device))
+    model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def _autocast(config: Config, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: Config,
+             mean: torch.Tensor, std: torch.Tensor, device: torch.device) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) over a whole split."""
+    model.eval()
+    correct = torch.zeros((), device=device)
+    loss = torch.zeros((), device=device)
+    with torch.no_grad(), _autocast(config, device):
+        for i in range(0, len(labels), EVAL_BATCH):
+            x = augment.eval_batch(images[i:i + EVAL_BATCH], config.resolution, mean, std)
+            if config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = model(x).float()
+            y = labels[i:i + EVAL_BATCH]
+            correct += (out.argmax(1) == y).sum()
+            loss += F.cross_entropy(out, y, reduction="sum")
+    model.train()
+    n = len(labels)
+    return correct.item() / n, loss.item() / n
+
+
+def _scheduler(config: Config, optimizer: torch.optim.Optimizer, total_steps: int):
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=ONECYCLE_PEAK * config.lr, total_steps=total_steps,
+            pct_start=ONECYCLE_PCT_START, div_factor=ONECYCLE_DIV, final_div_factor=ONECYCLE_FINAL_DIV,
+            anneal_strategy="cos",
+        )
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process's peak RSS
+
+
+def _record(trial: Any, metrics: dict[str, Any]) -> None:
+    for key, value in metrics.items():
+        trial.set_user_attr(key, value)
+
+
+def train(
+    config: Config,
+    trial: Any = None,
+    *,
+    test: bool = False,
+    on_step: StepCallback | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> dict[str, Any]:
+    """Train `config` and return its metrics (accuracies are fractions in [0, 1]).
+
+    With an Optuna `trial`, validation accuracy is reported after every epoch, the pruner may stop
+    the run (optuna.TrialPruned), and the metrics so far are stored as the trial's user attributes
+    however it ends. `test=True` also scores the test set, kept apart as `test_accuracy`.
+    """
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    d = device_data(config, device, test)
+    cifar = data.load(config.dataset, config.data_dir)
+    num_classes = config.num_classes or cifar.num_classes
+    torch.manual_seed(config.seed)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = models.build(config, num_classes).to(device, memory_format=memory_format)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, foreach=True
+    )
+    n = len(d["train_y"])
+    batch = min(config.batch_size, n)
+    steps = n // batch  # the last partial batch is dropped: a batch of one breaks BatchNorm
+    scheduler = _scheduler(config, optimizer, config.epochs * steps)
+
+    metrics: dict[str, Any] = {
+        "config": config.to_dict(),
+        "seed": config.seed,
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "params": sum(p.numel() for p in model.parameters()),
+        "flops_per_image": flops_per_image(model, config.resolution, device),
+        "train_images": n, "val_images": len(d["val_y"]),
+        "val_accuracy_curve": [], "val_loss_curve": [], "train_accuracy_curve": [], "train_loss_curve": [],
+        "seconds_per_epoch": [],
+    }
+    train_seconds = 0.0
+    try:
+        for epoch in range(config.epochs):
+            epoch_start = time.perf_counter()
+            order = torch.randperm(n, device=device)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device)
+            for step in range(steps):
+                idx = order[step * batch:(step + 1) * batch]
+                labels = d["train_y"][idx]
+                x, target = augment.train_batch(d["train_x"][idx], labels, config, num_classes, d["mean"], d["std"])
+                x = x.contiguous(memory_format=memory_format)
+                with _autocast(config, device):
+                    out = model(x)
+                    loss = F.cross_entropy(out, target, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                # accumulated on the device: one host sync per epoch, not per step
+                loss_sum += loss.detach().float()
+                correct += (out.detach().argmax(1) == labels).sum()
+                if on_step:
+                    on_step(epoch, step, steps)
+            train_loss = loss_sum.item() / steps  # syncs, so the epoch's time below is real
+            train_seconds += time.perf_counter() - epoch_start
+            if not math.isfinite(train_loss):
+                raise Diverged(f"training loss became {train_loss} in epoch {epoch + 1}: lower lr or weight_decay")
+            val_acc, val_loss = evaluate(model, d["val_x"], d["val_y"], config, d["mean"], d["std"], device)
+            metrics["train_loss_curve"].append(train_loss)
+            metrics["train_accuracy_curve"].append(correct.item() / (steps * batch))
+            metrics["val_accuracy_curve"].append(val_acc)
+            metrics["val_loss_curve"].append(val_loss)
+            metrics["seconds_per_epoch"].append(time.perf_counter() - epoch_start)
+            metrics.update(
+                epochs_trained=epoch + 1, val_accuracy=val_acc,
+                images_per_second=(epoch + 1) * steps * batch / train_seconds,
+                seconds=time.perf_counter() - start, peak_memory_mb=_peak_memory_mb(device),
+            )
+            if on_epoch:
+                on_epoch(metrics)
+            if trial is not None:
+                trial.report(val_acc, epoch + 1)
+                if trial.should_prune():
+                    import optuna
+
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} at val_accuracy {val_acc:.4f}")
+        if test:
+            metrics["test_accuracy"], metrics["test_loss"] = evaluate(
+                model, d["test_x"], d["test_y"], config, d["mean"], d["std"], device
+            )
+        metrics["seconds"] = time.perf_counter() - start
+        return metrics
+    finally:
+        if trial is not None:
+            _record(trial, metrics)
