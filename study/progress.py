@@ -60,8 +60,9 @@ class StudyProgress:
             description=self._study_text(count[TrialState.COMPLETE], count[TrialState.PRUNED], count[TrialState.FAIL], best),
         )
         value = "-" if trial.value is None else f"{trial.value:.4f}"
+        params = " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
         reason = trial.user_attrs.get("fail_reason", "")
-        self.console.log(f"trial {trial.number} {trial.state.name.lower()}  val_acc {value}  {trial.params}  {reason}".rstrip())
+        self.console.print(f"trial {trial.number} {trial.state.name.lower():8} val_acc {value}  {params}  {reason}".rstrip())
 
 
 def top_trials_table(study: optuna.Study, n: int = 10) -> Table:

@@ -1,0 +1,32 @@
+import math
+
+import pytest
+
+from study.config import Config
+from study.train import Diverged, train
+
+
+def small(data_dir, **kw):
+    return Config(dataset="cifar10", resolution=32, data_dir=data_dir, **kw)
+
+
+def test_loss_goes_down_and_metrics_are_complete(data_dir):
+    m = train(small(data_dir, epochs=3, lr=0.05, aug_strength=0.0), test=True)
+    assert m["train_loss_curve"][-1] < m["train_loss_curve"][0] - 0.1
+    assert m["val_accuracy"] > 0.2  # chance is 0.10
+    for key in ("params", "flops_per_image", "val_accuracy", "images_per_second", "seconds", "test_accuracy"):
+        assert key in m
+    assert 0 <= m["test_accuracy"] <= 1 and m["test_accuracy"] != m["val_accuracy"]
+    assert m["params"] == 317_634 and m["flops_per_image"] > 1e7
+    assert len(m["val_accuracy_curve"]) == 3 and m["epochs_trained"] == 3
+
+
+def test_a_diverging_run_raises_diverged(data_dir):
+    with pytest.raises(Diverged, match="lower lr"):
+        train(small(data_dir, epochs=2, lr=1e6, data_fraction=0.1, precision="fp32"))
+
+
+def test_same_seed_same_curve_fp32(data_dir):
+    cfg = small(data_dir, epochs=1, data_fraction=0.1, precision="fp32")
+    a, b = train(cfg), train(cfg)
+    assert math.isclose(a["train_loss_curve"][0], b["train_loss_curve"][0], rel_tol=1e-4)
