@@ -1,6 +1,7 @@
 """The command line as a user runs it: subprocesses from a scratch folder, real data, real studies."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ SPACE32 = str(ROOT / "spaces" / "naivenet32_cifar10.py")
 
 
 def study_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "study", *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, whatever is pip-installed
+    return subprocess.run([sys.executable, "-m", "study", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
 def test_train_json_has_the_promised_metrics(data_dir, tmp_path):
