@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -34,6 +35,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--trials", type=int, help="trial budget, counting trials of earlier runs (default: the space's)")
     run.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
 
+    path = sub.add_parser("ablation-path", help="retrain the path from a study's reference trial to its best")
+    path.add_argument("storage", help="the search's storage: a .db file or an SQLAlchemy URL")
+    path.add_argument("--study-name", help="the search study, when the storage holds several")
+    path.add_argument("--seeds", type=int, help="seeds per configuration (default: the space's)")
+    path.add_argument("--data-dir", help="data folder (default: the one the search used)")
+    path.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="fix a setting on every run")
+    path.add_argument("--epochs", type=int, help="epochs per run (same as --set epochs=N)")
+    path.add_argument("--device", choices=("auto", "cpu", "cuda"))
+
     train = sub.add_parser("train", help="train one configuration (the space's defaults) without a study")
     _common(train)
     train.add_argument("--test", action="store_true", help="also score the test set (kept apart from validation)")
@@ -43,7 +53,8 @@ def parser() -> argparse.ArgumentParser:
 
 def _fixed(args: argparse.Namespace) -> dict[str, Any]:
     """--set values, then the shorthand flags, which win."""
-    flags = {n: getattr(args, n) for n in ("data_dir", "epochs", "device", "seed") if getattr(args, n) is not None}
+    flags = {n: getattr(args, n, None) for n in ("data_dir", "epochs", "device", "seed")}
+    flags = {n: v for n, v in flags.items() if v is not None}
     return {**parse_overrides(args.set), **flags}
 
 
@@ -61,6 +72,22 @@ def _run(args: argparse.Namespace, console: Console) -> None:
     console.print(runner.top_trials_table(study))
     url = args.storage or runner.default_storage(space)
     console.print(f"browse it: optuna-dashboard {url}")
+
+
+def storage_url(text: str) -> str:
+    """A bare path to a .db file means SQLite; anything with :// is an SQLAlchemy URL."""
+    return text if "://" in text else f"sqlite:///{text}"
+
+
+def _ablation_path(args: argparse.Namespace, console: Console) -> None:
+    from study.ablation_path import ablation_path
+
+    if args.seeds is not None and args.seeds < 1:
+        raise UserError(f"--seeds {args.seeds} is invalid: it must be >= 1")
+    url = storage_url(args.storage)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise UserError(f"{args.storage} does not exist; pass the .db file that `python -m study run` wrote")
+    ablation_path(url, args.study_name, _fixed(args), args.seeds, console)
 
 
 def _train(args: argparse.Namespace, console: Console) -> None:
@@ -83,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     console = Console(stderr=args.command == "train" and getattr(args, "json", False))
     try:
-        {"run": _run, "train": _train}[args.command](args, console)
+        {"run": _run, "train": _train, "ablation-path": _ablation_path}[args.command](args, console)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

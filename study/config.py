@@ -68,6 +68,7 @@ class Config:
     device: str = "auto"
     precision: str = "bf16"  # autocast dtype; fp32 turns autocast off
     channels_last: bool = True
+    record_grad_norms: bool = False  # gradient norm of every weight over the first epoch (vanishing gradients)
 
     def __post_init__(self) -> None:
         for name, options in CHOICES.items():

@@ -11,7 +11,8 @@ import torch
 from optuna.trial import TrialState
 from rich.console import Console
 
-from study import data
+from study import ablation, data
+from study.config import Config
 from study.errors import UserError
 from study.progress import StudyProgress, top_trials_table
 from study.space import Space
@@ -62,6 +63,14 @@ def _save_note(study: optuna.Study, space: Space) -> None:
     optuna_dashboard.save_note(study, f"# {space.name}\n\n{space.description.strip()}\n\nSpace file: `{space.path}`")
 
 
+def artifact_store(url: str) -> optuna.artifacts.FileSystemArtifactStore:
+    """Files too big for user attributes: beside an SQLite database, else under runs/artifacts."""
+    base = Path(url.removeprefix("sqlite:///")).parent if url.startswith("sqlite:///") else Path("runs")
+    folder = base / "artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return optuna.artifacts.FileSystemArtifactStore(str(folder))
+
+
 def open_study(space: Space, fixed: dict[str, Any], storage: str | None, study_name: str | None, seed: int) -> optuna.Study:
     """Create the space's study, or load it to resume; refuses a name already used by another space."""
     url = storage or default_storage(space)
@@ -78,17 +87,20 @@ def open_study(space: Space, fixed: dict[str, Any], storage: str | None, study_n
     )
     if name not in existing:
         cifar = data.load(defaults.dataset, defaults.data_dir)
-        study.set_user_attr("space", space.name)
-        study.set_user_attr("space_path", str(space.path))
-        study.set_user_attr("description", space.description.strip())
-        study.set_user_attr("sampler", space.sampler)
-        study.set_user_attr("pruner", space.pruner)
-        study.set_user_attr("dataset", {
-            "name": cifar.name, "root": str(cifar.root), "classes": list(cifar.classes),
-            "train_images": len(cifar.train_labels), "test_images": len(cifar.test_labels),
-        })
+        attrs = {
+            "space": space.name, "space_path": str(space.path), "description": space.description.strip(),
+            "kind": space.kind, "sampler": space.sampler, "pruner": space.pruner, "seeds": space.seeds,
+            "dataset": {
+                "name": cifar.name, "root": str(cifar.root), "classes": list(cifar.classes),
+                "train_images": len(cifar.train_labels), "test_images": len(cifar.test_labels),
+            },
+            **(ablation.study_attrs(space) if space.kind == "ablation" else {}),
+        }
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
         _save_note(study, space)
-        study.enqueue_trial(space.reference_params(fixed), user_attrs={"reference": True})
+        if space.kind == "search":
+            study.enqueue_trial(space.reference_params(fixed), user_attrs={"reference": True})
     study.set_user_attr("commands", [*study.user_attrs.get("commands", []), " ".join(sys.argv)])
     return study
 
@@ -107,29 +119,46 @@ def run(
     """Search `space` until its trial budget (finished trials, counting earlier runs) is spent."""
     console = console or Console()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if space.kind == "ablation":
+        ablation.check_fixed(space, fixed)
     defaults = space.defaults.replace(**fixed)
     data.load(defaults.dataset, defaults.data_dir)  # data problems surface here, not inside trial 0
     study = open_study(space, fixed, storage, study_name, seed)
-    budget = trials or space.trials
+    store = artifact_store(storage or default_storage(space))
     done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
-    if done >= budget:
+    if space.kind == "ablation":
+        todo = ablation.enqueue_missing(study, space, seed)
+        budget = done + todo
+    else:
+        budget = trials or space.trials
+        todo = budget - done
+    study.set_user_attr("budget", budget)
+    if todo <= 0:
         console.print(f"study {study.study_name} already has {done} finished trials (budget {budget}); nothing to do")
         return study
 
     with StudyProgress(console, budget, done) as progress:
 
         def objective(trial: optuna.Trial) -> float:
-            config = space.config(trial, fixed)
-            progress.start_trial(trial.number, config.epochs)
-            try:
-                metrics = train(config, trial, on_step=progress.on_step, on_epoch=progress.on_epoch)
-            except (Diverged, torch.OutOfMemoryError) as exc:
-                trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
-                raise
-            return metrics["val_accuracy"]
+            if space.kind == "ablation":
+                config = ablation.cell_config(space, trial, fixed, seed)
+            else:
+                config = space.config(trial, fixed)
+            return train_trial(config, trial, progress, store)
 
         study.optimize(
-            objective, n_trials=budget - done, timeout=timeout, catch=(Diverged, torch.OutOfMemoryError),
+            objective, n_trials=todo, timeout=timeout, catch=(Diverged, torch.OutOfMemoryError),
             callbacks=[optuna.study.MaxTrialsCallback(budget, states=FINISHED), progress],
         )
     return study
+
+
+def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, store: Any) -> float:
+    """Train one trial's configuration; a diverged or out-of-memory run fails alone, reason stored."""
+    progress.start_trial(trial.number, config.epochs)
+    try:
+        metrics = train(config, trial, on_step=progress.on_step, on_epoch=progress.on_epoch, artifact_store=store)
+    except (Diverged, torch.OutOfMemoryError) as exc:
+        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+        raise
+    return metrics["val_accuracy"]

@@ -1,9 +1,16 @@
 """Space files: plain Python modules that say what to search.
 
 A space file holds module-level settings (any Config field, e.g. `model = "naivenet"`), a few
-study settings (`trials`, `sampler`, `pruner`), a docstring whose first line describes it, and
-optionally `suggest(trial) -> dict` that samples settings, each Optuna parameter named after the
-setting it sets. Everything is checked when the file loads, so a typo fails before any training.
+study settings (`trials`, `sampler`, `pruner`, `seeds`), a docstring whose first line describes it,
+and either `suggest(trial) -> dict`, which samples settings (each Optuna parameter named after the
+setting it sets), or `components`, which makes it an ablation space:
+
+    components = {"se": {"model": ("se_resnet18", "resnet18")}, "mixup_alpha": (0.2, 0.0)}
+    design = "one_out"   # or "add_one", "factorial"
+
+A component is a setting with its full and ablated value (`name: (full, ablated)`), or, to give it a
+readable name, `name: {setting: (full, ablated)}`. Everything is checked when the file loads, so a
+typo fails before any training.
 """
 
 from __future__ import annotations
@@ -22,7 +29,18 @@ from study.errors import UserError
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("hyperband", "median", "successive_halving", "none")
-STUDY_SETTINGS = {"trials": int, "sampler": str, "pruner": str}
+DESIGNS = ("one_out", "add_one", "factorial")
+STUDY_SETTINGS = {"trials": int, "sampler": str, "pruner": str, "seeds": int, "design": str, "components": dict}
+
+
+@dataclass(frozen=True)
+class Component:
+    """One ablation component: a setting, its value in the full model and when knocked out."""
+
+    name: str
+    setting: str
+    full: Any
+    ablated: Any
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,13 @@ class Space:
     pruner: str = "hyperband"
     suggest: Callable[[Any], dict[str, Any]] | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # what the file itself set
+    components: tuple[Component, ...] = ()
+    design: str = "one_out"
+    seeds: int = 3  # repeats of every ablation variant, and of every ablation-path step
+
+    @property
+    def kind(self) -> str:
+        return "ablation" if self.components else "search"
 
     @property
     def summary(self) -> str:
@@ -115,15 +140,43 @@ def load(path: str | Path) -> Space:
         raise UserError(f"{path}: {exc}") from None
     if study.get("trials", 1) < 1:
         raise UserError(f"{path}: trials={study['trials']} is invalid: it must be >= 1")
+    if study.get("seeds", 1) < 1:
+        raise UserError(f"{path}: seeds={study['seeds']} is invalid: it must be >= 1")
     _choice(path, "sampler", study.get("sampler", "tpe"), SAMPLERS)
     _choice(path, "pruner", study.get("pruner", "hyperband"), PRUNERS)
+    _choice(path, "design", study.get("design", "one_out"), DESIGNS)
+    components = _components(path, study.pop("components", {}), defaults)
+    if components and namespace.get("suggest"):
+        raise UserError(f"{path}: a space either searches (suggest) or ablates (components); split it into two files")
+    if "pruner" not in study and components:
+        study["pruner"] = "none"  # every ablation cell trains to the end unless the space asks
 
     space = Space(
         name=path.stem, path=path, description=namespace.get("__doc__") or "", defaults=defaults,
-        suggest=namespace.get("suggest"), settings=settings, **study,
+        suggest=namespace.get("suggest"), settings=settings, components=components, **study,
     )
     _check_suggest(space)
     return space
+
+
+def _components(path: Path, declared: dict[str, Any], defaults: Config) -> tuple[Component, ...]:
+    out = []
+    for name, spec in declared.items():
+        if isinstance(spec, dict) and len(spec) == 1:
+            ((setting, values),) = spec.items()
+        else:
+            setting, values = name, spec
+        if not (isinstance(values, tuple) and len(values) == 2):
+            raise UserError(
+                f"{path}: component {name!r} must be (full, ablated) or {{setting: (full, ablated)}}, not {spec!r}"
+            )
+        try:
+            full, ablated = coerce(setting, values[0]), coerce(setting, values[1])
+            defaults.replace(**{setting: full}), defaults.replace(**{setting: ablated})
+        except UserError as exc:
+            raise UserError(f"{path}: component {name!r}: {exc}") from None
+        out.append(Component(name, setting, full, ablated))
+    return tuple(out)
 
 
 def _check_suggest(space: Space) -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
 import resource
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Callable
 
+import optuna
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,6 +27,7 @@ ONECYCLE_PCT_START = 0.3
 ONECYCLE_DIV = 25.0
 ONECYCLE_FINAL_DIV = 1e4
 EVAL_BATCH = 500
+ARTIFACT_NUMBERS = 400  # values with more numbers than this go to the artifact store
 
 StepCallback = Callable[[int, int, int], None]  # (epoch, step, steps per epoch) after each step
 EpochCallback = Callable[[dict[str, Any]], None]  # one epoch's metrics
@@ -80,10 +85,10 @@ def _autocast(config: Config, device: torch.device):
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: Config,
-             mean: torch.Tensor, std: torch.Tensor, device: torch.device) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) over a whole split."""
+             mean: torch.Tensor, std: torch.Tensor, device: torch.device, num_classes: int) -> tuple[float, float, list[list[int]]]:
+    """(accuracy, mean cross-entropy, confusion matrix with rows = true class) over a whole split."""
     model.eval()
-    correct = torch.zeros((), device=device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
     loss = torch.zeros((), device=device)
     with torch.no_grad(), _autocast(config, device):
         for i in range(0, len(labels), EVAL_BATCH):
@@ -92,11 +97,12 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, confi
                 x = x.contiguous(memory_format=torch.channels_last)
             out = model(x).float()
             y = labels[i:i + EVAL_BATCH]
-            correct += (out.argmax(1) == y).sum()
+            confusion += torch.bincount(y * num_classes + out.argmax(1), minlength=num_classes * num_classes)
             loss += F.cross_entropy(out, y, reduction="sum")
     model.train()
+    matrix = confusion.view(num_classes, num_classes)
     n = len(labels)
-    return correct.item() / n, loss.item() / n
+    return matrix.diagonal().sum().item() / n, loss.item() / n, matrix.tolist()
 
 
 def _scheduler(config: Config, optimizer: torch.optim.Optimizer, total_steps: int):
@@ -115,9 +121,29 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process's peak RSS
 
 
-def _record(trial: Any, metrics: dict[str, Any]) -> None:
+def record(trial: Any, metrics: dict[str, Any], artifact_store: Any = None) -> None:
+    """Store metrics as the trial's user attributes; big values go to the artifact store as JSON.
+
+    A user attribute above a few hundred numbers slows every storage read (the dashboard reads them
+    all), so those are uploaded as `<key>.json` and the attribute `<key>_artifact` holds its id.
+    """
     for key, value in metrics.items():
-        trial.set_user_attr(key, value)
+        text = json.dumps(value)
+        if artifact_store is not None and text.count(",") >= ARTIFACT_NUMBERS:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"{key}.json"
+                path.write_text(text)
+                artifact_id = optuna.artifacts.upload_artifact(
+                    artifact_store=artifact_store, file_path=str(path), study_or_trial=trial
+                )
+            trial.set_user_attr(f"{key}_artifact", artifact_id)
+        else:
+            trial.set_user_attr(key, value)
+
+
+def _weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """Conv and linear weights: one per parameterised layer."""
+    return [(name.removesuffix(".weight"), p) for name, p in model.named_parameters() if p.ndim > 1]
 
 
 def train(
@@ -127,12 +153,14 @@ def train(
     test: bool = False,
     on_step: StepCallback | None = None,
     on_epoch: EpochCallback | None = None,
+    artifact_store: Any = None,
 ) -> dict[str, Any]:
     """Train `config` and return its metrics (accuracies are fractions in [0, 1]).
 
     With an Optuna `trial`, validation accuracy is reported after every epoch, the pruner may stop
     the run (optuna.TrialPruned), and the metrics so far are stored as the trial's user attributes
-    however it ends. `test=True` also scores the test set, kept apart as `test_accuracy`.
+    however it ends (big ones in `artifact_store` when given). `test=True` also scores the test
+    set, kept apart as `test_accuracy`.
     """
     start = time.perf_counter()
     device = resolve_device(config.device)
@@ -163,6 +191,8 @@ def train(
         "val_accuracy_curve": [], "val_loss_curve": [], "train_accuracy_curve": [], "train_loss_curve": [],
         "seconds_per_epoch": [],
     }
+    weights = _weights(model) if config.record_grad_norms else []
+    grad_norms: list[torch.Tensor] = []
     train_seconds = 0.0
     try:
         for epoch in range(config.epochs):
@@ -180,6 +210,8 @@ def train(
                     loss = F.cross_entropy(out, target, label_smoothing=config.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if weights and epoch == 0:
+                    grad_norms.append(torch.stack([p.grad.detach().float().norm() for _, p in weights]))
                 optimizer.step()
                 scheduler.step()
                 # accumulated on the device: one host sync per epoch, not per step
@@ -191,14 +223,19 @@ def train(
             train_seconds += time.perf_counter() - epoch_start
             if not math.isfinite(train_loss):
                 raise Diverged(f"training loss became {train_loss} in epoch {epoch + 1}: lower lr or weight_decay")
-            val_acc, val_loss = evaluate(model, d["val_x"], d["val_y"], config, d["mean"], d["std"], device)
+            if grad_norms and epoch == 0:
+                per_layer = torch.stack(grad_norms).T.tolist()
+                metrics["grad_norms"] = {name: norms for (name, _), norms in zip(weights, per_layer)}
+            val_acc, val_loss, confusion = evaluate(
+                model, d["val_x"], d["val_y"], config, d["mean"], d["std"], device, num_classes
+            )
             metrics["train_loss_curve"].append(train_loss)
             metrics["train_accuracy_curve"].append(correct.item() / (steps * batch))
             metrics["val_accuracy_curve"].append(val_acc)
             metrics["val_loss_curve"].append(val_loss)
             metrics["seconds_per_epoch"].append(time.perf_counter() - epoch_start)
             metrics.update(
-                epochs_trained=epoch + 1, val_accuracy=val_acc,
+                epochs_trained=epoch + 1, val_accuracy=val_acc, confusion_matrix=confusion,
                 images_per_second=(epoch + 1) * steps * batch / train_seconds,
                 seconds=time.perf_counter() - start, peak_memory_mb=_peak_memory_mb(device),
             )
@@ -207,15 +244,13 @@ def train(
             if trial is not None:
                 trial.report(val_acc, epoch + 1)
                 if trial.should_prune():
-                    import optuna
-
                     raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} at val_accuracy {val_acc:.4f}")
         if test:
-            metrics["test_accuracy"], metrics["test_loss"] = evaluate(
-                model, d["test_x"], d["test_y"], config, d["mean"], d["std"], device
+            metrics["test_accuracy"], metrics["test_loss"], _ = evaluate(
+                model, d["test_x"], d["test_y"], config, d["mean"], d["std"], device, num_classes
             )
         metrics["seconds"] = time.perf_counter() - start
         return metrics
     finally:
         if trial is not None:
-            _record(trial, metrics)
+            record(trial, metrics, artifact_store)

@@ -1,0 +1,145 @@
+"""The ablation path (Fawcett & Hoos 2016) from a study's reference trial to its best, by real retraining.
+
+Starting at the reference configuration, each step trains every configuration that changes one more
+of the remaining parameters to the best trial's value, keeps the change that gains most, and goes
+on until every parameter has its best value. Every run is a trial of its own study, so an
+interrupted path resumes without retraining what it already has.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+from rich.console import Console
+from rich.table import Table
+
+from study import runner
+from study.config import Config
+from study.errors import UserError
+from study.progress import StudyProgress
+from study.train import Diverged
+
+
+def load_source(storage: str, study_name: str | None) -> optuna.Study:
+    store = runner.open_storage(storage)
+    names = optuna.get_all_study_names(store)
+    if study_name is None:
+        searches = [n for n in names if not n.endswith("-ablation-path")]
+        if len(searches) != 1:
+            raise UserError(f"{storage} holds studies {names}; pick one with --study-name")
+        study_name = searches[0]
+    if study_name not in names:
+        raise UserError(f"no study {study_name!r} in {storage}; it holds: {', '.join(names) or 'none'}")
+    return optuna.load_study(study_name=study_name, storage=store)
+
+
+def _endpoints(source: optuna.Study) -> tuple[optuna.trial.FrozenTrial, optuna.trial.FrozenTrial]:
+    complete = [t for t in source.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    reference = next((t for t in complete if t.user_attrs.get("reference")), None)
+    if reference is None or not complete:
+        raise UserError(f"study {source.study_name} has no completed reference trial (trial 0); run the search first")
+    return reference, max(complete, key=lambda t: t.value)
+
+
+def _label(changed: frozenset[str]) -> str:
+    return "+".join(sorted(changed)) or "reference"
+
+
+def ablation_path(
+    storage: str,
+    study_name: str | None,
+    fixed: dict[str, Any],
+    seeds: int | None = None,
+    console: Console | None = None,
+) -> list[dict[str, Any]]:
+    """Walk the path, store it as `<source>-ablation-path`, and return its steps."""
+    console = console or Console()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    source = load_source(storage, study_name)
+    reference, best = _endpoints(source)
+    start = Config(**reference.user_attrs["config"]).replace(**fixed)
+    goal = {p: best.user_attrs["config"][p] for p in best.params if best.params[p] != reference.params.get(p)}
+    n_seeds = seeds or source.user_attrs.get("seeds", 3)
+    seed_list = [start.seed + i for i in range(n_seeds)]
+
+    path_study = optuna.create_study(
+        storage=runner.open_storage(storage), study_name=f"{source.study_name}-ablation-path",
+        direction="maximize", load_if_exists=True, pruner=optuna.pruners.NopPruner(),
+    )
+    for key, value in {"kind": "ablation_path", "source_study": source.study_name, "seeds": n_seeds,
+                       "dataset": source.user_attrs.get("dataset"), "space": source.user_attrs.get("space"),
+                       "space_path": source.user_attrs.get("space_path")}.items():
+        path_study.set_user_attr(key, value)
+    done = {
+        (frozenset(t.user_attrs["changed"]), t.user_attrs["seed"]): t.value
+        for t in path_study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE
+    }
+    store = runner.artifact_store(storage)
+    steps = len(goal)
+    budget = n_seeds * (1 + steps * (steps + 1) // 2)
+
+    with StudyProgress(console, budget, len(done)) as progress:
+
+        def score(changed: frozenset[str], step: int) -> list[float]:
+            values = []
+            for seed in seed_list:
+                if (changed, seed) not in done:
+                    trial = path_study.ask()
+                    for key, value in {"changed": sorted(changed), "seed": seed, "path_step": step,
+                                       "variant": _label(changed)}.items():
+                        trial.set_user_attr(key, value)
+                    config = start.replace(**{p: goal[p] for p in changed}, seed=seed)
+                    try:
+                        value = runner.train_trial(config, trial, progress, store)
+                    except (Diverged, torch.OutOfMemoryError):
+                        path_study.tell(trial, state=TrialState.FAIL)
+                        value = float("nan")  # a failed run counts as no evidence for its change
+                    except BaseException:
+                        path_study.tell(trial, state=TrialState.FAIL)  # interrupted: leave the storage consistent
+                        raise
+                    else:
+                        path_study.tell(trial, value)
+                    progress(path_study, path_study.get_trials(deepcopy=False)[trial.number])
+                    done[(changed, seed)] = value
+                values.append(done[(changed, seed)])
+            return values
+
+        current: frozenset[str] = frozenset()
+        base = score(current, 0)
+        path = [_step(0, "reference", None, None, base, None)]
+        while len(current) < steps:
+            tried = {p: score(current | {p}, len(current) + 1) for p in goal if p not in current}
+            param = max(tried, key=lambda p: _mean(tried[p]))
+            current = current | {param}
+            path.append(_step(len(current), param, start.to_dict()[param], goal[param], tried[param], path[-1]))
+    path_study.set_user_attr("path", path)
+    console.print(path_table(path, path_study.study_name))
+    return path
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if v == v]
+    return statistics.fmean(finite) if finite else float("-inf")
+
+
+def _step(step: int, param: str, old: Any, new: Any, values: list[float], previous: dict | None) -> dict[str, Any]:
+    mean = _mean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    gain = mean - previous["val_accuracy_mean"] if previous else 0.0
+    return {"step": step, "param": param, "from": old, "to": new, "val_accuracy_mean": mean,
+            "val_accuracy_std": std, "gain": gain, "seeds": len(values)}
+
+
+def path_table(path: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("step", "parameter", "change", "val_acc (mean ± std)", "gain"):
+        table.add_column(col, justify="right")
+    for s in path:
+        change = "" if s["step"] == 0 else f"{s['from']} -> {s['to']}"
+        table.add_row(str(s["step"]), s["param"], change,
+                      f"{s['val_accuracy_mean']:.4f} ± {s['val_accuracy_std']:.4f}", f"{s['gain']:+.4f}")
+    return table

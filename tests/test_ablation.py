@@ -1,0 +1,111 @@
+import json
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from study import ablation, runner
+from study import space as spaces
+from study.ablation_path import ablation_path
+from study.config import Config
+from study.errors import UserError
+
+
+def write_space(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "ablate.py"
+    path.write_text('"""A tiny ablation."""\n' + textwrap.dedent(body))
+    return path
+
+
+TINY = """
+model = "naivenet"
+dataset = "cifar10"
+resolution = 32
+epochs = 1
+seeds = 2
+components = {"se": ("both", "none"), "augmentation": {"aug_strength": (1.0, 0.0)}}
+"""
+
+
+def test_designs_enumerate_their_variants(tmp_path):
+    body = TINY.replace("}\n", ', "mixup": {"mixup_alpha": (0.2, 0.0)}}\n')
+    one_out = spaces.load(write_space(tmp_path, body))
+    assert [v.name for v in ablation.variants(one_out)] == ["full", "no se", "no augmentation", "no mixup"]
+    add_one = spaces.load(write_space(tmp_path, body + 'design = "add_one"\n'))
+    variants = ablation.variants(add_one)
+    assert [v.name for v in variants] == ["bare", "only se", "only augmentation", "only mixup"]
+    assert variants[1].settings == {"se": "both", "aug_strength": 0.0, "mixup_alpha": 0.0}
+    factorial = ablation.variants(spaces.load(write_space(tmp_path, body + 'design = "factorial"\n')))
+    assert len(factorial) == 8 == len({v.name for v in factorial}) == len({tuple(v.settings.items()) for v in factorial})
+    assert {"full", "bare", "se+mixup"} <= {v.name for v in factorial}
+
+
+@pytest.mark.parametrize("body,match", [
+    (TINY.replace('("both", "none")', '("both", "sometimes")'), "component 'se'.*none, frontend"),
+    (TINY.replace('("both", "none")', '"both"'), r"\(full, ablated\)"),
+    (TINY + "def suggest(t):\n    return {}\n", "split it into two files"),
+    (TINY + 'design = "leave_two_out"\n', "one_out, add_one, factorial"),
+])
+def test_bad_ablation_spaces(tmp_path, body, match):
+    with pytest.raises(UserError, match=match):
+        spaces.load(write_space(tmp_path, body))
+
+
+def test_one_out_grid_runs_each_cell_once_and_stores_diagnostics(data_dir, tmp_path):
+    space = spaces.load(write_space(tmp_path, TINY))
+    storage = f"sqlite:///{tmp_path}/ablate.db"
+    # batch 16: enough steps that the first epoch's gradient norms go to the artifact store
+    fixed = {"data_dir": data_dir, "data_fraction": 0.1, "record_grad_norms": True, "batch_size": 16}
+    study = runner.run(space, fixed, storage=storage)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    cells = sorted((t.user_attrs["variant"], t.params["seed"]) for t in trials)
+    assert cells == sorted((v, s) for v in ("full", "no se", "no augmentation") for s in (0, 1))
+    no_se = next(t for t in trials if t.user_attrs["variant"] == "no se")
+    assert no_se.user_attrs["config"]["se"] == "none" and no_se.user_attrs["components_on"] == ["augmentation"]
+    assert study.user_attrs["kind"] == "ablation" and study.user_attrs["reference_variant"] == "full"
+    assert study.user_attrs["components"]["augmentation"] == {"setting": "aug_strength", "full": 1.0, "ablated": 0.0}
+
+    confusion = trials[0].user_attrs["confusion_matrix"]
+    assert len(confusion) == 10 and sum(map(sum, confusion)) == trials[0].user_attrs["val_images"]
+    store = runner.artifact_store(storage)
+    with store.open_reader(trials[0].user_attrs["grad_norms_artifact"]) as f:
+        norms = json.load(f)
+    assert "backend.6" in norms and all(len(v) == len(norms["backend.6"]) > 1 for v in norms.values())
+
+    again = runner.run(space, fixed, storage=storage)
+    assert len(again.get_trials()) == 6
+
+    with pytest.raises(UserError, match="--set se"):
+        runner.run(space, {**fixed, "se": "none"}, storage=storage)
+
+
+def test_ablation_path_walks_from_reference_to_best(data_dir, tmp_path):
+    storage = f"sqlite:///{tmp_path}/search.db"
+    source = optuna.create_study(study_name="search", storage=storage, direction="maximize")
+    source.set_user_attr("seeds", 1)
+    reference = Config(dataset="cifar10", resolution=32, epochs=1, data_dir=data_dir, data_fraction=0.1)
+    best = reference.replace(lr=0.05, se="none", aug_strength=0.0)
+    dists = {"lr": optuna.distributions.FloatDistribution(1e-3, 0.1, log=True),
+             "se": optuna.distributions.CategoricalDistribution(["none", "both"]),
+             "aug_strength": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    for config, value, attrs in ((reference, 0.2, {"reference": True}), (best, 0.3, {})):
+        params = {k: config.to_dict()[k] for k in dists}
+        source.add_trial(optuna.trial.create_trial(
+            params=params, distributions=dists, value=value, user_attrs={"config": config.to_dict(), **attrs}))
+
+    path = ablation_path(storage, None, {}, seeds=1)
+    assert [s["step"] for s in path] == [0, 1, 2, 3]
+    assert {s["param"] for s in path[1:]} == {"lr", "se", "aug_strength"}
+    assert all(s["to"] == best.to_dict()[s["param"]] for s in path[1:])
+    for before, after in zip(path, path[1:]):
+        assert after["gain"] == pytest.approx(after["val_accuracy_mean"] - before["val_accuracy_mean"])
+    stored = optuna.load_study(study_name="search-ablation-path", storage=storage)
+    assert len(stored.trials) == 1 + 3 + 2 + 1 and stored.user_attrs["path"] == path
+    last = next(t for t in stored.trials if t.user_attrs["path_step"] == 3)
+    assert {k: last.user_attrs["config"][k] for k in dists} == {k: best.to_dict()[k] for k in dists}
+
+    ablation_path(storage, None, {}, seeds=1)  # resumes: nothing new to train
+    assert len(optuna.load_study(study_name="search-ablation-path", storage=storage).trials) == 7
