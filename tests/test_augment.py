@@ -57,4 +57,4 @@ def test_mixup_blends_images_and_targets_alike():
     mixed, target = augment.mixup(x, onehot, 0.4)
     torch.testing.assert_close(target.sum(1), torch.ones(64))
     assert (target.max(1).values < 1).any()
-    assert mixed.min() >= x.min() and mixed.max() <= x.max()
+    assert mixed.min() >= x.min() - 1e-3 and mixed.max() <= x.max() + 1e-3  # convex combinations
