@@ -67,7 +67,7 @@ def ablation_path(
     seed_list = [start.seed + i for i in range(n_seeds)]
 
     path_study = optuna.create_study(
-        storage=runner.open_storage(storage), study_name=f"{source.study_name}-ablation-path",
+        storage=runner.open_storage(storage, heartbeat=False), study_name=f"{source.study_name}-ablation-path",
         direction="maximize", load_if_exists=True, pruner=optuna.pruners.NopPruner(),
     )
     for key, value in {"kind": "ablation_path", "source_study": source.study_name, "seeds": n_seeds,

@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from study import space as spaces
-from study.config import parse_overrides
+from study.config import Config, parse_overrides
 from study.errors import UserError
 
 
@@ -34,6 +34,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--study-name", help="study name (default: the space's file name)")
     run.add_argument("--trials", type=int, help="trial budget, counting trials of earlier runs (default: the space's)")
     run.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    run.add_argument("--workers", type=int, default=1, help="worker processes sharing the study (CPU threads are split)")
+    run.add_argument("--devices", help="comma-separated devices dealt out to the workers, e.g. cuda:0,cuda:1")
 
     path = sub.add_parser("ablation-path", help="retrain the path from a study's reference trial to its best")
     path.add_argument("storage", help="the search's storage: a .db file or an SQLAlchemy URL")
@@ -64,10 +66,14 @@ def _run(args: argparse.Namespace, console: Console) -> None:
     space = spaces.load(args.space)
     if args.trials is not None and args.trials < 1:
         raise UserError(f"--trials {args.trials} is invalid: it must be >= 1")
-    fixed = _fixed(args)
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers} is invalid: it must be >= 1")
+    devices = args.devices.split(",") if args.devices else None
+    for device in devices or []:
+        Config(device=device)  # checks the name
     study = runner.run(
-        space, fixed, storage=args.storage, study_name=args.study_name, trials=args.trials,
-        timeout=args.timeout, seed=args.seed or 0, console=console,
+        space, _fixed(args), storage=args.storage, study_name=args.study_name, trials=args.trials,
+        timeout=args.timeout, seed=args.seed or 0, workers=args.workers, devices=devices, console=console,
     )
     console.print(runner.top_trials_table(study))
     url = args.storage or runner.default_storage(space)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -22,7 +23,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "se": ("none", "frontend", "main", "both", "all"),
     "schedule": ("onecycle", "cosine"),
     "precision": ("bf16", "fp32"),
-    "device": ("auto", "cpu", "cuda"),
 }
 
 
@@ -65,7 +65,7 @@ class Config:
     cutout: float = 0.0  # side of the erased square, px at 32x32 (scaled with resolution)
     mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing weight; 0 = off
     # how it runs
-    device: str = "auto"
+    device: str = "auto"  # auto (cuda when present), cpu, cuda or cuda:N
     precision: str = "bf16"  # autocast dtype; fp32 turns autocast off
     channels_last: bool = True
     record_grad_norms: bool = False  # gradient norm of every weight over the first epoch (vanishing gradients)
@@ -77,6 +77,8 @@ class Config:
                     f"{name}={getattr(self, name)!r} is not supported; choose one of: {', '.join(options)}"
                 )
         checks = [
+            ("device", self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device) is not None,
+             "auto, cpu, cuda or cuda:N"),
             ("resolution", self.resolution >= 32 and self.resolution % 32 == 0, "a multiple of 32"),
             ("lr", self.lr > 0, "> 0"),
             ("weight_decay", self.weight_decay >= 0, ">= 0"),

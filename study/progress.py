@@ -14,8 +14,8 @@ from rich.table import Table
 class StudyProgress:
     """Live bars while a study runs; also usable as an Optuna callback after each trial."""
 
-    def __init__(self, console: Console, budget: int, done: int) -> None:
-        self.console = console
+    def __init__(self, console: Console, budget: int, done: int, live: bool = True, prefix: str = "") -> None:
+        self.console, self.live, self.prefix = console, live, prefix
         self.bars = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
@@ -29,7 +29,8 @@ class StudyProgress:
         return f"study  complete {complete} pruned {pruned} failed {failed}  best {best_text}"
 
     def __enter__(self) -> StudyProgress:
-        self.bars.start()
+        if self.live:  # parallel workers print one line per trial instead of fighting over the bars
+            self.bars.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -62,7 +63,7 @@ class StudyProgress:
         value = "-" if trial.value is None else f"{trial.value:.4f}"
         params = " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
         reason = trial.user_attrs.get("fail_reason", "")
-        self.console.print(f"trial {trial.number} {trial.state.name.lower():8} val_acc {value}  {params}  {reason}".rstrip())
+        self.console.print(f"{self.prefix}trial {trial.number} {trial.state.name.lower():8} val_acc {value}  {params}  {reason}".rstrip())
 
 
 def top_trials_table(study: optuna.Study, n: int = 10) -> Table:

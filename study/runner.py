@@ -1,17 +1,32 @@
-"""`run`: one Optuna study over a space, stored so that it resumes and the dashboard can read it."""
+"""`run`: one Optuna study over a space, stored so that it resumes and the dashboard can read it.
+
+Robustness, in one place:
+- SQLite is opened in WAL mode with a 60 s busy timeout, so several workers and optuna-dashboard
+  read and write one file without "database is locked" errors; any SQLAlchemy URL (PostgreSQL,
+  MySQL) works the same way for several machines.
+- Every RDB storage runs Optuna's heartbeat: a worker killed mid-trial leaves a trial that the next
+  worker to start a trial marks FAILED (within HEARTBEAT_GRACE_SECONDS) and re-queues with the same
+  parameters; that retry resumes from the trial's last per-epoch checkpoint.
+- The budget is shared exactly: a trial whose number comes after `budget` live trials steps aside.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from rich.console import Console
 
 from study import ablation, data
+from study import space as spaces
 from study.config import Config
 from study.errors import UserError
 from study.progress import StudyProgress, top_trials_table
@@ -19,24 +34,71 @@ from study.space import Space
 from study.train import Diverged, train
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+# Optuna marks its heartbeat and retry callback experimental; they are what we need here.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+HEARTBEAT_SECONDS = 10
+HEARTBEAT_GRACE_SECONDS = 30
+MAX_RETRY = 2
+INTERRUPTED = "interrupted"
+
+class BudgetReached(Exception):
+    """Another worker took the last trial of the budget first."""
 
 
 def default_storage(space: Space) -> str:
     return f"sqlite:///runs/{space.name}.db"
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage for `url`; SQLite waits for locks instead of failing at once."""
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
+def run_dir(url: str) -> Path:
+    """Where artifacts and checkpoints go: beside an SQLite file, else ./runs."""
+    return Path(url.removeprefix("sqlite:///")).parent if url.startswith("sqlite:///") else Path("runs")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _wal(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+
+def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage (with heartbeats for `optimize`); SQLite in WAL mode waits for locks."""
+    if "://" not in url:
+        raise UserError(f"storage {url!r} is not a URL; write sqlite:///path/to.db or postgresql://user@host/db")
+    sqlite = url.startswith("sqlite:")
+    if sqlite:
+        folder = Path(url.removeprefix("sqlite:///")).parent
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UserError(f"cannot create {path.parent} for the study database ({exc}); pass --storage") from None
+            raise UserError(f"cannot create {folder} for the study database ({exc.strerror}); pass --storage") from None
+        if not os.access(folder, os.W_OK):
+            raise UserError(f"{folder} is read-only: the study database cannot be written there; pass --storage")
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {})
+        beats = dict(
+            heartbeat_interval=HEARTBEAT_SECONDS, grace_period=HEARTBEAT_GRACE_SECONDS,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRY, inherit_intermediate_values=True),
+        )
+        storage = optuna.storages.RDBStorage(
+            url, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {}, **(beats if heartbeat else {})
+        )
     except Exception as exc:
-        raise UserError(f"cannot open storage {url!r} ({type(exc).__name__}: {exc}); pass an SQLAlchemy URL such as sqlite:///runs/x.db") from None
+        raise UserError(f"cannot open storage {url!r} ({_one_line(exc)}); check the URL and that the database is reachable") from None
+    if sqlite:
+        import sqlalchemy
+
+        sqlalchemy.event.listen(storage.engine, "connect", _wal)
+        storage.engine.dispose()  # reconnect so the pragma applies to every pooled connection
+    return storage
+
+
+def artifact_store(url: str) -> optuna.artifacts.FileSystemArtifactStore:
+    folder = run_dir(url) / "artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return optuna.artifacts.FileSystemArtifactStore(str(folder))
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -63,26 +125,16 @@ def _save_note(study: optuna.Study, space: Space) -> None:
     optuna_dashboard.save_note(study, f"# {space.name}\n\n{space.description.strip()}\n\nSpace file: `{space.path}`")
 
 
-def artifact_store(url: str) -> optuna.artifacts.FileSystemArtifactStore:
-    """Files too big for user attributes: beside an SQLite database, else under runs/artifacts."""
-    base = Path(url.removeprefix("sqlite:///")).parent if url.startswith("sqlite:///") else Path("runs")
-    folder = base / "artifacts"
-    folder.mkdir(parents=True, exist_ok=True)
-    return optuna.artifacts.FileSystemArtifactStore(str(folder))
-
-
-def open_study(space: Space, fixed: dict[str, Any], storage: str | None, study_name: str | None, seed: int) -> optuna.Study:
+def open_study(space: Space, fixed: dict[str, Any], url: str, name: str, seed: int) -> optuna.Study:
     """Create the space's study, or load it to resume; refuses a name already used by another space."""
-    url = storage or default_storage(space)
-    name = study_name or space.name
-    store = open_storage(url)
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(store)}
+    storage = open_storage(url)
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     if name in existing and existing[name].user_attrs.get("space", space.name) != space.name:
         other = existing[name].user_attrs["space"]
         raise UserError(f"study {name!r} in {url} belongs to space {other!r}; pass --study-name to start a new one")
     defaults = space.defaults.replace(**fixed)
     study = optuna.create_study(
-        storage=store, study_name=name, direction="maximize", load_if_exists=True,
+        storage=storage, study_name=name, direction="maximize", load_if_exists=True,
         sampler=make_sampler(space.sampler, seed), pruner=make_pruner(space.pruner, defaults.epochs),
     )
     if name not in existing:
@@ -105,6 +157,15 @@ def open_study(space: Space, fixed: dict[str, Any], storage: str | None, study_n
     return study
 
 
+def _requeue_interrupted(study: optuna.Study) -> None:
+    """Trials stopped by Ctrl-C run again with their parameters, resuming from their checkpoints."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    for t in trials:
+        if t.state == TrialState.FAIL and t.user_attrs.get("fail_reason") == INTERRUPTED and t.number not in retried:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "reference": t.user_attrs.get("reference", False)})
+
+
 def run(
     space: Space,
     fixed: dict[str, Any],
@@ -114,51 +175,122 @@ def run(
     trials: int | None = None,
     timeout: float | None = None,
     seed: int = 0,
+    workers: int = 1,
+    devices: list[str] | None = None,
     console: Console | None = None,
 ) -> optuna.Study:
-    """Search `space` until its trial budget (finished trials, counting earlier runs) is spent."""
+    """Search `space` until its trial budget (finished trials, counting earlier runs) is spent.
+
+    With `workers` > 1, that many processes share the study, the CPU threads split between them,
+    and `devices` (e.g. ["cuda:0", "cuda:1"]) is dealt out among them.
+    """
     console = console or Console()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if space.kind == "ablation":
         ablation.check_fixed(space, fixed)
     defaults = space.defaults.replace(**fixed)
     data.load(defaults.dataset, defaults.data_dir)  # data problems surface here, not inside trial 0
-    study = open_study(space, fixed, storage, study_name, seed)
-    store = artifact_store(storage or default_storage(space))
+    url = storage or default_storage(space)
+    name = study_name or space.name
+    study = open_study(space, fixed, url, name, seed)
+    _requeue_interrupted(study)
     done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
     if space.kind == "ablation":
-        todo = ablation.enqueue_missing(study, space, seed)
-        budget = done + todo
+        budget = done + ablation.enqueue_missing(study, space, seed)
     else:
-        budget = trials or space.trials
-        todo = budget - done
+        budget = max(trials or space.trials, done)
     study.set_user_attr("budget", budget)
-    if todo <= 0:
-        console.print(f"study {study.study_name} already has {done} finished trials (budget {budget}); nothing to do")
+    if done >= budget:
+        console.print(f"study {name} already has {done} finished trials (budget {budget}); nothing to do")
         return study
 
-    with StudyProgress(console, budget, done) as progress:
+    threads = max(1, torch.get_num_threads() // workers) if workers > 1 else 0
+    jobs = [(str(space.path), fixed | ({"device": devices[i % len(devices)]} if devices else {}), url, name, budget,
+             timeout, seed, i, threads) for i in range(workers)]
+    if workers == 1:
+        work(*jobs[0], console=console)
+    else:
+        console.print(f"{workers} workers on {name}, {threads} CPU thread(s) each")
+        context = multiprocessing.get_context("spawn")  # fork would share torch's thread pools
+        processes = [context.Process(target=work, args=job, name=f"worker-{i}") for i, job in enumerate(jobs)]
+        for p in processes:
+            p.start()
+        for p in processes:
+            p.join()
+        if any(p.exitcode for p in processes):
+            raise UserError(f"a worker exited with code {[p.exitcode for p in processes]}; run the same command to resume")
+    return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: int, timeout: float | None,
+         seed: int, index: int, threads: int, console: Console | None = None) -> None:
+    """Worker `index`: trains trials of the stored study until the shared budget is spent."""
+    live = console is not None
+    if threads:
+        torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = spaces.load(space_path)
+    defaults = space.defaults.replace(**fixed)
+    study = optuna.load_study(
+        study_name=name, storage=open_storage(url),
+        sampler=make_sampler(space.sampler, seed + index),  # workers must not propose the same trials
+        pruner=make_pruner(space.pruner, defaults.epochs),
+    )
+    store = artifact_store(url)
+    done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+    with StudyProgress(console or Console(), budget, done, live=live, prefix="" if live else f"worker {index}: ") as progress:
 
         def objective(trial: optuna.Trial) -> float:
+            frozen = _claim(study, trial, budget)
             if space.kind == "ablation":
                 config = ablation.cell_config(space, trial, fixed, seed)
             else:
                 config = space.config(trial, fixed)
-            return train_trial(config, trial, progress, store)
+            original = frozen.user_attrs.get("retry_of", RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen))
+            checkpoint = run_dir(url) / "checkpoints" / name / f"trial-{trial.number if original is None else original}.pt"
+            return train_trial(config, trial, progress, store, checkpoint)
 
         study.optimize(
-            objective, n_trials=todo, timeout=timeout, catch=(Diverged, torch.OutOfMemoryError),
+            objective, n_trials=budget, timeout=timeout, catch=(Diverged, torch.OutOfMemoryError, BudgetReached),
             callbacks=[optuna.study.MaxTrialsCallback(budget, states=FINISHED), progress],
         )
-    return study
 
 
-def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, store: Any) -> float:
-    """Train one trial's configuration; a diverged or out-of-memory run fails alone, reason stored."""
+def _claim(study: optuna.Study, trial: optuna.Trial, budget: int) -> optuna.trial.FrozenTrial:
+    """This trial as stored; stops the worker if `budget` live trials came before it."""
+    trials = study.get_trials(deepcopy=False)
+    if sum(t.state in LIVE for t in trials if t.number < trial.number) >= budget:
+        study.stop()
+        reason = f"budget of {budget} trials already taken by other workers"
+        trial.set_user_attr("fail_reason", reason)
+        raise BudgetReached(reason)
+    return next(t for t in trials if t.number == trial.number)
+
+
+def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, store: Any,
+                checkpoint: Path | None = None) -> float:
+    """Train one trial; a diverged or out-of-memory run fails alone with its reason stored.
+
+    The checkpoint outlives the trial only when it was interrupted, so that its retry resumes.
+    """
     progress.start_trial(trial.number, config.epochs)
     try:
-        metrics = train(config, trial, on_step=progress.on_step, on_epoch=progress.on_epoch, artifact_store=store)
-    except (Diverged, torch.OutOfMemoryError) as exc:
-        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+        metrics = train(config, trial, on_step=progress.on_step, on_epoch=progress.on_epoch,
+                        artifact_store=store, checkpoint=checkpoint)
+    except KeyboardInterrupt:
+        trial.set_user_attr("fail_reason", INTERRUPTED)
         raise
+    except (Diverged, torch.OutOfMemoryError) as exc:
+        trial.set_user_attr("fail_reason", _one_line(exc))
+        _remove(checkpoint)
+        raise
+    except optuna.TrialPruned:
+        _remove(checkpoint)
+        raise
+    _remove(checkpoint)
     return metrics["val_accuracy"]
+
+
+def _remove(checkpoint: Path | None) -> None:
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)

@@ -40,8 +40,8 @@ class Diverged(Exception):
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device=cuda was asked for but no CUDA device is visible; use --device cpu or auto")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={name} was asked for but no CUDA device is visible; use --device cpu or auto")
     return torch.device(name)
 
 
@@ -146,6 +146,35 @@ def _weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(name.removesuffix(".weight"), p) for name, p in model.named_parameters() if p.ndim > 1]
 
 
+def _save(path: Path, epoch: int, train_seconds: float, model: nn.Module, optimizer: torch.optim.Optimizer,
+          scheduler: Any, metrics: dict[str, Any]) -> None:
+    """Everything needed to go on after `epoch`, written atomically (a kill mid-write keeps the old file)."""
+    state = {
+        "epoch": epoch, "train_seconds": train_seconds, "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "rng": torch.get_rng_state(), "metrics": json.dumps(metrics),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+            metrics: dict[str, Any]) -> tuple[int, float]:
+    """Load a checkpoint written by `_save` (tensors and plain values only); returns (epoch, train seconds)."""
+    state = torch.load(path, weights_only=True, map_location="cpu")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    if state["cuda_rng"]:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    metrics.update(json.loads(state["metrics"]), resumed_from_epoch=state["epoch"])
+    return state["epoch"], state["train_seconds"]
+
+
 def train(
     config: Config,
     trial: Any = None,
@@ -154,13 +183,15 @@ def train(
     on_step: StepCallback | None = None,
     on_epoch: EpochCallback | None = None,
     artifact_store: Any = None,
+    checkpoint: Path | None = None,
 ) -> dict[str, Any]:
     """Train `config` and return its metrics (accuracies are fractions in [0, 1]).
 
     With an Optuna `trial`, validation accuracy is reported after every epoch, the pruner may stop
     the run (optuna.TrialPruned), and the metrics so far are stored as the trial's user attributes
     however it ends (big ones in `artifact_store` when given). `test=True` also scores the test
-    set, kept apart as `test_accuracy`.
+    set, kept apart as `test_accuracy`. With `checkpoint`, the run saves its state there after every
+    epoch and, when the file exists, resumes from it instead of starting over.
     """
     start = time.perf_counter()
     device = resolve_device(config.device)
@@ -194,8 +225,11 @@ def train(
     weights = _weights(model) if config.record_grad_norms else []
     grad_norms: list[torch.Tensor] = []
     train_seconds = 0.0
+    first_epoch = 0
+    if checkpoint is not None and checkpoint.is_file():
+        first_epoch, train_seconds = _resume(checkpoint, model, optimizer, scheduler, metrics)
     try:
-        for epoch in range(config.epochs):
+        for epoch in range(first_epoch, config.epochs):
             epoch_start = time.perf_counter()
             order = torch.randperm(n, device=device)
             loss_sum = torch.zeros((), device=device)
@@ -239,6 +273,8 @@ def train(
                 images_per_second=(epoch + 1) * steps * batch / train_seconds,
                 seconds=time.perf_counter() - start, peak_memory_mb=_peak_memory_mb(device),
             )
+            if checkpoint is not None:
+                _save(checkpoint, epoch + 1, train_seconds, model, optimizer, scheduler, metrics)
             if on_epoch:
                 on_epoch(metrics)
             if trial is not None:
