@@ -1,9 +1,10 @@
 """`run`: one Optuna study over a space, stored so that it resumes and the dashboard can read it.
 
 Robustness, in one place:
-- SQLite is opened in WAL mode with a 60 s busy timeout, so several workers and optuna-dashboard
-  read and write one file without "database is locked" errors; any SQLAlchemy URL (PostgreSQL,
-  MySQL) works the same way for several machines.
+- SQLite is opened in WAL mode with a 60 s busy timeout and immediate transactions, so several
+  workers and optuna-dashboard read and write one file without "database is locked" errors or two
+  workers taking one queued trial; any SQLAlchemy URL (PostgreSQL, MySQL) works the same way for
+  several machines.
 - Every RDB storage runs Optuna's heartbeat: a worker killed mid-trial leaves a trial that the next
   worker to start a trial marks FAILED (within HEARTBEAT_GRACE_SECONDS) and re-queues with the same
   parameters; that retry resumes from the trial's last per-epoch checkpoint.
@@ -60,8 +61,16 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
-def _wal(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event below opens transactions instead
     dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # IMMEDIATE takes the write lock up front, so Optuna's read-then-write steps (popping a queued
+    # trial) are atomic across processes; with deferred transactions two workers could both take
+    # the same WAITING trial. Readers (optuna-dashboard) are not blocked in WAL mode.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage:
@@ -90,7 +99,8 @@ def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage
     if sqlite:
         import sqlalchemy
 
-        sqlalchemy.event.listen(storage.engine, "connect", _wal)
+        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_connect)
+        sqlalchemy.event.listen(storage.engine, "begin", _sqlite_begin)
         storage.engine.dispose()  # reconnect so the pragma applies to every pooled connection
     return storage
 
@@ -125,9 +135,9 @@ def _save_note(study: optuna.Study, space: Space) -> None:
     optuna_dashboard.save_note(study, f"# {space.name}\n\n{space.description.strip()}\n\nSpace file: `{space.path}`")
 
 
-def open_study(space: Space, fixed: dict[str, Any], url: str, name: str, seed: int) -> optuna.Study:
+def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.RDBStorage, url: str, name: str,
+               seed: int) -> optuna.Study:
     """Create the space's study, or load it to resume; refuses a name already used by another space."""
-    storage = open_storage(url)
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     if name in existing and existing[name].user_attrs.get("space", space.name) != space.name:
         other = existing[name].user_attrs["space"]
@@ -189,10 +199,12 @@ def run(
     if space.kind == "ablation":
         ablation.check_fixed(space, fixed)
     defaults = space.defaults.replace(**fixed)
-    data.load(defaults.dataset, defaults.data_dir)  # data problems surface here, not inside trial 0
     url = storage or default_storage(space)
     name = study_name or space.name
-    study = open_study(space, fixed, url, name, seed)
+    store = open_storage(url)
+    data.load(defaults.dataset, defaults.data_dir)  # data problems surface here, not inside trial 0
+    study = open_study(space, fixed, store, url, name, seed)
+    optuna.storages.fail_stale_trials(study)  # trials of killed workers: FAILED and re-queued
     _requeue_interrupted(study)
     done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
     if space.kind == "ablation":
@@ -252,7 +264,8 @@ def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: in
 
         study.optimize(
             objective, n_trials=budget, timeout=timeout, catch=(Diverged, torch.OutOfMemoryError, BudgetReached),
-            callbacks=[optuna.study.MaxTrialsCallback(budget, states=FINISHED), progress],
+            # counting running trials too stops a worker before it asks for a trial that others already cover
+            callbacks=[optuna.study.MaxTrialsCallback(budget, states=(*FINISHED, TrialState.RUNNING)), progress],
         )
 
 

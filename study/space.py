@@ -30,6 +30,7 @@ from study.errors import UserError
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("hyperband", "median", "successive_halving", "none")
 DESIGNS = ("one_out", "add_one", "factorial")
+REQUIRED = ("model", "dataset")  # what every space must say explicitly
 STUDY_SETTINGS = {"trials": int, "sampler": str, "pruner": str, "seeds": int, "design": str, "components": dict}
 
 
@@ -134,8 +135,12 @@ def load(path: str | Path) -> Space:
         else:
             known = ", ".join([*STUDY_SETTINGS, "suggest", *NAMES])
             raise UserError(f"{path}: unknown setting {key!r}; known: {known}")
+    for required in REQUIRED:
+        if required not in settings:
+            raise UserError(f"{path}: missing required setting {required!r}; add e.g. {required} = {getattr(Config, required)!r}")
     try:
         defaults = Config(**settings)
+        _check_model(defaults.model)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
     if study.get("trials", 1) < 1:
@@ -159,6 +164,13 @@ def load(path: str | Path) -> Space:
     return space
 
 
+def _check_model(name: str) -> None:
+    from study import models
+
+    if name not in models.names():
+        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(models.names())}")
+
+
 def _components(path: Path, declared: dict[str, Any], defaults: Config) -> tuple[Component, ...]:
     out = []
     for name, spec in declared.items():
@@ -172,7 +184,8 @@ def _components(path: Path, declared: dict[str, Any], defaults: Config) -> tuple
             )
         try:
             full, ablated = coerce(setting, values[0]), coerce(setting, values[1])
-            defaults.replace(**{setting: full}), defaults.replace(**{setting: ablated})
+            for value in (full, ablated):
+                _check_model(defaults.replace(**{setting: value}).model)
         except UserError as exc:
             raise UserError(f"{path}: component {name!r}: {exc}") from None
         out.append(Component(name, setting, full, ablated))

@@ -36,6 +36,9 @@ def test_shipped_spaces_load():
     assert spaces.load("spaces/naivenet128.py").defaults == Config(epochs=20, resolution=128, dataset="cifar100")
 
 
+HEAD = "model = 'naivenet'\ndataset = 'cifar10'\n"
+
+
 def write(tmp_path, text):
     path = tmp_path / "s.py"
     path.write_text(textwrap.dedent(text))
@@ -45,11 +48,13 @@ def write(tmp_path, text):
 @pytest.mark.parametrize("text,match", [
     ("model = 'naivenet'\nlearning_rate = 0.1\n", "unknown setting 'learning_rate'"),
     ("model = 'naivenet'\ndef suggest(t:\n", "syntax error"),
-    ("resolution = 100\n", "multiple of 32"),
-    ("def suggest(t):\n    return {'lr': t.suggest_float('lr', 0.1, 0.01)}\n", "low <= high"),
-    ("def suggest(t):\n    return {'lr': t.suggest_float('lr', 0.05, 0.1)}\n", "include the setting's default"),
-    ("def suggest(t):\n    return {'speed': t.suggest_float('speed', 0.05, 0.1)}\n", "suggest"),
-    ("sampler = 'bayes'\n", "tpe, random, grid"),
+    ("model = 'naivenet'\ndataset = 'cifar10'\nresolution = 100\n", "multiple of 32"),
+    ("dataset = 'cifar10'\n", "missing required setting 'model'"),
+    ("model = 'vgg'\ndataset = 'cifar10'\n", "unknown model 'vgg'; choose one of: .*naivenet"),
+    (HEAD + "def suggest(t):\n    return {'lr': t.suggest_float('lr', 0.1, 0.01)}\n", "low <= high"),
+    (HEAD + "def suggest(t):\n    return {'lr': t.suggest_float('lr', 0.05, 0.1)}\n", "include the setting's default"),
+    (HEAD + "def suggest(t):\n    return {'speed': t.suggest_float('speed', 0.05, 0.1)}\n", "suggest"),
+    (HEAD + "sampler = 'bayes'\n", "tpe, random, grid"),
 ])
 def test_bad_space_files_fail_on_load_with_one_line(tmp_path, text, match):
     with pytest.raises(UserError, match=match) as info:

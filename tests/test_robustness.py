@@ -1,0 +1,220 @@
+"""Never lose a trial: killed and interrupted workers, parallel workers, PostgreSQL, bad input."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from study import models, runner
+from study import space as spaces
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+SPACE32 = str(ROOT / "spaces" / "naivenet32_cifar10.py")
+
+
+def study_cli(*args, cwd, **kw):
+    return subprocess.run([sys.executable, "-m", "study", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+                          timeout=900, **kw)
+
+
+def start(*args, cwd):
+    return subprocess.Popen([sys.executable, "-m", "study", *args], cwd=cwd, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def write_space(folder: Path, body: str, name: str = "robust") -> str:
+    path = folder / f"{name}.py"
+    path.write_text(f'"""{name}: a small space for robustness tests."""\n' + textwrap.dedent(body))
+    return str(path)
+
+
+SMALL = """
+model = "naivenet"
+dataset = "cifar10"
+resolution = 32
+pruner = "none"
+def suggest(trial):
+    return {"lr": trial.suggest_float("lr", 1e-3, 1e-1, log=True)}
+"""
+
+
+def load(storage, name):
+    return optuna.load_study(study_name=name, storage=storage).get_trials()
+
+
+def wait_for(path: Path, proc: subprocess.Popen, seconds: float = 300) -> None:
+    deadline = time.time() + seconds
+    while not path.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.2)
+
+
+def test_killed_worker_trial_is_failed_retried_and_resumed(data_dir, tmp_path):
+    args = ["run", SPACE32, "--data-dir", data_dir, "--trials", "2", "--epochs", "3", "--set", "data_fraction=0.3"]
+    proc = start(*args, cwd=tmp_path)
+    wait_for(tmp_path / "runs" / "checkpoints" / "naivenet32_cifar10" / "trial-0.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(runner.HEARTBEAT_GRACE_SECONDS + 2)  # the heartbeat goes stale
+
+    r = study_cli(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    trials = load("sqlite:///" + str(tmp_path / "runs" / "naivenet32_cifar10.db"), "naivenet32_cifar10")
+    killed, retry = trials[0], next(t for t in trials if t.system_attrs.get("failed_trial") == 0)
+    assert killed.state == TrialState.FAIL
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    assert retry.user_attrs["resumed_from_epoch"] >= 1 and retry.user_attrs["epochs_trained"] == 3
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 2  # the budget
+
+
+def test_ctrl_c_marks_the_trial_and_the_same_command_resumes_it(data_dir, tmp_path):
+    space = write_space(tmp_path, SMALL)
+    args = ["run", space, "--data-dir", data_dir, "--trials", "1", "--epochs", "3", "--set", "data_fraction=0.3"]
+    proc = start(*args, cwd=tmp_path)
+    wait_for(tmp_path / "runs" / "checkpoints" / "robust" / "trial-0.pt", proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "run the same command to resume" in err
+    storage = "sqlite:///" + str(tmp_path / "runs" / "robust.db")
+    assert [(t.state, t.user_attrs.get("fail_reason")) for t in load(storage, "robust")] == [(TrialState.FAIL, "interrupted")]
+
+    r = study_cli(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    retry = load(storage, "robust")[1]
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["retry_of"] == 0 and retry.user_attrs["reference"]
+    assert retry.user_attrs["resumed_from_epoch"] >= 1
+
+
+def test_four_workers_and_a_reader_share_one_sqlite_file(data_dir, tmp_path):
+    space = write_space(tmp_path, SMALL)
+    db = tmp_path / "runs" / "robust.db"
+    storage = f"sqlite:///{db}"
+    errors, polls, stop = [], [0], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                if db.exists() and "robust" in optuna.get_all_study_names(storage):
+                    optuna.load_study(study_name="robust", storage=storage).get_trials()
+                    polls[0] += 1
+            except Exception as exc:  # the point of the test: no "database is locked"
+                errors.append(exc)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        r = study_cli("run", space, "--data-dir", data_dir, "--trials", "8", "--epochs", "1", "--workers", "4",
+                      "--set", "data_fraction=0.05", cwd=tmp_path)
+    finally:
+        stop.set()
+        thread.join()
+    assert r.returncode == 0, r.stderr
+    assert "locked" not in r.stderr, r.stderr
+    assert not errors and polls[0] > 10
+    trials = load(storage, "robust")
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 8
+    assert {t.number for t in trials} == set(range(len(trials)))
+    assert {t.user_attrs["config"]["lr"] for t in trials if t.state == TrialState.COMPLETE}.__len__() == 8
+
+
+@pytest.mark.skipif(not os.environ.get("STUDY_TEST_POSTGRES_URL"),
+                    reason="no PostgreSQL server: .ci/run starts one and sets STUDY_TEST_POSTGRES_URL")
+def test_two_machines_share_one_postgresql_study_exactly(data_dir, tmp_path):
+    space = write_space(tmp_path, SMALL)
+    url, name = os.environ["STUDY_TEST_POSTGRES_URL"], f"pg-{uuid.uuid4().hex[:8]}"
+    args = ["run", space, "--data-dir", data_dir, "--trials", "8", "--epochs", "1", "--storage", url,
+            "--study-name", name, "--set", "data_fraction=0.05"]
+    procs = [start(*args, cwd=tmp_path / d) for d in ("a", "b") if (tmp_path / d).mkdir() is None]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    trials = load(url, name)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 8
+    assert len({t.number for t in trials}) == len(trials)
+
+
+def test_a_diverging_trial_fails_alone_and_the_study_goes_on(data_dir, tmp_path):
+    space = write_space(tmp_path, """
+        model = "naivenet"
+        dataset = "cifar10"
+        resolution = 32
+        lr = 1e9  # diverges to NaN within an epoch
+        sampler = "grid"
+        pruner = "none"
+        def suggest(trial):
+            return {"lr": trial.suggest_categorical("lr", [1e9, 0.05])}
+    """)
+    r = study_cli("run", space, "--data-dir", data_dir, "--trials", "2", "--epochs", "1", "--set", "data_fraction=0.1",
+                  "--set", "precision='fp32'", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    diverged, healthy = load("sqlite:///" + str(tmp_path / "runs" / "robust.db"), "robust")
+    assert diverged.state == TrialState.FAIL and "loss became nan" in diverged.user_attrs["fail_reason"]
+    assert healthy.state == TrialState.COMPLETE and healthy.params["lr"] == 0.05
+
+
+def test_an_out_of_memory_trial_fails_alone(data_dir, tmp_path):
+    @models.register("oom_when_wide")
+    def build(config, num_classes):
+        if config.width > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return models.naivenet.build(config, num_classes)
+
+    space = spaces.load(write_space(tmp_path, """
+        model = "oom_when_wide"
+        dataset = "cifar10"
+        resolution = 32
+        width = 2.0
+        sampler = "grid"
+        def suggest(trial):
+            return {"width": trial.suggest_categorical("width", [2.0, 0.5])}
+    """))
+    study = runner.run(space, {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.1},
+                       storage=f"sqlite:///{tmp_path}/oom.db", trials=2)
+    oom, fine = study.get_trials()
+    assert oom.state == TrialState.FAIL and oom.user_attrs["fail_reason"].startswith("OutOfMemoryError")
+    assert fine.state == TrialState.COMPLETE
+
+
+@pytest.mark.parametrize("storage,match", [
+    ("runs.db", "is not a URL"),
+    ("nosuchdb://x/y", "cannot open storage"),
+    ("postgresql://study@127.0.0.1:1/none", "cannot open storage"),
+])
+def test_bad_storage_is_one_line(storage, match, tmp_path):
+    r = study_cli("run", SPACE32, "--storage", storage, "--data-dir", "/nonexistent", cwd=tmp_path)
+    assert r.returncode == 2 and match in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_unwritable_runs_folder_is_one_line(data_dir, tmp_path):
+    (tmp_path / "runs").write_text("a file where the runs folder should be")
+    r = study_cli("run", SPACE32, "--data-dir", data_dir, cwd=tmp_path)
+    assert r.returncode == 2 and "cannot create runs" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_data_folder_in_the_wrong_layout_is_one_line(tmp_path):
+    (tmp_path / "data" / "cifar10").mkdir(parents=True)
+    r = study_cli("train", SPACE32, "--data-dir", str(tmp_path / "data"), cwd=tmp_path)
+    assert r.returncode == 2 and "cifar-10-batches-py" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_a_study_name_of_another_space_is_refused_and_kept(data_dir, tmp_path):
+    first = write_space(tmp_path, SMALL, name="first")
+    second = write_space(tmp_path, SMALL, name="second")
+    common = ["--data-dir", data_dir, "--trials", "1", "--epochs", "1", "--set", "data_fraction=0.05",
+              "--storage", "sqlite:///shared.db", "--study-name", "shared"]
+    assert study_cli("run", first, *common, cwd=tmp_path).returncode == 0
+    r = study_cli("run", second, *common, cwd=tmp_path)
+    assert r.returncode == 2 and "belongs to space 'first'" in r.stderr
+    assert len(load(f"sqlite:///{tmp_path}/shared.db", "shared")) == 1
