@@ -23,6 +23,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "se": ("none", "frontend", "main", "both", "all"),
     "schedule": ("onecycle", "cosine"),
     "precision": ("bf16", "fp32"),
+    "activation": ("relu", "identity"),
+    "pooling": ("max", "avg"),
 }
 
 
@@ -69,6 +71,13 @@ class Config:
     precision: str = "bf16"  # autocast dtype; fp32 turns autocast off
     channels_last: bool = True
     record_grad_norms: bool = False  # gradient norm of every weight over the first epoch (vanishing gradients)
+    # reference models and the staged project's CNN
+    cifar_stem: bool | None = None  # small-input adaptation of torchvision models; None: on at 32x32 only
+    activation: str = "relu"  # cnn: relu, or identity for the linear-collapse experiment
+    pooling: str = "max"  # cnn
+    residual: bool = False  # cnn: skip connections around the extra blocks
+    batchnorm: bool = False  # cnn
+    dropout: float = 0.0  # cnn: before the classifier
 
     def __post_init__(self) -> None:
         for name, options in CHOICES.items():
@@ -92,6 +101,7 @@ class Config:
             ("flip", 0 <= self.flip <= 1, "in [0, 1]"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
             ("num_classes", self.num_classes >= 0, ">= 0"),
+            ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
         ]
         for name, ok, must in checks:
             if not ok:

@@ -31,4 +31,4 @@ def build(config: Config, num_classes: int) -> nn.Module:
     return _BUILDERS[config.model](config, num_classes)
 
 
-from study.models import naivenet  # noqa: E402,F401  (registers itself)
+from study.models import cnn, naivenet, reference  # noqa: E402,F401  (they register themselves)
