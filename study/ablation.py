@@ -1,7 +1,8 @@
-"""Ablation designs: which variants of the components to train, and one Optuna trial per (variant, seed).
+"""Grids of variants: ablation designs over components, and comparisons over listed settings.
 
-Optuna has grid samplers but no notion of an ablation (optuna#433), so the design lives here: the
-cells are enqueued as fixed trials of one study, which makes re-running fill only what is missing.
+Optuna has grid samplers but no notion of an ablation or of seed repetition (optuna#433), so the
+design lives here: one trial per (variant, seed), the cells enqueued as fixed trials of one study,
+which makes re-running fill only what is missing.
 """
 
 from __future__ import annotations
@@ -35,8 +36,15 @@ def _variant_name(on: list[str], names: list[str], design: str) -> str:
     return "full" if len(on) == len(names) else "+".join(on) or "bare"
 
 
-def variants(space: Space) -> list[Variant]:
-    """one_out: full + each component removed; add_one: bare + each added; factorial: all 2^k."""
+def variants(space: Space, fixed: dict[str, Any] | None = None) -> list[Variant]:
+    """one_out: full + each component removed; add_one: bare + each added; factorial: all 2^k.
+
+    A comparison trains every combination of its `compare` values; a --set value narrows its axis.
+    """
+    if space.compare:
+        axes = {k: (fixed[k],) if fixed and k in fixed else v for k, v in space.compare.items()}
+        combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+        return [Variant(" ".join(f"{k}={v}" for k, v in c.items()), (), c) for c in combos]
     names = [c.name for c in space.components]
     if space.design == "one_out":
         combos = [names] + [[n for n in names if n != left_out] for left_out in names]
@@ -69,6 +77,8 @@ def check_fixed(space: Space, fixed: dict[str, Any]) -> None:
 
 
 def study_attrs(space: Space) -> dict[str, Any]:
+    if space.compare:
+        return {"seeds": space.seeds, "compare": {k: list(v) for k, v in space.compare.items()}}
     return {
         "design": space.design, "seeds": space.seeds, "reference_variant": reference_variant(space.design),
         "components": {c.name: {"setting": c.setting, "full": c.full, "ablated": c.ablated} for c in space.components},
@@ -80,10 +90,10 @@ def _cell(trial: optuna.trial.FrozenTrial) -> tuple[Any, Any]:
     return params.get("variant"), params.get("seed")
 
 
-def enqueue_missing(study: optuna.Study, space: Space, base_seed: int) -> int:
+def enqueue_missing(study: optuna.Study, space: Space, fixed: dict[str, Any], base_seed: int) -> int:
     """Enqueue every (variant, seed) cell not already done, running or queued; returns how many."""
     taken = {_cell(t) for t in study.get_trials(deepcopy=False) if t.state in TAKEN}
-    missing = [(v.name, s) for v in variants(space) for s in seeds(space, base_seed) if (v.name, s) not in taken]
+    missing = [(v.name, s) for v in variants(space, fixed) for s in seeds(space, base_seed) if (v.name, s) not in taken]
     for name, seed in missing:
         study.enqueue_trial({"variant": name, "seed": seed})
     return len(missing)
@@ -91,10 +101,13 @@ def enqueue_missing(study: optuna.Study, space: Space, base_seed: int) -> int:
 
 def cell_config(space: Space, trial: optuna.Trial, fixed: dict[str, Any], base_seed: int) -> Config:
     """The configuration of the trial's cell; records its variant, seed and components as user attributes."""
-    by_name = {v.name: v for v in variants(space)}
+    by_name = {v.name: v for v in variants(space, fixed)}
     name = trial.suggest_categorical("variant", list(by_name))
     seed = trial.suggest_int("seed", base_seed, base_seed + space.seeds - 1)
     variant = by_name[name]
+    config = space.defaults.replace(**{**fixed, **variant.settings, "seed": seed})
     trial.set_user_attr("variant", name)
-    trial.set_user_attr("components_on", list(variant.on))
-    return space.defaults.replace(**{**fixed, **variant.settings, "seed": seed})
+    trial.set_user_attr("model", config.model)
+    if space.components:
+        trial.set_user_attr("components_on", list(variant.on))
+    return config

@@ -36,6 +36,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     run.add_argument("--workers", type=int, default=1, help="worker processes sharing the study (CPU threads are split)")
     run.add_argument("--devices", help="comma-separated devices dealt out to the workers, e.g. cuda:0,cuda:1")
+    run.add_argument("--force", action="store_true", help="run a space even without the GPU / full data it needs")
+
+    sub.add_parser("spaces", help="list the space files with their kind, budget and description")
 
     path = sub.add_parser("ablation-path", help="retrain the path from a study's reference trial to its best")
     path.add_argument("storage", help="the search's storage: a .db file or an SQLAlchemy URL")
@@ -73,7 +76,8 @@ def _run(args: argparse.Namespace, console: Console) -> None:
         Config(device=device)  # checks the name
     study = runner.run(
         space, _fixed(args), storage=args.storage, study_name=args.study_name, trials=args.trials,
-        timeout=args.timeout, seed=args.seed or 0, workers=args.workers, devices=devices, console=console,
+        timeout=args.timeout, seed=args.seed or 0, workers=args.workers, devices=devices, force=args.force,
+        console=console,
     )
     console.print(runner.top_trials_table(study))
     url = args.storage or runner.default_storage(space)
@@ -96,6 +100,26 @@ def _ablation_path(args: argparse.Namespace, console: Console) -> None:
     ablation_path(url, args.study_name, _fixed(args), args.seeds, console)
 
 
+def _spaces(args: argparse.Namespace, console: Console) -> None:
+    from rich.table import Table
+
+    from study import ablation
+
+    table = Table(title="spaces/")
+    for col in ("space", "kind", "trials x epochs", "description"):
+        table.add_column(col, overflow="fold")
+    for path in sorted(Path("spaces").glob("*.py")):
+        try:
+            space = spaces.load(path)
+        except UserError as exc:
+            table.add_row(path.name, "error", "", str(exc))
+            continue
+        cells = len(ablation.variants(space)) * space.seeds
+        trials = space.trials if space.kind == "search" else cells
+        table.add_row(path.stem, space.kind, f"{trials} x {space.defaults.epochs} ep", space.summary)
+    console.print(table)
+
+
 def _train(args: argparse.Namespace, console: Console) -> None:
     from study.train import train
 
@@ -116,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     console = Console(stderr=args.command == "train" and getattr(args, "json", False))
     try:
-        {"run": _run, "train": _train, "ablation-path": _ablation_path}[args.command](args, console)
+        {"run": _run, "train": _train, "ablation-path": _ablation_path, "spaces": _spaces}[args.command](args, console)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ import torch
 from study.errors import UserError
 
 ENV_VAR = "STUDY_DATA_DIR"
+FULL_TRAIN_IMAGES = 50_000
 
 # folder, training files, test file, meta file, label key, class-name key
 _LAYOUT = {

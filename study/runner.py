@@ -156,7 +156,7 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.RDB
                 "name": cifar.name, "root": str(cifar.root), "classes": list(cifar.classes),
                 "train_images": len(cifar.train_labels), "test_images": len(cifar.test_labels),
             },
-            **(ablation.study_attrs(space) if space.kind == "ablation" else {}),
+            **(ablation.study_attrs(space) if space.kind != "search" else {}),
         }
         for key, value in attrs.items():
             study.set_user_attr(key, value)
@@ -187,6 +187,7 @@ def run(
     seed: int = 0,
     workers: int = 1,
     devices: list[str] | None = None,
+    force: bool = False,
     console: Console | None = None,
 ) -> optuna.Study:
     """Search `space` until its trial budget (finished trials, counting earlier runs) is spent.
@@ -202,13 +203,14 @@ def run(
     url = storage or default_storage(space)
     name = study_name or space.name
     store = open_storage(url)
-    data.load(defaults.dataset, defaults.data_dir)  # data problems surface here, not inside trial 0
+    cifar = data.load(defaults.dataset, defaults.data_dir)  # data problems surface here, not inside trial 0
+    _check_needs(space, defaults, len(cifar.train_labels), force)
     study = open_study(space, fixed, store, url, name, seed)
     optuna.storages.fail_stale_trials(study)  # trials of killed workers: FAILED and re-queued
     _requeue_interrupted(study)
     done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
-    if space.kind == "ablation":
-        budget = done + ablation.enqueue_missing(study, space, seed)
+    if space.kind != "search":
+        budget = done + ablation.enqueue_missing(study, space, fixed, seed)
     else:
         budget = max(trials or space.trials, done)
     study.set_user_attr("budget", budget)
@@ -234,6 +236,19 @@ def run(
     return optuna.load_study(study_name=name, storage=open_storage(url))
 
 
+def _check_needs(space: Space, config: Config, train_images: int, force: bool) -> None:
+    """A space written for a GPU and the full data set says so before it starts, unless forced."""
+    from study.train import resolve_device
+
+    missing = []
+    if "cuda" in space.needs and resolve_device(config.device).type != "cuda":
+        missing.append("a CUDA device")
+    if "full_data" in space.needs and train_images < data.FULL_TRAIN_IMAGES:
+        missing.append(f"the full data set (this one has {train_images:,} of {data.FULL_TRAIN_IMAGES:,} training images)")
+    if missing and not force:
+        raise UserError(f"{space.path} needs {' and '.join(missing)} to mean what it says; pass --force to run it anyway")
+
+
 def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: int, timeout: float | None,
          seed: int, index: int, threads: int, console: Console | None = None) -> None:
     """Worker `index`: trains trials of the stored study until the shared budget is spent."""
@@ -254,7 +269,7 @@ def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: in
 
         def objective(trial: optuna.Trial) -> float:
             frozen = _claim(study, trial, budget)
-            if space.kind == "ablation":
+            if space.kind != "search":
                 config = ablation.cell_config(space, trial, fixed, seed)
             else:
                 config = space.config(trial, fixed)

@@ -31,7 +31,9 @@ SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("hyperband", "median", "successive_halving", "none")
 DESIGNS = ("one_out", "add_one", "factorial")
 REQUIRED = ("model", "dataset")  # what every space must say explicitly
-STUDY_SETTINGS = {"trials": int, "sampler": str, "pruner": str, "seeds": int, "design": str, "components": dict}
+STUDY_SETTINGS = {"trials": int, "sampler": str, "pruner": str, "seeds": int, "design": str, "components": dict,
+                  "compare": dict, "needs": tuple}
+NEEDS = ("cuda", "full_data")
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,14 @@ class Space:
     components: tuple[Component, ...] = ()
     design: str = "one_out"
     seeds: int = 3  # repeats of every ablation variant, and of every ablation-path step
+    compare: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # comparison axes: every combination
+    needs: tuple[str, ...] = ()  # "cuda", "full_data": what a faithful run requires
 
     @property
     def kind(self) -> str:
-        return "ablation" if self.components else "search"
+        if self.components:
+            return "ablation"
+        return "comparison" if self.compare else "search"
 
     @property
     def summary(self) -> str:
@@ -151,17 +157,35 @@ def load(path: str | Path) -> Space:
     _choice(path, "pruner", study.get("pruner", "hyperband"), PRUNERS)
     _choice(path, "design", study.get("design", "one_out"), DESIGNS)
     components = _components(path, study.pop("components", {}), defaults)
-    if components and namespace.get("suggest"):
-        raise UserError(f"{path}: a space either searches (suggest) or ablates (components); split it into two files")
-    if "pruner" not in study and components:
-        study["pruner"] = "none"  # every ablation cell trains to the end unless the space asks
+    compare = _compare(path, study.pop("compare", {}), defaults)
+    if sum(map(bool, (components, compare, namespace.get("suggest")))) > 1:
+        raise UserError(f"{path}: a space either searches (suggest), ablates (components) or compares (compare); "
+                        "split it into several files")
+    if "pruner" not in study and (components or compare):
+        study["pruner"] = "none"  # every cell trains to the end unless the space asks
+    for need in study.get("needs", ()):
+        _choice(path, "needs", need, NEEDS)
 
     space = Space(
         name=path.stem, path=path, description=namespace.get("__doc__") or "", defaults=defaults,
-        suggest=namespace.get("suggest"), settings=settings, components=components, **study,
+        suggest=namespace.get("suggest"), settings=settings, components=components, compare=compare, **study,
     )
     _check_suggest(space)
     return space
+
+
+def _compare(path: Path, declared: dict[str, Any], defaults: Config) -> dict[str, tuple[Any, ...]]:
+    out = {}
+    for setting, values in declared.items():
+        if not isinstance(values, (list, tuple)) or not values:
+            raise UserError(f"{path}: compare[{setting!r}] must be a non-empty list of values, not {values!r}")
+        try:
+            out[setting] = tuple(coerce(setting, v) for v in values)
+            for value in out[setting]:
+                _check_model(defaults.replace(**{setting: value}).model)
+        except UserError as exc:
+            raise UserError(f"{path}: compare[{setting!r}]: {exc}") from None
+    return out
 
 
 def _check_model(name: str) -> None:
