@@ -14,7 +14,7 @@ HOST = "127.0.0.1"
 
 def _note(study: optuna.Study, tables: list[Table]) -> str:
     description = study.user_attrs.get("description", "").strip()
-    body = "\n\n".join(f"**{t.title}**\n\n{t.shown.to_markdown(index=False)}" for t in tables)
+    body = "\n\n".join(f"**{t.title}**\n\n{t.shown.to_markdown(index=False, disable_numparse=True)}" for t in tables)
     return f"# {study.study_name}\n\n{description}\n\n## Report summary\n\n{body or 'No completed trial yet.'}\n"
 
 

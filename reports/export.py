@@ -25,7 +25,7 @@ def write(sections: list[Section], folder: Path) -> list[Path]:
     for stem, table in tables(sections):
         csv, md, tex = (folder / f"{stem}.{ext}" for ext in ("csv", "md", "tex"))
         table.data.to_csv(csv, index=False)
-        md.write_text(f"**{table.title}**\n\n{table.shown.to_markdown(index=False)}\n")
+        md.write_text(f"**{table.title}**\n\n{table.shown.to_markdown(index=False, disable_numparse=True)}\n")
         # pandas writes booktabs rules (\toprule, \midrule, \bottomrule); escape=True keeps _ and % from breaking LaTeX
         tex.write_text(table.shown.to_latex(index=False, escape=True, caption=table.title, label=f"tab:{stem}"))
         written += [csv, md, tex]

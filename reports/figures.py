@@ -17,7 +17,8 @@ HEIGHT = 420
 
 
 def _styled(fig: go.Figure, title: str, **layout) -> go.Figure:
-    fig.update_layout(title=title, template="plotly_white", height=HEIGHT, margin=dict(l=60, r=30, t=60, b=50), **layout)
+    fig.update_layout(**{"title": title, "template": "plotly_white", "height": HEIGHT,
+                         "margin": dict(l=60, r=30, t=60, b=50), **layout})
     return fig
 
 

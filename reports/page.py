@@ -16,25 +16,26 @@ h1 { border-bottom: 2px solid #444; } h2 { border-bottom: 1px solid #bbb; margin
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.7em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
-caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: 0.3em; }
+.caption { font-weight: 600; margin: 1em 0 0.2em; }
 .figure { margin: 0.5em 0 1.5em; } .leftout { color: #666; } footer { margin-top: 3em; font-size: 0.85em; }
 """
 
 
 def _table(table: Table) -> str:
     body = table.shown.to_html(index=False, escape=True, border=0, na_rep="–")
-    return body.replace("<table>", f"<table><caption>{escape(table.title)}</caption>", 1) if "<table>" in body else body
+    return f'<p class="caption">{escape(table.title)}</p>{body}'
 
 
-def _figure(figure: Figure, study: str) -> str:
+def _figure(figure: Figure, div_id: str) -> str:
     # plotly writes figure data as JSON with "<" and "/" escaped, so user strings in it cannot close the script
-    div_id = escape(f"fig-{study}-{figure.name}".replace(" ", "_"))
-    html = figure.figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"responsive": True})
+    html = figure.figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                                 config={"responsive": True})
     return f'<div class="figure">{html}</div>'
 
 
 def _section(number: int, section: Section) -> str:
     out = [f"<h2>{number}. {escape(section.title)}</h2>"]
+    figures = 0
     for part in section.parts:
         if part.study:
             out.append(f"<h3>{escape(part.study)}</h3>")
@@ -42,7 +43,8 @@ def _section(number: int, section: Section) -> str:
             if isinstance(item, Table):
                 out.append(_table(item))
             elif isinstance(item, Figure):
-                out.append(_figure(item, part.study))
+                figures += 1
+                out.append(_figure(item, f"fig-{number}-{figures}-{item.name}"))
             else:
                 out.append(f"<p>{escape(item)}</p>")
     if section.left_out:

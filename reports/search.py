@@ -36,8 +36,8 @@ def _per_trial_data(study: optuna.Study) -> str:
     if not done:
         return "no completed trial"
     t = done[0]
-    return (f"{t.user_attrs.get('train_images', '?'):,} train / {t.user_attrs.get('val_images', '?'):,} validation images "
-            f"at {setting(t, 'resolution', '?')} px, data_fraction {setting(t, 'data_fraction', '?')}")
+    return (f"{number(t.user_attrs.get('train_images'))} train / {number(t.user_attrs.get('val_images'))} validation images "
+            f"at {number(setting(t, 'resolution'))} px, data_fraction {number(setting(t, 'data_fraction'))}")
 
 
 def overview_column(study: optuna.Study) -> dict[str, Any]:

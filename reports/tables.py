@@ -59,11 +59,14 @@ def ci(delta: Any, low: Any, high: Any) -> str:
     return pct(delta, True) if missing(low) else f"{pct(delta, True)} [{pct(low, True)}, {pct(high, True)}]"
 
 
-def count(x: Any, unit: str = "") -> str:
-    """Large counts in millions (parameters, FLOPs), small ones as they are."""
+def count(x: Any) -> str:
+    """Parameters or FLOPs with an SI prefix and three significant figures (99.5k, 44.6M, 1.20G)."""
     if missing(x):
         return MISSING
-    return f"{x / 1e6:.2f}M{unit}" if abs(x) >= 1e5 else f"{x:,.0f}{unit}"
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{prefix}"
+    return f"{x:.0f}"
 
 
 def number(x: Any, digits: int = 3) -> str:
