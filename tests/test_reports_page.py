@@ -150,7 +150,7 @@ def test_report_opens_in_headless_chromium(real_search, tmp_path):
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line]
     assert not [line for line in console if "Uncaught" in line or "Error" in line], console
     figures = re.findall(r'<div id="(fig-[^"]+)"', html)
-    assert len(figures) > 20
+    assert len(figures) >= 15  # search, ablation, path, baselines and diagnostics figures
     # plotly draws each figure as SVG inside its div: every figure div holds a main-svg in the DOM
     drawn = re.split(r'<div id="(fig-[^"]+)"', dom)
     svg_by_figure = {drawn[i]: 'class="main-svg"' in drawn[i + 1] for i in range(1, len(drawn), 2)}
