@@ -95,9 +95,11 @@ def effort(study: optuna.Study) -> pd.DataFrame:
             if setting(t, "data_fraction", 1.0) == fraction and t.user_attrs.get("val_accuracy_curve"):
                 budgets[setting(t, "epochs", 0)].append(t)
         for epochs, runs in budgets.items():
-            curves = np.array([t.user_attrs["val_accuracy_curve"] for t in runs if len(t.user_attrs["val_accuracy_curve"]) == epochs])
+            # a pruned or resumed run may hold fewer epochs than its budget: only whole curves are averaged
+            curves = [t.user_attrs["val_accuracy_curve"] for t in runs if len(t.user_attrs["val_accuracy_curve"]) == epochs]
             label = name if len(budgets) == 1 else f"{name} ({epochs} epochs)"
-            rows += [{"model": label, "epoch": i + 1, "val_accuracy": float(c)} for i, c in enumerate(curves.mean(0))] if len(curves) else []
+            for epoch, accuracy in enumerate(np.mean(curves, axis=0) if curves else [], start=1):
+                rows.append({"model": label, "epoch": epoch, "val_accuracy": float(accuracy)})
     return pd.DataFrame(rows, columns=["model", "epoch", "val_accuracy"])
 
 

@@ -6,6 +6,7 @@ import importlib.metadata
 import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Callable
 
 import optuna
 import pandas as pd
@@ -40,7 +41,8 @@ class Section:
     parts: list[Part] = field(default_factory=list)
     left_out: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
 
-    def add(self, item: Table | str, study: str, what: str, make_figure=None) -> None:
+    def add(self, item: Table | str, study: str, what: str,
+            make_figure: Callable[[pd.DataFrame], go.Figure] | None = None) -> None:
         """Add a table (and the figure drawn from it) to `study`'s part, or note why `what` is left out."""
         if isinstance(item, str):
             self.left_out.append((f"{study}: {what}", item))
