@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from reports.tables import Table, best, complete, count, number, pct, seconds, setting
+from reports.tables import Table, best, complete, count, devices, number, pct, seconds, setting
 
 # The full CIFAR-10/100 training and test sets; fewer images means a subset.
 FULL_SIZE = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
@@ -47,13 +47,12 @@ def overview_column(study: optuna.Study) -> dict[str, Any]:
     states = {s: sum(t.state == s for t in trials) for s in TrialState}
     durations = [(t.datetime_complete - t.datetime_start).total_seconds()
                  for t in trials if t.datetime_complete is not None and t.datetime_start is not None]
-    devices = sorted({str(t.user_attrs["device"]) for t in trials if "device" in t.user_attrs})
     return {
         "kind": kind(study),
         "space file": attrs.get("space_path", "not recorded"),
         "data set": _dataset(attrs),
         "per trial": _per_trial_data(study),
-        "device": ", ".join(devices) or "not recorded",
+        "device": devices(study),
         "trials complete": states[TrialState.COMPLETE],
         "trials pruned": states[TrialState.PRUNED],
         "trials failed": states[TrialState.FAIL],

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from reports import ablation, baselines, diagnostics, figures, search
 from reports.sources import Loaded
-from reports.tables import Table, best, complete
+from reports.tables import Table, best, complete, devices
 
 PACKAGES = ("torch", "torchvision", "optuna", "optuna-dashboard", "plotly", "pandas", "scipy")
 
@@ -176,10 +176,9 @@ def provenance(items: list[Loaded], command: str) -> pd.DataFrame:
     for i in items:
         s = i.study
         dataset = s.user_attrs.get("dataset") or {}
-        devices = sorted({str(t.user_attrs["device"]) for t in s.get_trials(deepcopy=False) if "device" in t.user_attrs})
         rows += [
             (f"{s.study_name}: storage", i.source.label),
-            (f"{s.study_name}: device", ", ".join(devices) or "not recorded"),
+            (f"{s.study_name}: device", devices(s)),
             (f"{s.study_name}: data", f"{dataset.get('root', 'not recorded')} ({dataset.get('train_images', '?')} train / "
                                       f"{dataset.get('test_images', '?')} test images)"),
             *[(f"{s.study_name}: command", c) for c in s.user_attrs.get("commands", [])],

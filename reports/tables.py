@@ -32,6 +32,12 @@ def best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     return max(done, key=lambda t: t.value) if done else None
 
 
+def devices(study: optuna.Study) -> str:
+    """The devices the study's trials ran on."""
+    found = sorted({str(t.user_attrs["device"]) for t in study.get_trials(deepcopy=False) if "device" in t.user_attrs})
+    return ", ".join(found) or "not recorded"
+
+
 def setting(trial: optuna.trial.FrozenTrial, name: str, default: Any = None) -> Any:
     """A resolved training setting of the trial (from its stored config)."""
     return (trial.user_attrs.get("config") or {}).get(name, default)
