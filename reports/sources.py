@@ -67,11 +67,11 @@ def open_source(text: str) -> Source:
 
 def _rdb(url: str) -> optuna.storages.RDBStorage:
     try:
-        # skip_compatibility_check: a report only reads, so a database from another Optuna version is fine
-        return optuna.storages.RDBStorage(url, skip_compatibility_check=True)
+        # a report only reads: a database of another Optuna version is fine, and no tables are created
+        return optuna.storages.RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise UserError(f"cannot open storage {url!r} ({type(exc).__name__}: {first}); check the path or URL") from None
+        raise UserError(f"cannot open storage {url!r} ({type(exc).__name__}: {first}); check the path or URL: it must be a study database written by `python -m study run`") from None
 
 
 def load(arguments: list[str], names: list[str] | None = None) -> list[Loaded]:
@@ -82,7 +82,11 @@ def load(arguments: list[str], names: list[str] | None = None) -> list[Loaded]:
     available: list[str] = []
     for text in arguments:
         source = open_source(text)
-        for name in optuna.get_all_study_names(source.storage):
+        try:
+            stored = optuna.get_all_study_names(source.storage)
+        except Exception as exc:
+            raise UserError(f"{text} holds no Optuna studies ({type(exc).__name__}); pass a database written by `python -m study run`") from None
+        for name in stored:
             available.append(name)
             if not names or name in names:
                 found.append(Loaded(optuna.load_study(study_name=name, storage=source.storage), source))

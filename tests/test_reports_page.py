@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,11 @@ def test_bad_inputs_are_user_errors(tmp_path):
     (tmp_path / "junk.txt").write_text("not a study")
     with pytest.raises(UserError):
         sources.load([str(tmp_path / "junk.txt")])
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("create table t (x)")
+    with pytest.raises(UserError, match="cannot open storage .*other.db"):
+        sources.load([str(other)])
+    assert sqlite3.connect(other).execute("select name from sqlite_master").fetchall() == [("t",)]  # left as it was
 
 
 def test_journal_file_storage(tmp_path):
