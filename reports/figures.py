@@ -73,10 +73,14 @@ def waterfall(data: pd.DataFrame) -> go.Figure:
     labels = ["reference", *[f"{s}. {p}" for s, p in zip(data["step"][1:], data["parameter"][1:])]]
     fig = go.Figure(go.Waterfall(
         x=labels, y=[data["val_accuracy_mean"].iloc[0], *data["gain"].iloc[1:]],
-        measure=["absolute", *["relative"] * (len(data) - 1)], texttemplate="%{delta:+.2%}",
+        measure=["absolute", *["relative"] * (len(data) - 1)], textposition="outside",
+        text=[f"{data['val_accuracy_mean'].iloc[0]:.2%}", *[f"{g:+.2%}" for g in data["gain"].iloc[1:]]],
     ))
+    # each step's mean is the running total; the axis spans those, so that gains of a point show
+    low, high = data["val_accuracy_mean"].min(), data["val_accuracy_mean"].max()
+    pad = max(0.02, 0.2 * (high - low))
     return _styled(fig, "Ablation path: accuracy added by each change", yaxis_title="validation accuracy",
-                   yaxis_tickformat=".0%")
+                   yaxis_tickformat=".0%", yaxis_range=[max(0.0, low - pad), min(1.0, high + pad)])
 
 
 def effort(data: pd.DataFrame) -> go.Figure:
