@@ -1,0 +1,1 @@
+"""HTML reports, paper tables and dashboard figures from stored Optuna studies (nothing here trains)."""

@@ -1,0 +1,108 @@
+"""Ablation tables: one row per variant against the reference variant, factorial interactions, the ablation path."""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from reports import stats
+from reports.tables import Table, ci, complete, count, number, pct, pm, pvalue, seconds
+
+
+def _variants(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    """Completed trials by variant, in the order the design enqueued them."""
+    by_variant: dict[str, list[optuna.trial.FrozenTrial]] = defaultdict(list)
+    for t in sorted(complete(study), key=lambda t: t.number):
+        by_variant[str(t.user_attrs.get("variant", t.params.get("variant", "?")))].append(t)
+    return dict(by_variant)
+
+
+def _mean(trials: list[optuna.trial.FrozenTrial], key: str) -> float:
+    values = [t.user_attrs[key] for t in trials if t.user_attrs.get(key) is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def variants(study: optuna.Study) -> Table | str:
+    """n seeds, accuracy mean ± std, delta against the reference variant with its 95% CI and Welch p."""
+    groups = _variants(study)
+    reference = study.user_attrs.get("reference_variant", "full")
+    if not groups:
+        return "no completed trial"
+    if reference not in groups:
+        return f"the reference variant {reference!r} has no completed trial, so there is nothing to compare against"
+    base = [t.value for t in groups[reference]]
+    rows = []
+    for name, trials in sorted(groups.items(), key=lambda kv: kv[0] != reference):  # reference first, then design order
+        values = [t.value for t in trials]
+        s = stats.summary(values)
+        c = stats.welch(values, base) if name != reference else stats.Comparison(0.0, *[float("nan")] * 3)
+        rows.append({
+            "variant": name, "components_on": " ".join(trials[0].user_attrs.get("components_on", [])),
+            "n": s.n, "val_accuracy_mean": s.mean, "val_accuracy_std": s.std,
+            "delta": c.delta, "ci_low": c.ci_low, "ci_high": c.ci_high, "p": c.p,
+            "params": _mean(trials, "params"), "flops_per_image": _mean(trials, "flops_per_image"),
+            "seconds": _mean(trials, "seconds"),
+        })
+    data = pd.DataFrame(rows)
+    shown = pd.DataFrame({
+        "variant": data["variant"], "n": data["n"],
+        "val acc (%)": [pm(m, s) for m, s in zip(data["val_accuracy_mean"], data["val_accuracy_std"])],
+        f"Δ vs {reference} [95% CI]": [ci(d, lo, hi) for d, lo, hi in zip(data["delta"], data["ci_low"], data["ci_high"])],
+        "p (Welch)": data["p"].map(pvalue), "params": data["params"].map(count),
+        "FLOPs/img": data["flops_per_image"].map(count), "time": data["seconds"].map(seconds),
+    })
+    return Table("ablation", f"Variants against {reference!r} (accuracy in %, mean ± std over seeds)", data, shown)
+
+
+def interactions(study: optuna.Study) -> Table | str:
+    """For each pair of components of a factorial design: accuracy with both, either and neither, and their interaction."""
+    names = list(study.user_attrs.get("components", {}))
+    done = complete(study)
+    if len(names) < 2:
+        return "a factorial design of fewer than two components has no interactions"
+    rows = []
+    for a, b in itertools.combinations(names, 2):
+        cells = {(ia, ib): [t.value for t in done
+                            if (a in t.user_attrs.get("components_on", [])) == ia
+                            and (b in t.user_attrs.get("components_on", [])) == ib]
+                 for ia in (True, False) for ib in (True, False)}
+        if not all(cells.values()):
+            continue
+        rows.append({
+            "a": a, "b": b, "both": np.mean(cells[True, True]), "a_only": np.mean(cells[True, False]),
+            "b_only": np.mean(cells[False, True]), "neither": np.mean(cells[False, False]),
+            "interaction": stats.interaction(cells[True, True], cells[True, False], cells[False, True], cells[False, False]),
+        })
+    if not rows:
+        return "no pair of components has completed trials in all four cells"
+    data = pd.DataFrame(rows)
+    shown = pd.DataFrame({
+        "A": data["a"], "B": data["b"], "both (%)": data["both"].map(pct), "A only (%)": data["a_only"].map(pct),
+        "B only (%)": data["b_only"].map(pct), "neither (%)": data["neither"].map(pct),
+        "interaction (pp)": data["interaction"].map(lambda x: pct(x, True)),
+    })
+    title = "Two-way interactions (mean accuracy over the other components; interaction = A's gain with B minus without)"
+    return Table("interactions", title, data, shown)
+
+
+def path(study: optuna.Study) -> Table | str:
+    """The stored ablation path: each step's change and the accuracy it added."""
+    steps = study.user_attrs.get("path")
+    if not steps:
+        return "the path is not stored yet: `python -m study ablation-path` writes it when it finishes"
+    data = pd.DataFrame([{
+        "step": s["step"], "parameter": s["param"], "from": s.get("from"), "to": s.get("to"),
+        "val_accuracy_mean": s["val_accuracy_mean"], "val_accuracy_std": s.get("val_accuracy_std"), "gain": s["gain"],
+    } for s in steps])
+    shown = pd.DataFrame({
+        "step": data["step"], "parameter": data["parameter"],
+        "change": ["" if s == 0 else f"{number(f)} → {number(t)}" for s, f, t in zip(data["step"], data["from"], data["to"])],
+        "val acc (%)": [pm(m, s) for m, s in zip(data["val_accuracy_mean"], data["val_accuracy_std"])],
+        "gain (pp)": data["gain"].map(lambda x: pct(x, True)),
+    })
+    source = study.user_attrs.get("source_study", "?")
+    return Table("ablation_path", f"Ablation path from the reference to the best trial of {source}", data, shown)

@@ -1,0 +1,118 @@
+"""Baseline comparison tables: one row per model at its full budget, and the effort and data axes."""
+
+from __future__ import annotations
+
+import importlib
+from collections import defaultdict
+from typing import Callable
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from reports import stats
+from reports.tables import MISSING, Table, complete, count, number, pct, pm, seconds, setting
+
+Trials = list[optuna.trial.FrozenTrial]
+
+
+def model_of(t: optuna.trial.FrozenTrial) -> str:
+    return str(t.user_attrs.get("model") or setting(t, "model", "?"))
+
+
+def _by_model(study: optuna.Study) -> dict[str, Trials]:
+    groups: dict[str, Trials] = defaultdict(list)
+    for t in sorted(complete(study), key=lambda t: t.number):
+        groups[model_of(t)].append(t)
+    return dict(groups)
+
+
+def _full_budget(trials: Trials) -> Trials:
+    """The model's runs at its largest epoch budget and data fraction: the axis runs stay out of its row."""
+    epochs = max(setting(t, "epochs", 0) for t in trials)
+    fraction = max(setting(t, "data_fraction", 1.0) for t in trials)
+    return [t for t in trials if setting(t, "epochs", 0) == epochs and setting(t, "data_fraction", 1.0) == fraction]
+
+
+def published_lookup() -> Callable[[str, str], float | None] | None:
+    """`study.literature.published(model, dataset) -> accuracy fraction or None`, when that module exists."""
+    try:
+        return importlib.import_module("study.literature").published
+    except (ImportError, AttributeError):
+        return None
+
+
+def _attr(trials: Trials, key: str) -> list[float]:
+    return [t.user_attrs[key] for t in trials if t.user_attrs.get(key) is not None]
+
+
+def models(study: optuna.Study) -> Table | str:
+    groups = _by_model(study)
+    if not groups:
+        return "no completed trial"
+    dataset = (study.user_attrs.get("dataset") or {}).get("name", "")
+    published = published_lookup()
+    rows = []
+    for name, trials in groups.items():
+        runs = _full_budget(trials)
+        val, test = stats.summary([t.value for t in runs]), stats.summary(_attr(runs, "test_accuracy"))
+        paper = published(name, dataset) if published else None
+        rows.append({
+            "model": name, "n": val.n, "epochs": setting(runs[0], "epochs"), "data_fraction": setting(runs[0], "data_fraction"),
+            "val_accuracy_mean": val.mean, "val_accuracy_std": val.std, "test_accuracy_mean": test.mean,
+            "test_accuracy_std": test.std, "params": np.mean(_attr(runs, "params") or [np.nan]),
+            "flops_per_image": np.mean(_attr(runs, "flops_per_image") or [np.nan]),
+            "images_per_second": np.mean(_attr(runs, "images_per_second") or [np.nan]),
+            "seconds": np.mean(_attr(runs, "seconds") or [np.nan]),
+            "device": ", ".join(sorted({str(t.user_attrs.get("device", "?")) for t in runs})),
+            "published": paper,
+            # the gap is measured on test where it was evaluated, as the literature reports test accuracy
+            "gap": None if paper is None else (test.mean if test.n else val.mean) - paper,
+        })
+    data = pd.DataFrame(rows)
+    shown = pd.DataFrame({
+        "model": data["model"], "n": data["n"], "epochs": data["epochs"].map(number),
+        "val acc (%)": [pm(m, s) for m, s in zip(data["val_accuracy_mean"], data["val_accuracy_std"])],
+        "test acc (%)": [pm(m, s) for m, s in zip(data["test_accuracy_mean"], data["test_accuracy_std"])],
+        "params": data["params"].map(count), "FLOPs/img": data["flops_per_image"].map(count),
+        "img/s": data["images_per_second"].map(lambda x: number(round(x)) if x == x else MISSING),
+        "time": data["seconds"].map(seconds), "device": data["device"],
+    })
+    if published is not None:
+        shown["published (%)"] = data["published"].map(pct)
+        shown["gap (pp)"] = data["gap"].map(lambda x: pct(x, True))
+    title = f"Models at their full budget (accuracy in %, mean ± std over seeds){'' if published else '; no literature module, so no published figures'}"
+    return Table("baselines", title, data, shown)
+
+
+def effort(study: optuna.Study) -> pd.DataFrame:
+    """Mean validation accuracy after each epoch, per model and epoch budget, over the full-data runs."""
+    rows = []
+    for name, trials in _by_model(study).items():
+        fraction = max(setting(t, "data_fraction", 1.0) for t in trials)
+        budgets: dict[int, Trials] = defaultdict(list)
+        for t in trials:
+            if setting(t, "data_fraction", 1.0) == fraction and t.user_attrs.get("val_accuracy_curve"):
+                budgets[setting(t, "epochs", 0)].append(t)
+        for epochs, runs in budgets.items():
+            # a pruned or resumed run may hold fewer epochs than its budget: only whole curves are averaged
+            curves = [t.user_attrs["val_accuracy_curve"] for t in runs if len(t.user_attrs["val_accuracy_curve"]) == epochs]
+            label = name if len(budgets) == 1 else f"{name} ({epochs} epochs)"
+            for epoch, accuracy in enumerate(np.mean(curves, axis=0) if curves else [], start=1):
+                rows.append({"model": label, "epoch": epoch, "val_accuracy": float(accuracy)})
+    return pd.DataFrame(rows, columns=["model", "epoch", "val_accuracy"])
+
+
+def data_requirements(study: optuna.Study) -> pd.DataFrame:
+    """Accuracy mean and std per model and data fraction, at each model's largest epoch budget."""
+    rows = []
+    for name, trials in _by_model(study).items():
+        epochs = max(setting(t, "epochs", 0) for t in trials)
+        fractions: dict[float, list[float]] = defaultdict(list)
+        for t in trials:
+            if setting(t, "epochs", 0) == epochs:
+                fractions[setting(t, "data_fraction", 1.0)].append(t.value)
+        for fraction, values in sorted(fractions.items()):
+            s = stats.summary(values)
+            rows.append({"model": name, "data_fraction": fraction, "n": s.n, "val_accuracy_mean": s.mean, "val_accuracy_std": s.std})
+    return pd.DataFrame(rows, columns=["model", "data_fraction", "n", "val_accuracy_mean", "val_accuracy_std"])

@@ -1,0 +1,57 @@
+"""`python -m study report ...` and `python -m study dashboard ...`: argument parsing and the two entry points."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from reports import dashboard as dash
+from reports import export, page, sections, sources
+from study.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("storages", nargs="+", metavar="STORAGE",
+                        help="study database (.db), SQLAlchemy URL (sqlite:///..., postgresql://...) or journal file")
+    parser.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html); "
+                        "the tables go beside it in <name>_tables/")
+    parser.add_argument("--study", action="append", metavar="NAME", help="report only this study (repeatable)")
+    parser.add_argument("--tables-only", action="store_true", help="write the CSV/Markdown/LaTeX tables, not the HTML")
+    parser.add_argument("--no-dashboard", action="store_true",
+                        help="do not save the figures and a summary note into the studies for optuna-dashboard")
+
+
+def main(args: argparse.Namespace) -> None:
+    output = Path(args.output)
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise UserError(f"-o {args.output}: the report is an HTML file; give a name ending in .html")
+    items = sources.load(args.storages, args.study)
+    built = sections.build(items)
+    folder = output.with_name(f"{output.stem}_tables")
+    written = export.write(built, folder)
+    print(f"{len(written) // 3} tables written to {folder}/ (CSV, Markdown, LaTeX)")
+    if args.tables_only:
+        return
+    title = f"Study report: {', '.join(i.study.study_name for i in items)}"
+    provenance = sections.provenance(items, shlex.join(["python", "-m", "study", *sys.argv[1:]]))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(page.render(title, built, provenance), encoding="utf-8")
+    print(f"report written to {output}")
+    if not args.no_dashboard:
+        try:
+            pushed = dash.push(items, built)
+        except Exception as exc:  # a read-only storage still gets its report
+            print(f"figures not saved for optuna-dashboard ({type(exc).__name__}: {exc})", file=sys.stderr)
+        else:
+            print(f"{pushed} figures and a summary note saved into the studies for optuna-dashboard")
+
+
+def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("storage", metavar="STORAGE", help="study database (.db), SQLAlchemy URL or journal file")
+    parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
+
+
+def dashboard(args: argparse.Namespace) -> None:
+    dash.serve(sources.open_source(args.storage), args.port)

@@ -1,0 +1,145 @@
+"""Plotly figures drawn from the tables' plain data (and, where Optuna draws it well, from the study)."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pandas as pd
+import plotly.graph_objects as go
+from optuna.trial import TrialState
+from plotly.subplots import make_subplots
+
+from reports import stats
+from reports.diagnostics import Diagnostics
+
+GREY = "rgba(150,150,150,0.45)"
+HEIGHT = 420
+
+
+def _styled(fig: go.Figure, title: str, **layout) -> go.Figure:
+    fig.update_layout(**{"title": title, "template": "plotly_white", "height": HEIGHT,
+                         "margin": dict(l=60, r=30, t=60, b=50), **layout})
+    return fig
+
+
+def history(study: optuna.Study) -> go.Figure:
+    return _styled(optuna.visualization.plot_optimization_history(study), "Optimization history")
+
+
+def parallel(study: optuna.Study) -> go.Figure:
+    return _styled(optuna.visualization.plot_parallel_coordinate(study), "Parallel coordinates")
+
+
+def slices(study: optuna.Study) -> go.Figure:
+    return _styled(optuna.visualization.plot_slice(study), "Slice plots")
+
+
+def learning_curves(study: optuna.Study) -> go.Figure:
+    """Validation accuracy per epoch of every trial; pruned ones grey (Optuna's own plot does not tell them apart)."""
+    fig = go.Figure()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if not t.intermediate_values:
+            continue
+        steps = sorted(t.intermediate_values)
+        pruned = t.state == TrialState.PRUNED
+        fig.add_scatter(
+            x=steps, y=[t.intermediate_values[s] for s in steps], mode="lines+markers", name=f"trial {t.number}",
+            line=dict(color=GREY, width=1) if pruned else dict(width=2), marker=dict(size=4),
+            legendgroup="pruned" if pruned else "complete", legendgrouptitle_text="pruned" if pruned else "complete",
+        )
+    return _styled(fig, "Learning curves (validation accuracy; pruned trials grey)",
+                   xaxis_title="epoch", yaxis_title="validation accuracy")
+
+
+def importances(data: pd.DataFrame) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("PED-ANOVA", "fANOVA"), shared_yaxes=True)
+    for col, name in enumerate(("ped_anova", "fanova"), start=1):
+        fig.add_bar(x=data[name], y=data["parameter"], orientation="h", name=name, showlegend=False, row=1, col=col)
+    return _styled(fig, "Parameter importances", xaxis_title="importance", xaxis2_title="importance")
+
+
+def variant_bars(data: pd.DataFrame) -> go.Figure:
+    fig = go.Figure(go.Bar(
+        x=data["variant"], y=data["val_accuracy_mean"], error_y=dict(type="data", array=data["val_accuracy_std"].fillna(0)),
+        text=[f"n={n}" for n in data["n"]], textposition="inside",
+    ))
+    low = float((data["val_accuracy_mean"] - data["val_accuracy_std"].fillna(0)).min())
+    return _styled(fig, "Validation accuracy per variant (mean ± std over seeds)",
+                   yaxis_title="validation accuracy", yaxis_range=[max(0.0, low - 0.05), None])
+
+
+def waterfall(data: pd.DataFrame) -> go.Figure:
+    """The reference's accuracy, then what each step of the path added."""
+    labels = ["reference", *[f"{s}. {p}" for s, p in zip(data["step"][1:], data["parameter"][1:])]]
+    fig = go.Figure(go.Waterfall(
+        x=labels, y=[data["val_accuracy_mean"].iloc[0], *data["gain"].iloc[1:]],
+        measure=["absolute", *["relative"] * (len(data) - 1)], textposition="outside",
+        text=[f"{data['val_accuracy_mean'].iloc[0]:.2%}", *[f"{g:+.2%}" for g in data["gain"].iloc[1:]]],
+    ))
+    # each step's mean is the running total; the axis spans those, so that gains of a point show
+    low, high = data["val_accuracy_mean"].min(), data["val_accuracy_mean"].max()
+    pad = max(0.02, 0.2 * (high - low))
+    return _styled(fig, "Ablation path: accuracy added by each change", yaxis_title="validation accuracy",
+                   yaxis_tickformat=".0%", yaxis_range=[max(0.0, low - pad), min(1.0, high + pad)])
+
+
+def effort(data: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for model, rows in data.groupby("model", sort=False):
+        fig.add_scatter(x=rows["epoch"], y=rows["val_accuracy"], mode="lines+markers", name=str(model))
+    return _styled(fig, "Training effort: validation accuracy after each epoch", xaxis_title="epoch",
+                   yaxis_title="validation accuracy")
+
+
+def data_requirements(data: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for model, rows in data.groupby("model", sort=False):
+        fig.add_scatter(x=rows["data_fraction"], y=rows["val_accuracy_mean"], mode="lines+markers", name=str(model),
+                        error_y=dict(type="data", array=rows["val_accuracy_std"].fillna(0)))
+    return _styled(fig, "Data requirements: accuracy against the fraction of training data", xaxis_title="data fraction",
+                   yaxis_title="validation accuracy", xaxis_type="log")
+
+
+def cost(data: pd.DataFrame, column: str, label: str) -> go.Figure:
+    """Accuracy against a cost (FLOPs or parameters), the Pareto front joined by a line."""
+    rows = data.dropna(subset=[column, "val_accuracy_mean"])
+    front = rows[stats.pareto_front(rows["val_accuracy_mean"], rows[column])].sort_values(column)
+    fig = go.Figure()
+    fig.add_scatter(x=rows[column], y=rows["val_accuracy_mean"], mode="markers+text", text=rows["model"],
+                    textposition="top center", name="models", marker=dict(size=10),
+                    error_y=dict(type="data", array=rows["val_accuracy_std"].fillna(0)))
+    fig.add_scatter(x=front[column], y=front["val_accuracy_mean"], mode="lines", name="Pareto front",
+                    line=dict(dash="dash", color="firebrick"))
+    return _styled(fig, f"Accuracy against {label}", xaxis_title=label, xaxis_type="log", yaxis_title="validation accuracy")
+
+
+def confusion(d: Diagnostics) -> go.Figure:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = d.confusion / d.confusion.sum(axis=1, keepdims=True)
+    fig = go.Figure(go.Heatmap(
+        z=share, x=d.classes, y=d.classes, colorscale="Blues", zmin=0, zmax=1, customdata=d.confusion,
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata} images (%{z:.1%})<extra></extra>",
+    ))
+    side = max(HEIGHT, 18 * len(d.classes) + 150)
+    return _styled(fig, f"Confusion matrix of trial {d.trial} (rows: true class, share of its images)",
+                   xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=side)
+
+
+def per_class(data: pd.DataFrame) -> go.Figure:
+    fig = go.Figure(go.Bar(x=data["class"], y=data["accuracy"]))
+    return _styled(fig, "Per-class validation accuracy", yaxis_title="accuracy", yaxis_tickformat=".0%")
+
+
+def train_vs_val(d: Diagnostics) -> go.Figure:
+    fig = go.Figure()
+    fig.add_scatter(x=d.curves["epoch"], y=d.curves["train_accuracy"], mode="lines+markers", name="train")
+    fig.add_scatter(x=d.curves["epoch"], y=d.curves["val_accuracy"], mode="lines+markers", name="validation")
+    return _styled(fig, f"Train against validation accuracy, trial {d.trial}", xaxis_title="epoch", yaxis_title="accuracy")
+
+
+def grad_norms(d: Diagnostics) -> go.Figure:
+    fig = go.Figure()
+    for layer, norms in d.grad_norms.items():
+        fig.add_scatter(y=norms, mode="lines", name=layer, line=dict(width=1))
+    return _styled(fig, f"Gradient norm per layer over the first epoch, trial {d.trial}", xaxis_title="step",
+                   yaxis_title="gradient norm", yaxis_type="log")

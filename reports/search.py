@@ -1,0 +1,135 @@
+"""Overview and search tables: what each study is, its top trials, the reference against the best, importances."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from reports.tables import Table, best, complete, count, devices, number, pct, seconds, setting
+
+# The full CIFAR-10/100 training and test sets; fewer images means a subset.
+FULL_SIZE = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
+TOP = 10
+
+
+def kind(study: optuna.Study) -> str:
+    return study.user_attrs.get("kind", "search")
+
+
+def _dataset(attrs: dict[str, Any]) -> str:
+    d = attrs.get("dataset") or {}
+    if not d:
+        return "not recorded"
+    train, test = d.get("train_images"), d.get("test_images")
+    full = FULL_SIZE.get(d.get("name", ""))
+    subset = full is not None and (train, test) != full
+    size = f"{train:,} train / {test:,} test images" if train is not None and test is not None else "image counts not recorded"
+    return f"{d.get('name', '?')} ({'subset: ' if subset else ''}{size}{f' of {full[0]:,} / {full[1]:,}' if subset else ''})"
+
+
+def _per_trial_data(study: optuna.Study) -> str:
+    done = complete(study)
+    if not done:
+        return "no completed trial"
+    t = done[0]
+    return (f"{number(t.user_attrs.get('train_images'))} train / {number(t.user_attrs.get('val_images'))} validation images "
+            f"at {number(setting(t, 'resolution'))} px, data_fraction {number(setting(t, 'data_fraction'))}")
+
+
+def overview_column(study: optuna.Study) -> dict[str, Any]:
+    """One study's overview as field -> value (raw where it is a number)."""
+    attrs = study.user_attrs
+    trials = study.get_trials(deepcopy=False)
+    states = {s: sum(t.state == s for t in trials) for s in TrialState}
+    durations = [(t.datetime_complete - t.datetime_start).total_seconds()
+                 for t in trials if t.datetime_complete is not None and t.datetime_start is not None]
+    return {
+        "kind": kind(study),
+        "space file": attrs.get("space_path", "not recorded"),
+        "data set": _dataset(attrs),
+        "per trial": _per_trial_data(study),
+        "device": devices(study),
+        "trials complete": states[TrialState.COMPLETE],
+        "trials pruned": states[TrialState.PRUNED],
+        "trials failed": states[TrialState.FAIL],
+        "trials running or waiting": states[TrialState.RUNNING] + states[TrialState.WAITING],
+        "compute time (s)": sum(durations),
+        "budget (trials)": attrs.get("budget", "not recorded"),
+        "sampler": attrs.get("sampler", "not recorded"),
+        "pruner": attrs.get("pruner", "not recorded"),
+    }
+
+
+def overview(studies: list[optuna.Study]) -> Table:
+    data = pd.DataFrame({s.study_name: overview_column(s) for s in studies})
+    shown = data.copy().astype(object)
+    shown.loc["compute time (s)"] = [seconds(x) for x in data.loc["compute time (s)"]]
+    shown = shown.rename(index={"compute time (s)": "compute time"})
+    data.index.name = shown.index.name = "field"
+    return Table("overview", "Studies", data.reset_index(), shown.reset_index())
+
+
+def top_trials(study: optuna.Study, n: int = TOP) -> Table:
+    ranked = sorted(complete(study), key=lambda t: -t.value)[:n]
+    names = sorted({p for t in ranked for p in t.params})
+    data = pd.DataFrame([{
+        "trial": t.number, "val_accuracy": t.value, "epochs": t.user_attrs.get("epochs_trained"),
+        "model_params": t.user_attrs.get("params"), "flops_per_image": t.user_attrs.get("flops_per_image"),
+        "seconds": t.user_attrs.get("seconds"), **{p: t.params.get(p) for p in names},
+    } for t in ranked])
+    shown = pd.DataFrame({
+        "trial": data["trial"], "val acc (%)": data["val_accuracy"].map(pct), "epochs": data["epochs"].map(number),
+        "params": data["model_params"].map(count), "FLOPs/img": data["flops_per_image"].map(count),
+        "time": data["seconds"].map(seconds), **{p: data[p].map(number) for p in names},
+    })
+    return Table("top_trials", f"Top {len(ranked)} completed trials", data, shown)
+
+
+def reference_vs_best(study: optuna.Study) -> Table | str:
+    """Parameter by parameter, the seed's defaults (the reference trial) against the best trial."""
+    done = complete(study)
+    reference = next((t for t in done if t.user_attrs.get("reference")), None)
+    if reference is None:
+        return "no completed reference trial (trial 0 with the seed's defaults)"
+    top = best(study)
+    names = sorted(set(reference.params) | set(top.params))
+    rows = [{"parameter": p, "reference": reference.params.get(p), "best": top.params.get(p),
+             "changed": reference.params.get(p) != top.params.get(p)} for p in names]
+    rows.append({"parameter": "val_accuracy", "reference": reference.value, "best": top.value, "changed": top.number != reference.number})
+    data = pd.DataFrame(rows)
+    shown = data.copy().astype(object)
+    shown["reference"] = [pct(v) if p == "val_accuracy" else number(v) for p, v in zip(data["parameter"], data["reference"])]
+    shown["best"] = [pct(v) if p == "val_accuracy" else number(v) for p, v in zip(data["parameter"], data["best"])]
+    shown["changed"] = data["changed"].map({True: "yes", False: ""})
+    shown.loc[shown["parameter"] == "val_accuracy", "parameter"] = "val acc (%)"
+    title = f"Reference (trial {reference.number}) against the best trial ({top.number})"
+    return Table("reference_vs_best", title, data, shown)
+
+
+def importances(study: optuna.Study) -> Table | str:
+    """PED-ANOVA and fANOVA importance of every searched parameter (each column sums to 1)."""
+    done = complete(study)
+    varied = sorted({p for t in done for p in t.params if len({repr(u.params.get(p)) for u in done}) > 1})
+    if len(done) < 3 or not varied:
+        return f"{len(done)} completed trial(s) varying {len(varied)} parameter(s): importances need 3 trials and a varied parameter"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna warns about few trials; the title says how many there were
+        # PED-ANOVA, given a target, counts lower as better: the accuracy is negated.
+        ped = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), params=varied, target=lambda t: -t.value
+        )
+        try:
+            fanova = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), params=varied
+            )
+        except ImportError:
+            fanova = {}  # fANOVA's random forest needs scikit-learn: its column shows "–"
+    data = pd.DataFrame({"parameter": varied, "ped_anova": [ped.get(p, 0.0) for p in varied],
+                         "fanova": [fanova.get(p, float("nan")) for p in varied]})
+    shown = data.assign(ped_anova=data["ped_anova"].map(number), fanova=data["fanova"].map(number))
+    shown.columns = ["parameter", "PED-ANOVA", "fANOVA"]
+    return Table("importances", f"Parameter importances over {len(done)} completed trials", data, shown)

@@ -1,0 +1,204 @@
+"""Which sections the stored studies support: tables and figures per study, and what was left out and why."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+import optuna
+import pandas as pd
+import plotly.graph_objects as go
+from optuna.trial import TrialState
+
+from reports import ablation, baselines, diagnostics, figures, search
+from reports.sources import Loaded
+from reports.tables import Table, best, complete, devices
+
+PACKAGES = ("torch", "torchvision", "optuna", "optuna-dashboard", "plotly", "pandas", "scipy")
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str  # unique within its study: the optuna-dashboard graph id
+    figure: go.Figure
+
+
+Item = Table | Figure | str  # a str is a paragraph of plain text
+
+
+@dataclass
+class Part:
+    study: str  # "" for a part that belongs to no one study
+    items: list[Item] = field(default_factory=list)
+
+
+@dataclass
+class Section:
+    title: str
+    parts: list[Part] = field(default_factory=list)
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
+
+    def add(self, item: Table | str, study: str, what: str,
+            make_figure: Callable[[pd.DataFrame], go.Figure] | None = None) -> None:
+        """Add a table (and the figure drawn from it) to `study`'s part, or note why `what` is left out."""
+        if isinstance(item, str):
+            self.left_out.append((f"{study}: {what}", item))
+            return
+        part = self.part(study)
+        part.items.append(item)
+        if make_figure is not None:
+            part.items.append(Figure(item.name, make_figure(item.data)))
+
+    def part(self, study: str) -> Part:
+        if not self.parts or self.parts[-1].study != study:
+            self.parts.append(Part(study))
+        return self.parts[-1]
+
+
+def _status(study: optuna.Study) -> str | None:
+    """A sentence for a study that has nothing to show."""
+    trials = study.get_trials(deepcopy=False)
+    if not trials:
+        return f"Study {study.study_name} has no trials yet."
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    if len(failed) == len(trials):
+        reasons = sorted({t.user_attrs.get("fail_reason", "no reason stored") for t in failed})
+        return f"All {len(trials)} trials of {study.study_name} failed ({'; '.join(reasons)})."
+    return None
+
+
+def overview(items: list[Loaded]) -> Section:
+    section = Section("Overview")
+    part = section.part("")
+    part.items.append(search.overview([i.study for i in items]))
+    for i in items:
+        text = _status(i.study)
+        description = i.study.user_attrs.get("description", "").strip()
+        if text or description:
+            part.items.append(f"{i.study.study_name}: {text or description.splitlines()[0]}")
+    return section
+
+
+def search_section(items: list[Loaded]) -> Section:
+    section = Section("Search")
+    for i in items:
+        study, name = i.study, i.study.study_name
+        if not complete(study):
+            section.left_out.append((name, _status(study) or "no completed trial"))
+            continue
+        section.add(search.top_trials(study), name, "top trials")
+        part = section.part(name)
+        part.items.append(Figure("history", figures.history(study)))
+        if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+            part.items.append(Figure("learning_curves", figures.learning_curves(study)))
+        else:
+            section.left_out.append((f"{name}: learning curves", "no trial reported intermediate values"))
+        section.add(search.importances(study), name, "parameter importances", figures.importances)
+        if any(t.params for t in complete(study)):
+            part.items += [Figure("parallel", figures.parallel(study)), Figure("slices", figures.slices(study))]
+        else:
+            section.left_out.append((f"{name}: parallel coordinates and slices", "no trial has searched parameters"))
+        section.add(search.reference_vs_best(study), name, "reference against best")
+    return section
+
+
+def ablation_section(items: list[Loaded]) -> Section:
+    section = Section("Ablation")
+    for i in items:
+        study, name, kind = i.study, i.study.study_name, search.kind(i.study)
+        if kind == "ablation":
+            section.add(ablation.variants(study), name, "variants", figures.variant_bars)
+            if study.user_attrs.get("design") == "factorial":
+                section.add(ablation.interactions(study), name, "interactions")
+        elif kind == "ablation_path":
+            section.add(ablation.path(study), name, "ablation path", figures.waterfall)
+    return section
+
+
+def baselines_section(items: list[Loaded]) -> Section:
+    section = Section("Baselines")
+    for i in items:
+        study, name = i.study, i.study.study_name
+        table = baselines.models(study)
+        section.add(table, name, "models")
+        if isinstance(table, str):
+            continue
+        part = section.part(name)
+        curves = baselines.effort(study)
+        if curves.empty:
+            section.left_out.append((f"{name}: training effort", "no per-epoch validation accuracy stored"))
+        else:
+            part.items.append(Figure("effort", figures.effort(curves)))
+        fractions = baselines.data_requirements(study)
+        if fractions["data_fraction"].nunique() > 1:
+            part.items.append(Figure("data_requirements", figures.data_requirements(fractions)))
+        else:
+            section.left_out.append((f"{name}: data requirements", "every run used the same data fraction"))
+        part.items += [Figure("flops", figures.cost(table.data, "flops_per_image", "FLOPs per image")),
+                       Figure("params", figures.cost(table.data, "params", "parameters"))]
+    return section
+
+
+def diagnostics_section(items: list[Loaded]) -> Section:
+    section = Section("Diagnostics")
+    for i in items:
+        study, name = i.study, i.study.study_name
+        top = best(study)
+        if top is None:
+            section.left_out.append((name, _status(study) or "no completed trial"))
+            continue
+        classes = (study.user_attrs.get("dataset") or {}).get("classes") or []
+        d = diagnostics.of(top, classes, i.source.artifacts)
+        part = section.part(name)
+        part.items.append(f"Best trial: {top.number}.")
+        if d.confusion is not None:
+            part.items.append(Figure("confusion", figures.confusion(d)))
+            section.add(diagnostics.per_class(d), name, "per-class accuracy", figures.per_class)
+        else:
+            section.left_out.append((f"{name}: confusion matrix", f"trial {top.number} has none stored (or its artifact is missing)"))
+        if len(d.curves):
+            part.items.append(Figure("train_vs_val", figures.train_vs_val(d)))
+        else:
+            section.left_out.append((f"{name}: train against validation", f"trial {top.number} stored no accuracy curves"))
+        if d.grad_norms:
+            part.items.append(Figure("grad_norms", figures.grad_norms(d)))
+        else:
+            section.left_out.append((f"{name}: gradient norms", f"not recorded for trial {top.number} (set record_grad_norms=True)"))
+    return section
+
+
+def provenance(items: list[Loaded], command: str) -> pd.DataFrame:
+    rows = [(f"{p} version", importlib.metadata.version(p)) for p in PACKAGES]
+    rows.append(("python version", platform.python_version()))
+    for i in items:
+        s = i.study
+        dataset = s.user_attrs.get("dataset") or {}
+        rows += [
+            (f"{s.study_name}: storage", i.source.label),
+            (f"{s.study_name}: device", devices(s)),
+            (f"{s.study_name}: data", f"{dataset.get('root', 'not recorded')} ({dataset.get('train_images', '?')} train / "
+                                      f"{dataset.get('test_images', '?')} test images)"),
+            *[(f"{s.study_name}: command", c) for c in s.user_attrs.get("commands", [])],
+        ]
+    rows += [("report command", command), ("generated", datetime.now(timezone.utc).isoformat(timespec="seconds"))]
+    return pd.DataFrame(rows, columns=["field", "value"])
+
+
+def build(items: list[Loaded]) -> list[Section]:
+    """Every section in page order; a section no study supports is kept empty with the reason."""
+    by_kind = {k: [i for i in items if search.kind(i.study) in k]
+               for k in (("search",), ("ablation", "ablation_path"), ("comparison",))}
+    sections = [overview(items)]
+    for kinds, make, title in ((("search",), search_section, "Search"),
+                               (("ablation", "ablation_path"), ablation_section, "Ablation"),
+                               (("comparison",), baselines_section, "Baselines")):
+        if by_kind[kinds]:
+            sections.append(make(by_kind[kinds]))
+        else:
+            kinds_found = ", ".join(sorted({search.kind(i.study) for i in items}))
+            sections.append(Section(title, left_out=[("all studies", f"no {' or '.join(kinds)} study among the inputs (found: {kinds_found})")]))
+    sections.append(diagnostics_section(items))
+    return sections

@@ -1,0 +1,93 @@
+"""What every table shares: raw numbers for CSV beside formatted text for the page and the paper."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+MISSING = "–"
+
+
+@dataclass(frozen=True)
+class Table:
+    """`data` keeps full-precision numbers (written as CSV); `shown` is the same table as formatted text."""
+
+    name: str  # file name stem, unique within a study
+    title: str
+    data: pd.DataFrame
+    shown: pd.DataFrame
+
+
+def complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+
+
+def best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    done = complete(study)
+    return max(done, key=lambda t: t.value) if done else None
+
+
+def devices(study: optuna.Study) -> str:
+    """The devices the study's trials ran on."""
+    found = sorted({str(t.user_attrs["device"]) for t in study.get_trials(deepcopy=False) if "device" in t.user_attrs})
+    return ", ".join(found) or "not recorded"
+
+
+def setting(trial: optuna.trial.FrozenTrial, name: str, default: Any = None) -> Any:
+    """A resolved training setting of the trial (from its stored config)."""
+    return (trial.user_attrs.get("config") or {}).get(name, default)
+
+
+def missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def pct(x: Any, signed: bool = False) -> str:
+    """A fraction as a percentage with two decimals."""
+    return MISSING if missing(x) else f"{100 * x:{'+' if signed else ''}.2f}"
+
+
+def pm(mean: Any, std: Any) -> str:
+    """mean ± std in percent; a single seed has no spread."""
+    if missing(mean):
+        return MISSING
+    return pct(mean) if missing(std) else f"{pct(mean)} ± {pct(std)}"
+
+
+def ci(delta: Any, low: Any, high: Any) -> str:
+    if missing(delta):
+        return MISSING
+    return pct(delta, True) if missing(low) else f"{pct(delta, True)} [{pct(low, True)}, {pct(high, True)}]"
+
+
+def count(x: Any) -> str:
+    """Parameters or FLOPs with an SI prefix and three significant figures (99.5k, 44.6M, 1.20G)."""
+    if missing(x):
+        return MISSING
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{prefix}"
+    return f"{x:.0f}"
+
+
+def number(x: Any, digits: int = 3) -> str:
+    if missing(x):
+        return MISSING
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    return f"{x:,}" if isinstance(x, int) else f"{x:.{digits}g}"
+
+
+def pvalue(p: Any) -> str:
+    return MISSING if missing(p) else ("< 0.001" if p < 1e-3 else f"{p:.3f}")
+
+
+def seconds(x: Any) -> str:
+    if missing(x):
+        return MISSING
+    return f"{x / 3600:.1f} h" if x >= 3600 else (f"{x / 60:.1f} min" if x >= 60 else f"{x:.1f} s")
