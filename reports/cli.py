@@ -7,8 +7,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from reports import dashboard as dash
-from reports import export, page, sections, sources
 from study.errors import UserError
 
 
@@ -24,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
+    from reports import dashboard as dash  # imported here: plotly and pandas would slow every `study` command
+    from reports import export, page, sections, sources
+
     output = Path(args.output)
     if output.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"-o {args.output}: the report is an HTML file; give a name ending in .html")
@@ -54,4 +55,7 @@ def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def dashboard(args: argparse.Namespace) -> None:
+    from reports import dashboard as dash
+    from reports import sources
+
     dash.serve(sources.open_source(args.storage), args.port)

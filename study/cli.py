@@ -40,6 +40,12 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("spaces", help="list the space files with their kind, budget and description")
 
+    # reports/ renders; study/ only hands it the arguments (data flows study -> stored studies -> reports)
+    from reports import cli as reports_cli
+
+    reports_cli.add_arguments(sub.add_parser("report", help="HTML page + tables from stored studies"))
+    reports_cli.add_dashboard_arguments(sub.add_parser("dashboard", help="optuna-dashboard on 127.0.0.1 with the artifacts"))
+
     path = sub.add_parser("ablation-path", help="retrain the path from a study's reference trial to its best")
     path.add_argument("storage", help="the search's storage: a .db file or an SQLAlchemy URL")
     path.add_argument("--study-name", help="the search study, when the storage holds several")
@@ -120,6 +126,18 @@ def _spaces(args: argparse.Namespace, console: Console) -> None:
     console.print(table)
 
 
+def _report(args: argparse.Namespace, console: Console) -> None:
+    from reports import cli as reports_cli
+
+    reports_cli.main(args)
+
+
+def _dashboard(args: argparse.Namespace, console: Console) -> None:
+    from reports import cli as reports_cli
+
+    reports_cli.dashboard(args)
+
+
 def _train(args: argparse.Namespace, console: Console) -> None:
     from study.train import train
 
@@ -140,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     console = Console(stderr=args.command == "train" and getattr(args, "json", False))
     try:
-        {"run": _run, "train": _train, "ablation-path": _ablation_path, "spaces": _spaces}[args.command](args, console)
+        {"run": _run, "train": _train, "ablation-path": _ablation_path, "spaces": _spaces,
+         "report": _report, "dashboard": _dashboard}[args.command](args, console)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
