@@ -32,3 +32,9 @@ FIGURES = (
 def baseline(model: str, dataset: str) -> Figure | None:
     """The plain-recipe figure for a model and data set (no Cutout/MixUp), if one is published."""
     return next((f for f in FIGURES if f.model == model and f.dataset == dataset and not f.note.startswith("with")), None)
+
+
+def published(model: str, dataset: str) -> float | None:
+    """The published plain-recipe accuracy (a fraction), for the report's gap column."""
+    figure = baseline(model, dataset)
+    return figure.accuracy if figure else None

@@ -70,3 +70,4 @@ def test_one_real_epoch_of_each_model(name, data_dir):
 def test_literature_lookup():
     assert literature.baseline("resnet18", "cifar10").accuracy == pytest.approx(0.9528)
     assert literature.baseline("efficientnet_b0", "cifar10") is None
+    assert literature.published("mobilenet_v2", "cifar100") == pytest.approx(0.742)
