@@ -45,7 +45,7 @@ def test_designs_enumerate_their_variants(tmp_path):
 @pytest.mark.parametrize("body,match", [
     (TINY.replace('("both", "none")', '("both", "sometimes")'), "component 'se'.*none, frontend"),
     (TINY.replace('("both", "none")', '"both"'), r"\(full, ablated\)"),
-    (TINY + "def suggest(t):\n    return {}\n", "split it into two files"),
+    (TINY + "def suggest(t):\n    return {}\n", "split it into several files"),
     (TINY + 'design = "leave_two_out"\n', "one_out, add_one, factorial"),
 ])
 def test_bad_ablation_spaces(tmp_path, body, match):
