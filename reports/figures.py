@@ -60,8 +60,8 @@ def importances(data: pd.DataFrame) -> go.Figure:
 
 def variant_bars(data: pd.DataFrame) -> go.Figure:
     fig = go.Figure(go.Bar(
-        x=data["variant"], y=data["val_accuracy_mean"], error_y=dict(type="data", array=data["val_accuracy_std"].fillna(0)),
-        text=[f"n={n}" for n in data["n"]], textposition="inside",
+        x=[f"{v} (n={n})" for v, n in zip(data["variant"], data["n"])], y=data["val_accuracy_mean"],
+        error_y=dict(type="data", array=data["val_accuracy_std"].fillna(0)),
     ))
     low = float((data["val_accuracy_mean"] - data["val_accuracy_std"].fillna(0)).min())
     return _styled(fig, "Validation accuracy per variant (mean ± std over seeds)",
