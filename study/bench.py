@@ -103,10 +103,18 @@ class Meter:
         return self.window * self.batch / statistics.median(self.seconds)
 
 
+def bf16_native(device: torch.device) -> bool:
+    """bf16 GPUs, and CPUs with AVX512-BF16 or AMX; elsewhere bf16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()  # oneDNN's own check; torch has no public one
+
+
 def row_config(model: str, resolution: int, data_dir: str | None, device: str) -> Config:
-    """The seed's recipe on CIFAR-10 at `resolution`, with its 4 px crop padding at that resolution."""
+    """Ours: the seed's recipe on CIFAR-10 at `resolution`, its 4 px crop padding at that resolution."""
+    precision = "bf16" if bf16_native(training.resolve_device(device)) else "fp32"
     return Config(model=model, dataset="cifar10", resolution=resolution, translate=4 * 32 / resolution,
-                  data_dir=data_dir, device=device, epochs=1)
+                  data_dir=data_dir, device=device, epochs=1, precision=precision)
 
 
 def ours(config: Config, budget: Budget) -> float:

@@ -68,6 +68,8 @@ class Config:
     device: str = "auto"
     precision: str = "bf16"  # autocast dtype; fp32 turns autocast off
     channels_last: bool = True
+    # performance
+    compile: bool = False  # torch.compile the training forward; for GPUs: 2x slower on the bench's CPU (docs/performance.md)
 
     def __post_init__(self) -> None:
         for name, options in CHOICES.items():
