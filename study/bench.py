@@ -13,7 +13,6 @@ Four parts, all on the current machine in one run:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import json
 import os
@@ -46,7 +45,7 @@ class Budget:
 
     warmup: int  # steps before timing: worker start-up, oneDNN/cuDNN kernel choice, allocator growth
     repeats: int  # timed windows per figure; the median is reported
-    window: dict[int, int]  # training steps per timed window, by resolution
+    window: dict[str, int]  # training steps per timed window, by row (model_resolution)
     aug_batches: int  # augmentation calls per timed window
     overhead_trials: int
     overhead_epochs: int
@@ -55,11 +54,11 @@ class Budget:
     search_epochs: int
 
 
-# Quick search studies are tiny (3 random trials of 2 epochs): enough to exercise every step, too few
+# Quick search studies are tiny (2 random trials of 2 epochs): enough to exercise every step, too few
 # for a stable figure; shorter epochs or less data leave NaiveNet at chance and every trial ties.
-QUICK = Budget(warmup=2, repeats=3, window={32: 4, 128: 1}, aug_batches=5, overhead_trials=2, overhead_epochs=3,
-               search_seeds=3, search_trials=3, search_epochs=2)
-FULL = Budget(warmup=3, repeats=5, window={32: 6, 128: 3}, aug_batches=20, overhead_trials=3, overhead_epochs=15,
+QUICK = Budget(warmup=2, repeats=3, window={"naivenet_32": 4, "naivenet_128": 1, "resnet18_32": 1}, aug_batches=5, overhead_trials=2, overhead_epochs=3,
+               search_seeds=3, search_trials=2, search_epochs=2)
+FULL = Budget(warmup=3, repeats=5, window={"naivenet_32": 6, "naivenet_128": 3, "resnet18_32": 3}, aug_batches=20, overhead_trials=3, overhead_epochs=15,
               search_seeds=3, search_trials=10, search_epochs=10)
 
 
@@ -70,9 +69,9 @@ class _Measured(Exception):
 class Meter:
     """Times `repeats` windows of `window` steps after `warmup` steps; a window never spans an epoch end."""
 
-    def __init__(self, device: torch.device, budget: Budget, resolution: int, batch: int) -> None:
-        self.device, self.batch = device, batch
-        self.warmup, self.window, self.repeats = budget.warmup, budget.window[resolution], budget.repeats
+    def __init__(self, device: torch.device, budget: Budget, config: Config) -> None:
+        self.device, self.batch = device, config.batch_size
+        self.warmup, self.window, self.repeats = budget.warmup, budget.window[row_key(config)], budget.repeats
         self.seconds: list[float] = []
         self.steps = 0
         self.mark: float | None = None
@@ -105,6 +104,10 @@ class Meter:
         return self.window * self.batch / statistics.median(self.seconds)
 
 
+def row_key(config: Config) -> str:
+    return f"{config.model}_{config.resolution}"
+
+
 def bf16_native(device: torch.device) -> bool:
     """bf16 GPUs, and CPUs with AVX512-BF16 or AMX; elsewhere bf16 is emulated and slower than fp32."""
     if device.type == "cuda":
@@ -121,7 +124,7 @@ def row_config(model: str, resolution: int, data_dir: str | None, device: str) -
 
 def ours(config: Config, budget: Budget) -> float:
     """Training images/s of `study.train.train(config)`, timed from its step callback."""
-    meter = Meter(training.resolve_device(config.device), budget, config.resolution, config.batch_size)
+    meter = Meter(training.resolve_device(config.device), budget, config)
     last_epoch = [0]
 
     def on_step(epoch: int, step: int, steps: int) -> None:
@@ -138,8 +141,8 @@ def ours(config: Config, budget: Budget) -> float:
 def seed_way(config: Config, budget: Budget, workers: int) -> float:
     """Training images/s of the seed's pipeline (study.seedway) on the same data and model."""
     device = training.resolve_device(config.device)
-    meter = Meter(device, budget, config.resolution, config.batch_size)
-    steps = budget.warmup + budget.window[config.resolution] * budget.repeats + 1
+    meter = Meter(device, budget, config)
+    steps = budget.warmup + meter.window * budget.repeats + 1
     try:
         for _ in seedway.step_times(config, device, workers, steps):
             meter.tick()
@@ -170,20 +173,24 @@ def _quiet() -> Console:
     return Console(file=io.StringIO())
 
 
-def _search_space() -> spaces.Space:
+def _search_space(folder: str, sampler: str, pruner: str) -> spaces.Space:
+    """The shipped 32x32 CIFAR-10 space with another sampler and pruner, written as a space file in
+    `folder`: the runner loads trials' spaces from their files, so an in-memory change would not hold."""
     if not SEARCH_SPACE.is_file():
         raise UserError(f"{SEARCH_SPACE} is missing: run the bench from a checkout of the project")
-    return spaces.load(SEARCH_SPACE)
+    path = Path(folder) / f"{SEARCH_SPACE.stem}_{sampler}_{pruner}.py"
+    path.write_text(f"{SEARCH_SPACE.read_text()}\nsampler = {sampler!r}\npruner = {pruner!r}\n")
+    return spaces.load(path)
 
 
 def overhead(budget: Budget, data_dir: str | None, device: str) -> dict[str, float]:
     """Run a small study from an empty storage and a cold data cache; time what is not epochs."""
-    space = dataclasses.replace(_search_space(), pruner="none")  # full-length trials, as the target says
     fixed = {"data_dir": data_dir, "device": device, "epochs": budget.overhead_epochs}
     data.load.cache_clear()
     training._device_data.cache_clear()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
+        space = _search_space(tmp, "tpe", "none")  # full-length trials, as the target says
         study = runner.run(space, fixed, storage=f"sqlite:///{tmp}/overhead.db", trials=budget.overhead_trials,
                            console=_quiet())
         wall = time.perf_counter() - start
@@ -213,18 +220,18 @@ def _epochs_to_reach(study: Any, target: float) -> int | None:
 
 def search(budget: Budget, data_dir: str | None, device: str) -> dict[str, Any]:
     """Random search without pruning against TPE + Hyperband (twice the trials) on each seed."""
-    base = _search_space()
     per_seed = []
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/search.db"
+        random_space, tpe_space = _search_space(tmp, "random", "none"), _search_space(tmp, "tpe", "hyperband")
         for seed in range(budget.search_seeds):
             fixed = {"data_dir": data_dir, "device": device, "epochs": budget.search_epochs, "seed": seed}
-            random = runner.run(dataclasses.replace(base, sampler="random", pruner="none"), fixed, storage=url,
+            random = runner.run(random_space, fixed, storage=url,
                                 study_name=f"random-{seed}", trials=budget.search_trials, seed=seed, console=_quiet())
             target = random.best_value
             random_epochs = sum(len(t.intermediate_values) for t in random.get_trials(deepcopy=False))
             # another sampler seed: with the same one, TPE's random start-up would replay random's trials
-            tpe = runner.run(dataclasses.replace(base, sampler="tpe", pruner="hyperband"), fixed, storage=url,
+            tpe = runner.run(tpe_space, fixed, storage=url,
                              study_name=f"tpe-{seed}", trials=2 * budget.search_trials, seed=seed + TPE_SEED_OFFSET,
                              console=_quiet())
             spent = _epochs_to_reach(tpe, target)
