@@ -46,6 +46,10 @@ def parser() -> argparse.ArgumentParser:
     reports_cli.add_arguments(sub.add_parser("report", help="HTML page + tables from stored studies"))
     reports_cli.add_dashboard_arguments(sub.add_parser("dashboard", help="optuna-dashboard on 127.0.0.1 with the artifacts"))
 
+    from study import bench
+
+    bench.add_arguments(sub.add_parser("bench", help="training throughput: the seed's way against ours, and more"))
+
     path = sub.add_parser("ablation-path", help="retrain the path from a study's reference trial to its best")
     path.add_argument("storage", help="the search's storage: a .db file or an SQLAlchemy URL")
     path.add_argument("--study-name", help="the search study, when the storage holds several")
@@ -138,6 +142,12 @@ def _dashboard(args: argparse.Namespace, console: Console) -> None:
     reports_cli.dashboard(args)
 
 
+def _bench(args: argparse.Namespace, console: Console) -> None:
+    from study import bench
+
+    bench.main(args)
+
+
 def _train(args: argparse.Namespace, console: Console) -> None:
     from study.train import train
 
@@ -159,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=args.command == "train" and getattr(args, "json", False))
     try:
         {"run": _run, "train": _train, "ablation-path": _ablation_path, "spaces": _spaces,
-         "report": _report, "dashboard": _dashboard}[args.command](args, console)
+         "report": _report, "dashboard": _dashboard, "bench": _bench}[args.command](args, console)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -78,6 +78,8 @@ class Config:
     residual: bool = False  # cnn: skip connections around the extra blocks
     batchnorm: bool = False  # cnn
     dropout: float = 0.0  # cnn: before the classifier
+    # performance
+    compile: bool = False  # torch.compile the training forward; for GPUs: 2x slower on the bench's CPU (docs/performance.md)
 
     def __post_init__(self) -> None:
         for name, options in CHOICES.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import json
 import math
@@ -78,6 +79,24 @@ def flops_per_image(model: nn.Module, resolution: int, device: torch.device) -> 
         model(torch.zeros(1, 3, resolution, resolution, device=device))
     model.train(was_training)
     return int(counter.get_total_flops())
+
+
+@functools.cache
+def keep_freed_memory() -> None:
+    """Make glibc's malloc reuse freed tensor memory instead of returning it to the OS every step.
+
+    glibc serves allocations above 32 MB (every activation at 128 px) with a fresh mmap and unmaps
+    it on free, so each step page-faults and zeroes its activations again: about 20% of the CPU time
+    at 128 px (docs/performance.md). PyTorch has no caching allocator for CPU memory, so this turns
+    off malloc's mmap and heap trimming; the process keeps its peak heap for reuse.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc (macOS, musl): their allocators are left as they are
+    m_trim_threshold, m_mmap_max = -1, -4  # mallopt's parameter numbers in <malloc.h>
+    libc.mallopt(m_mmap_max, 0)
+    libc.mallopt(m_trim_threshold, -1)  # read as SIZE_MAX: never trim
 
 
 def _autocast(config: Config, device: torch.device):
@@ -195,6 +214,8 @@ def train(
     """
     start = time.perf_counter()
     device = resolve_device(config.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     d = device_data(config, device, test)
     cifar = data.load(config.dataset, config.data_dir)
     num_classes = config.num_classes or cifar.num_classes
@@ -204,6 +225,7 @@ def train(
 
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = models.build(config, num_classes).to(device, memory_format=memory_format)
+    forward = torch.compile(model) if config.compile else model  # evaluation stays eager: no recompile
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, foreach=True
     )
@@ -240,7 +262,7 @@ def train(
                 x, target = augment.train_batch(d["train_x"][idx], labels, config, num_classes, d["mean"], d["std"])
                 x = x.contiguous(memory_format=memory_format)
                 with _autocast(config, device):
-                    out = model(x)
+                    out = forward(x)
                     loss = F.cross_entropy(out, target, label_smoothing=config.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
