@@ -69,7 +69,9 @@ def step_times(config: Config, device: torch.device, workers: int, steps: int) -
     torch.manual_seed(config.seed)
     cifar = data.load(config.dataset, config.data_dir)
     model = models.build(config, config.num_classes or cifar.num_classes).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=ONECYCLE_PEAK * config.lr, total_steps=steps, pct_start=ONECYCLE_PCT_START,
         div_factor=ONECYCLE_DIV, final_div_factor=ONECYCLE_FINAL_DIV,

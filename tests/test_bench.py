@@ -32,8 +32,9 @@ def test_quick_bench_json_has_every_figure(data_dir, capsys):
 
     overhead = result["overhead"]
     assert overhead["trials"] == bench.QUICK.overhead_trials
-    assert 0 < overhead["share"] < 1
+    assert 0 < overhead["share"] < overhead["share_with_setup"] < 1
     assert 0 < overhead["seconds_per_trial"] < overhead["mean_trial_seconds"]
+    assert overhead["study_setup_seconds"] > 0
 
     search = result["search"]
     assert len(search["seeds"]) == bench.QUICK.search_seeds >= 3
