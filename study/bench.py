@@ -115,18 +115,10 @@ def row_key(config: Config) -> str:
     return f"{config.model}_{config.resolution}"
 
 
-def bf16_native(device: torch.device) -> bool:
-    """bf16 GPUs, and CPUs with AVX512-BF16 or AMX; elsewhere bf16 is emulated and slower than fp32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return torch.ops.mkldnn._is_mkldnn_bf16_supported()  # oneDNN's own check; torch has no public one
-
-
 def row_config(model: str, resolution: int, data_dir: str | None, device: str) -> Config:
     """A row's configuration: the seed's recipe on CIFAR-10, its 4 px crop padding at `resolution`."""
-    precision = "bf16" if bf16_native(training.resolve_device(device)) else "fp32"
     return Config(model=model, dataset="cifar10", resolution=resolution, translate=4 * 32 / resolution,
-                  data_dir=data_dir, device=device, epochs=1, precision=precision)
+                  data_dir=data_dir, device=device, epochs=1)
 
 
 def ours(config: Config, budget: Budget) -> float:

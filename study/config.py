@@ -22,7 +22,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": ("cifar10", "cifar100"),
     "se": ("none", "frontend", "main", "both", "all"),
     "schedule": ("onecycle", "cosine"),
-    "precision": ("bf16", "fp32"),
+    "precision": ("auto", "bf16", "fp32"),
     "activation": ("relu", "identity"),
     "pooling": ("max", "avg"),
 }
@@ -68,7 +68,8 @@ class Config:
     mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing weight; 0 = off
     # how it runs
     device: str = "auto"  # auto (cuda when present), cpu, cuda or cuda:N
-    precision: str = "bf16"  # autocast dtype; fp32 turns autocast off
+    # bf16 autocast, fp32 (autocast off), or auto: bf16 where the device runs it natively, else fp32
+    precision: str = "auto"
     channels_last: bool = True
     record_grad_norms: bool = False  # gradient norm of every weight over the first epoch (vanishing gradients)
     # reference models and the staged project's CNN

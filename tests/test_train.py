@@ -1,9 +1,10 @@
 import math
 
 import pytest
+import torch
 
 from study.config import Config
-from study.train import Diverged, train
+from study.train import Diverged, bf16_native, train
 
 
 def small(data_dir, **kw):
@@ -19,6 +20,8 @@ def test_loss_goes_down_and_metrics_are_complete(data_dir):
     assert 0 <= m["test_accuracy"] <= 1 and m["test_accuracy"] != m["val_accuracy"]
     assert m["params"] == 317_634 and m["flops_per_image"] > 1e7
     assert len(m["val_accuracy_curve"]) == 3 and m["epochs_trained"] == 3
+    # precision auto: bf16 only where this CPU runs it natively (emulated bf16 is ~10x slower than fp32)
+    assert m["precision"] == ("bf16" if bf16_native(torch.device("cpu")) else "fp32")
 
 
 def test_a_diverging_run_raises_diverged(data_dir):
