@@ -53,19 +53,22 @@ class Budget:
     search_seeds: int
     search_trials: int  # random search's trials, each trained for all its epochs
     search_epochs: int
+    search_data_fraction: float  # of the training split, for the search studies
 
 
-# Quick search studies are tiny (2 random trials of 2 epochs): enough to exercise every step, too few
-# for a stable figure; shorter epochs or less data leave NaiveNet at chance and every trial ties.
+# Quick search studies are tiny (2 random trials of 2 epochs on a quarter of the data): enough to
+# exercise every step, far too little for a stable figure (trials sit near chance and often tie).
 QUICK = Budget(
     warmup=2, repeats=3, window={"naivenet_32": 4, "naivenet_128": 1, "resnet18_32": 1}, aug_batches=5,
-    overhead_trials=2, overhead_epochs=3, search_seeds=3, search_trials=2, search_epochs=2,
+    overhead_trials=2, overhead_epochs=2, search_seeds=3, search_trials=2, search_epochs=2,
+    search_data_fraction=0.25,
 )
 # Full: overhead trials of 15 epochs last 30 s or more (the target's condition); the search studies
 # are the shipped space's own budget, 10 trials of 10 epochs.
 FULL = Budget(
     warmup=3, repeats=5, window={"naivenet_32": 6, "naivenet_128": 3, "resnet18_32": 3}, aug_batches=20,
     overhead_trials=3, overhead_epochs=15, search_seeds=3, search_trials=10, search_epochs=10,
+    search_data_fraction=1.0,
 )
 
 
@@ -230,7 +233,8 @@ def search(budget: Budget, data_dir: str | None, device: str) -> dict[str, Any]:
         url = f"sqlite:///{tmp}/search.db"
         random_space, tpe_space = _search_space(tmp, "random", "none"), _search_space(tmp, "tpe", "hyperband")
         for seed in range(budget.search_seeds):
-            fixed = {"data_dir": data_dir, "device": device, "epochs": budget.search_epochs, "seed": seed}
+            fixed = {"data_dir": data_dir, "device": device, "epochs": budget.search_epochs, "seed": seed,
+                     "data_fraction": budget.search_data_fraction}
             random = runner.run(random_space, fixed, storage=url,
                                 study_name=f"random-{seed}", trials=budget.search_trials, seed=seed, console=_quiet())
             target = random.best_value
