@@ -73,13 +73,34 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _create_sqlite_whole(path: Path) -> None:
+    """Create a new SQLite study database beside `path` and move it in complete.
+
+    Optuna creates its schema table by table, so a process opening the file meanwhile (a worker,
+    optuna-dashboard) finds some tables missing, creates them too and fails with "table ... already
+    exists". A hard link appears atomically and refuses to replace a file another process put there
+    first, whose schema is then complete as well.
+    """
+    if path.exists():
+        return
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.new")
+    try:
+        optuna.storages.RDBStorage(f"sqlite:///{scratch}").engine.dispose()
+        os.link(scratch, path)
+    except FileExistsError:
+        pass
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
 def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage (with heartbeats for `optimize`); SQLite in WAL mode waits for locks."""
     if "://" not in url:
         raise UserError(f"storage {url!r} is not a URL; write sqlite:///path/to.db or postgresql://user@host/db")
     sqlite = url.startswith("sqlite:")
     if sqlite:
-        folder = Path(url.removeprefix("sqlite:///")).parent
+        path = Path(url.removeprefix("sqlite:///"))
+        folder = path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -87,6 +108,8 @@ def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage
         if not os.access(folder, os.W_OK):
             raise UserError(f"{folder} is read-only: the study database cannot be written there; pass --storage")
     try:
+        if sqlite and path.name != ":memory:" and "?" not in url:
+            _create_sqlite_whole(path)
         beats = dict(
             heartbeat_interval=HEARTBEAT_SECONDS, grace_period=HEARTBEAT_GRACE_SECONDS,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRY, inherit_intermediate_values=True),
