@@ -87,7 +87,9 @@ def _create_sqlite_whole(path: Path) -> None:
     try:
         optuna.storages.RDBStorage(f"sqlite:///{scratch}").engine.dispose()
         os.link(scratch, path)
-    except FileExistsError:
+    except OSError:
+        # FileExistsError: another process linked its complete file first. Otherwise (no hard
+        # links on this file system) Optuna creates the file in place below, as it always did.
         pass
     finally:
         scratch.unlink(missing_ok=True)

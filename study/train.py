@@ -99,6 +99,7 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, -1)  # read as SIZE_MAX: never trim
 
 
+@functools.cache  # asked on every autocast entry: each step and each evaluation batch
 def bf16_native(device: torch.device) -> bool:
     """bf16 GPUs, and CPUs with AVX512-BF16 or AMX; elsewhere bf16 is emulated and slower than fp32
     (NaiveNet at 32 px on an AVX2-only CPU: 38 images/s in bf16 against 481 in fp32)."""
