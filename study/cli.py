@@ -12,7 +12,7 @@ from rich.console import Console
 
 from study import space as spaces
 from study.config import Config, parse_overrides
-from study.errors import UserError
+from study.errors import Terminated, UserError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -76,6 +76,7 @@ def _fixed(args: argparse.Namespace) -> dict[str, Any]:
 def _run(args: argparse.Namespace, console: Console) -> None:
     from study import runner
 
+    runner.handle_stop_signals()
     space = spaces.load(args.space)
     if args.trials is not None and args.trials < 1:
         raise UserError(f"--trials {args.trials} is invalid: it must be >= 1")
@@ -173,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: the running trial is marked failed; run the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{what}: the running trial is marked interrupted; run the same command to resume", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     return 0

@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """Bad input from the user: the message says what was wrong and how to fix it."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (docker stop, systemd, Slurm, Kubernetes), handled exactly like Ctrl-C."""

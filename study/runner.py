@@ -5,17 +5,26 @@ Robustness, in one place:
   workers and optuna-dashboard read and write one file without "database is locked" errors or two
   workers taking one queued trial; any SQLAlchemy URL (PostgreSQL, MySQL) works the same way for
   several machines.
-- Every RDB storage runs Optuna's heartbeat: a worker killed mid-trial leaves a trial that the next
-  worker to start a trial marks FAILED (within HEARTBEAT_GRACE_SECONDS) and re-queues with the same
-  parameters; that retry resumes from the trial's last per-epoch checkpoint.
+- Every running trial records its owner (host, process id, process start time). A run on the same
+  host fails and re-queues the trials of owners that are gone at once; trials owned elsewhere keep
+  Optuna's heartbeat rule (FAILED once silent for HEARTBEAT_GRACE_SECONDS, then re-queued with the
+  same parameters). A worker does not finish while another's trial may still turn out dead: it waits
+  until that trial ends or goes stale, then retries it. Retries resume from the last checkpoint.
+- SIGTERM (docker stop, systemd, Slurm, Kubernetes) is handled like Ctrl-C.
 - The budget is shared exactly: a trial whose number comes after `budget` live trials steps aside.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 import multiprocessing
 import os
+import signal
+import socket
 import sys
+import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,7 +38,7 @@ from rich.console import Console
 from study import ablation, data
 from study import space as spaces
 from study.config import Config
-from study.errors import UserError
+from study.errors import Terminated, UserError
 from study.progress import StudyProgress, top_trials_table
 from study.space import Space
 from study.train import Diverged, train
@@ -41,10 +50,34 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 HEARTBEAT_SECONDS = 10
 HEARTBEAT_GRACE_SECONDS = 30
 MAX_RETRY = 2
+POLL_SECONDS = 2  # how often a worker waiting on others' trials looks again
 INTERRUPTED = "interrupted"
+# fail_reason prefix of trials that failed through no fault of their configuration: re-queued by the next run
+ENVIRONMENT = "environment: "
+OWNER = "owner"
+UID = "uid"  # study user attribute set at creation: unique to the study, keys its checkpoints  # trial system attribute: who runs it
 
 class BudgetReached(Exception):
     """Another worker took the last trial of the budget first."""
+
+
+def _stop(signum: int, _frame: Any) -> None:
+    # One is enough: a second signal while the trial is being marked would leave it RUNNING.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def handle_stop_signals() -> None:
+    """Ctrl-C and SIGTERM interrupt the running trial: marked interrupted, its checkpoint kept."""
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+
+
+def _not_a_failed_trial(record: logging.LogRecord) -> bool:
+    # Optuna logs a failed trial in two lines and a traceback; the progress line of the trial (with its
+    # fail_reason) and the CLI's one-line error say it already.
+    return "failed with" not in record.getMessage()
 
 
 def default_storage(space: Space) -> str:
@@ -130,6 +163,12 @@ def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage
     return storage
 
 
+def checkpoint_dir(study: optuna.Study, url: str) -> Path:
+    """The study's own checkpoint folder: named by its uid, so another study (a new database in the
+    same folder, or this one deleted and recreated) never picks up its checkpoints."""
+    return run_dir(url) / "checkpoints" / study.user_attrs[UID]
+
+
 def artifact_store(url: str) -> optuna.artifacts.FileSystemArtifactStore:
     folder = run_dir(url) / "artifacts"
     folder.mkdir(parents=True, exist_ok=True)
@@ -185,6 +224,8 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.RDB
         }
         for key, value in attrs.items():
             study.set_user_attr(key, value)
+    if UID not in study.user_attrs:  # studies stored before checkpoints were keyed by it get one too
+        study.set_user_attr(UID, uuid.uuid4().hex)
         _save_note(study, space)
         if space.kind == "search":
             study.enqueue_trial(space.reference_params(fixed), user_attrs={"reference": True})
@@ -192,12 +233,81 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.RDB
     return study
 
 
-def _requeue_interrupted(study: optuna.Study) -> None:
-    """Trials stopped by Ctrl-C run again with their parameters, resuming from their checkpoints."""
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+# hostname plus boot id: a rebooted machine's process ids start over
+HOST = f"{socket.gethostname()}/{_boot_id()}"
+
+
+def _process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), None where it is not running.
+
+    Stored with the pid because a process id is reused: a live process that started at another
+    time is not the trial's owner. Elsewhere than Linux, only whether the pid exists is known (0).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return 0
+    fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces and brackets
+    return None if fields[0] == "Z" else int(fields[19])  # a zombie has exited already
+
+
+def _own(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Record this process as the trial's owner, so that a rerun here can tell at once if it died."""
+    pid = os.getpid()
+    owner = {"host": HOST, "pid": pid, "process_start": _process_start(pid), "trial": trial.number,
+             "started": time.time()}
+    study._storage.set_trial_system_attr(trial._trial_id, OWNER, owner)
+
+
+def _owner_gone(trial: optuna.trial.FrozenTrial) -> bool:
+    owner = trial.system_attrs.get(OWNER)
+    # "trial" tells the owner apart from the attributes a retry copies from the trial it retries
+    if not owner or owner.get("trial") != trial.number or owner["host"] != HOST:
+        return False
+    return _process_start(owner["pid"]) not in (owner["process_start"], 0)
+
+
+def _fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
+    """FAIL a running trial and re-queue it the way Optuna's heartbeat does (the retry resumes its checkpoint)."""
+    storage = study._storage
+    storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+    try:
+        if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            return
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return  # another process finished or failed it first
+    failed = copy.deepcopy(storage.get_trial(trial._trial_id))
+    failed.user_attrs.pop("fail_reason")  # the retry starts without the failure's reason
+    storage.get_heartbeat_stale_trial_callback()(study, failed)
+
+
+def recover(study: optuna.Study) -> None:
+    """Re-queue every trial that can no longer finish: owner gone on this host, heartbeat stale
+    elsewhere, or failed by its environment (interrupted, device, disk) rather than its configuration."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _owner_gone(t):
+            _fail_and_retry(study, t, f"its worker (process {t.system_attrs[OWNER]['pid']} on {socket.gethostname()}) died")
+    optuna.storages.fail_stale_trials(study)
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
     for t in trials:
-        if t.state == TrialState.FAIL and t.user_attrs.get("fail_reason") == INTERRUPTED and t.number not in retried:
+        reason = t.user_attrs.get("fail_reason", "")
+        if t.state == TrialState.FAIL and (reason == INTERRUPTED or reason.startswith(ENVIRONMENT)) and t.number not in retried:
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "reference": t.user_attrs.get("reference", False)})
 
 
@@ -231,8 +341,7 @@ def run(
     cifar = data.load(defaults.dataset, defaults.data_dir)  # data problems surface here, not inside trial 0
     _check_needs(space, defaults, len(cifar.train_labels), force)
     study = open_study(space, fixed, store, url, name, seed)
-    optuna.storages.fail_stale_trials(study)  # trials of killed workers: FAILED and re-queued
-    _requeue_interrupted(study)
+    recover(study)
     done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
     if space.kind != "search":
         budget = done + ablation.enqueue_missing(study, space, fixed, seed)
@@ -251,11 +360,18 @@ def run(
     else:
         console.print(f"{workers} workers on {name}, {threads} CPU thread(s) each")
         context = multiprocessing.get_context("spawn")  # fork would share torch's thread pools
-        processes = [context.Process(target=work, args=job, name=f"worker-{i}") for i, job in enumerate(jobs)]
+        processes = [context.Process(target=_worker, args=job, name=f"worker-{i}") for i, job in enumerate(jobs)]
         for p in processes:
             p.start()
-        for p in processes:
-            p.join()
+        try:
+            for p in processes:
+                p.join()
+        except KeyboardInterrupt:
+            for p in processes:
+                p.terminate()  # SIGTERM: each worker marks its trial interrupted (a Ctrl-C reached them already)
+            for p in processes:
+                p.join()
+            raise
         if any(p.exitcode for p in processes):
             raise UserError(f"a worker exited with code {[p.exitcode for p in processes]}; run the same command to resume")
     return optuna.load_study(study_name=name, storage=open_storage(url))
@@ -274,6 +390,18 @@ def _check_needs(space: Space, config: Config, train_images: int, force: bool) -
         raise UserError(f"{space.path} needs {' and '.join(missing)} to mean what it says; pass --force to run it anyway")
 
 
+def _worker(*job: Any) -> None:
+    """A worker process: stop signals handled, errors as one line (exit codes as the CLI's)."""
+    handle_stop_signals()
+    try:
+        work(*job)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt as exc:
+        sys.exit(143 if isinstance(exc, Terminated) else 130)
+
+
 def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: int, timeout: float | None,
          seed: int, index: int, threads: int, console: Console | None = None) -> None:
     """Worker `index`: trains trials of the stored study until the shared budget is spent."""
@@ -281,6 +409,7 @@ def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: in
     if threads:
         torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna.study._optimize").addFilter(_not_a_failed_trial)
     space = spaces.load(space_path)
     defaults = space.defaults.replace(**fixed)
     study = optuna.load_study(
@@ -290,23 +419,39 @@ def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: in
     )
     store = artifact_store(url)
     done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+    attempts = [0]
     with StudyProgress(console or Console(), budget, done, live=live, prefix="" if live else f"worker {index}: ") as progress:
 
         def objective(trial: optuna.Trial) -> float:
+            _own(study, trial)
+            attempts[0] += 1
             frozen = _claim(study, trial, budget)
             if space.kind != "search":
                 config = ablation.cell_config(space, trial, fixed, seed)
             else:
                 config = space.config(trial, fixed)
             original = frozen.user_attrs.get("retry_of", RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen))
-            checkpoint = run_dir(url) / "checkpoints" / name / f"trial-{trial.number if original is None else original}.pt"
+            checkpoint = checkpoint_dir(study, url) / f"trial-{trial.number if original is None else original}.pt"
             return train_trial(config, trial, progress, store, checkpoint)
 
-        study.optimize(
-            objective, n_trials=budget, timeout=timeout, catch=(Diverged, torch.OutOfMemoryError, BudgetReached),
-            # counting running trials too stops a worker before it asks for a trial that others already cover
-            callbacks=[optuna.study.MaxTrialsCallback(budget, states=(*FINISHED, TrialState.RUNNING)), progress],
-        )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            trials = study.get_trials(deepcopy=False)
+            need = min(budget - sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials), budget - attempts[0])
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            if need > 0:
+                study.optimize(
+                    objective, n_trials=need, timeout=left, catch=(Diverged, torch.OutOfMemoryError, BudgetReached),
+                    # counting running trials too stops a worker before it asks for a trial that others already cover
+                    callbacks=[optuna.study.MaxTrialsCallback(budget, states=(*FINISHED, TrialState.RUNNING)), progress],
+                )
+            elif not any(t.state == TrialState.RUNNING for t in trials) or attempts[0] >= budget:
+                return
+            else:  # others' trials may still die: wait until they end or go stale, then retry them
+                time.sleep(POLL_SECONDS)
+                recover(study)
 
 
 def _claim(study: optuna.Study, trial: optuna.Trial, budget: int) -> optuna.trial.FrozenTrial:
@@ -324,7 +469,9 @@ def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, st
                 checkpoint: Path | None = None) -> float:
     """Train one trial; a diverged or out-of-memory run fails alone with its reason stored.
 
-    The checkpoint outlives the trial only when it was interrupted, so that its retry resumes.
+    A failure of the environment (interrupt, device, disk) is stored as such, so that the next run
+    re-queues the trial, and its checkpoint is kept for that retry; the checkpoint outlives the
+    trial only then.
     """
     progress.start_trial(trial.number, config.epochs)
     try:
@@ -340,6 +487,10 @@ def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, st
     except optuna.TrialPruned:
         _remove(checkpoint)
         raise
+    except (UserError, OSError) as exc:
+        message = str(exc) if isinstance(exc, UserError) else f"{exc.strerror}: {exc.filename}"
+        trial.set_user_attr("fail_reason", ENVIRONMENT + message)
+        raise UserError(f"trial {trial.number} stopped: {message}; fix it and run the same command to resume") from None
     _remove(checkpoint)
     return metrics["val_accuracy"]
 

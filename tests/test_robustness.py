@@ -54,40 +54,65 @@ def load(storage, name):
     return optuna.load_study(study_name=name, storage=storage).get_trials()
 
 
-def wait_for(path: Path, proc: subprocess.Popen, seconds: float = 300) -> None:
+def wait_for_checkpoint(folder: Path, proc: subprocess.Popen, trial: int = 0, seconds: float = 300) -> Path:
+    """The trial's checkpoint, once written (checkpoints/<study uid>/trial-N.pt beside the database)."""
     deadline = time.time() + seconds
-    while not path.exists():
+    while not (found := list(folder.glob(f"checkpoints/*/trial-{trial}.pt"))):
         assert proc.poll() is None, proc.stderr.read()
-        assert time.time() < deadline, f"{path} never appeared"
+        assert time.time() < deadline, f"no checkpoint of trial {trial} in {folder}"
         time.sleep(0.2)
+    return found[0]
 
 
-def test_killed_worker_trial_is_failed_retried_and_resumed(data_dir, tmp_path):
+def test_killed_worker_trial_is_retried_at_once_by_an_immediate_rerun(data_dir, tmp_path):
     args = ["run", SPACE32, "--data-dir", data_dir, "--trials", "2", "--epochs", "3", "--set", "data_fraction=0.3"]
     proc = start(*args, cwd=tmp_path)
-    wait_for(tmp_path / "runs" / "checkpoints" / "naivenet32_cifar10" / "trial-0.pt", proc)
+    wait_for_checkpoint(tmp_path / "runs", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    time.sleep(runner.HEARTBEAT_GRACE_SECONDS + 2)  # the heartbeat goes stale
 
-    r = study_cli(*args, cwd=tmp_path)
+    r = study_cli(*args, cwd=tmp_path)  # at once: the killed trial's heartbeat is still fresh
     assert r.returncode == 0, r.stderr
     trials = load("sqlite:///" + str(tmp_path / "runs" / "naivenet32_cifar10.db"), "naivenet32_cifar10")
     killed, retry = trials[0], next(t for t in trials if t.system_attrs.get("failed_trial") == 0)
-    assert killed.state == TrialState.FAIL
-    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    assert killed.state == TrialState.FAIL and f"process {proc.pid} " in killed.user_attrs["fail_reason"]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params and retry.user_attrs["reference"]
+    assert "fail_reason" not in retry.user_attrs
     assert retry.user_attrs["resumed_from_epoch"] >= 1 and retry.user_attrs["epochs_trained"] == 3
+    assert [t.state for t in trials].count(TrialState.RUNNING) == 0
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 2  # the budget
 
 
-def test_ctrl_c_marks_the_trial_and_the_same_command_resumes_it(data_dir, tmp_path):
+def test_a_trial_running_elsewhere_is_waited_for_and_retried_once_stale(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(runner, "HEARTBEAT_GRACE_SECONDS", 3)
+    monkeypatch.setattr(runner, "POLL_SECONDS", 0.5)
+    space = spaces.load(write_space(tmp_path, SMALL))
+    fixed, url = {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05}, f"sqlite:///{tmp_path}/x.db"
+    study = runner.run(space, fixed, storage=url, trials=1)
+    study.enqueue_trial({"lr": 0.01})
+    elsewhere = study.ask()  # a worker on another machine that dies without a word
+    study._storage.set_trial_system_attr(elsewhere._trial_id, runner.OWNER, {
+        "host": "another-machine/boot", "pid": 1, "process_start": 1, "trial": elsewhere.number})
+    study._storage.record_heartbeat(elsewhere._trial_id)
+
+    trials = runner.run(space, fixed, storage=url, trials=3).get_trials()
+    assert trials[elsewhere.number].state == TrialState.FAIL
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == elsewhere.number)
+    assert retry.state == TrialState.COMPLETE and retry.params == {"lr": 0.01}
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 3 and TrialState.RUNNING not in [t.state for t in trials]
+
+
+@pytest.mark.parametrize("sig,code,said", [(signal.SIGINT, 130, "interrupted:"), (signal.SIGTERM, 143, "terminated (SIGTERM):")])
+def test_ctrl_c_and_sigterm_mark_the_trial_and_the_same_command_resumes_it(data_dir, tmp_path, sig, code, said):
     space = write_space(tmp_path, SMALL)
     args = ["run", space, "--data-dir", data_dir, "--trials", "1", "--epochs", "3", "--set", "data_fraction=0.3"]
     proc = start(*args, cwd=tmp_path)
-    wait_for(tmp_path / "runs" / "checkpoints" / "robust" / "trial-0.pt", proc)
-    proc.send_signal(signal.SIGINT)
+    checkpoint = wait_for_checkpoint(tmp_path / "runs", proc)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "run the same command to resume" in err
+    assert proc.returncode == code and err.startswith(said) and err.count("\n") == 1, err
+    assert "run the same command to resume" in err and checkpoint.is_file()
     storage = "sqlite:///" + str(tmp_path / "runs" / "robust.db")
     assert [(t.state, t.user_attrs.get("fail_reason")) for t in load(storage, "robust")] == [(TrialState.FAIL, "interrupted")]
 
