@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import json
+import logging
 import math
 import resource
 import tempfile
@@ -183,7 +184,8 @@ def _weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 def _save(path: Path, epoch: int, train_seconds: float, model: nn.Module, optimizer: torch.optim.Optimizer,
           scheduler: Any, metrics: dict[str, Any]) -> None:
-    """Everything needed to go on after `epoch`, written atomically (a kill mid-write keeps the old file)."""
+    """Everything needed to go on after `epoch`, written atomically (a kill mid-write keeps the old
+    file; a failed write, e.g. a full disk, leaves no partial file behind)."""
     state = {
         "epoch": epoch, "train_seconds": train_seconds, "model": model.state_dict(),
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -192,22 +194,42 @@ def _save(path: Path, epoch: int, train_seconds: float, model: nn.Module, optimi
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(state, tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
             metrics: dict[str, Any]) -> tuple[int, float]:
-    """Load a checkpoint written by `_save` (tensors and plain values only); returns (epoch, train seconds)."""
-    state = torch.load(path, weights_only=True, map_location="cpu")
+    """Load a checkpoint written by `_save` (tensors and plain values only); returns (epoch, train seconds).
+
+    A checkpoint that cannot be read, or that was written for another configuration than
+    `metrics["config"]`, is deleted and logged, and training starts over: (0, 0.0).
+    """
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        saved = json.loads(state["metrics"])
+    except Exception as exc:
+        return _discard(path, f"it cannot be read ({type(exc).__name__})")
+    if saved.get("config") != json.loads(json.dumps(metrics["config"])):
+        return _discard(path, "it was written for another configuration")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"])
     if state["cuda_rng"]:
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    metrics.update(json.loads(state["metrics"]), resumed_from_epoch=state["epoch"])
+    metrics.update(saved, resumed_from_epoch=state["epoch"])
     return state["epoch"], state["train_seconds"]
+
+
+def _discard(path: Path, why: str) -> tuple[int, float]:
+    logging.getLogger(__name__).warning("checkpoint %s discarded: %s; training from the start", path, why)
+    path.unlink(missing_ok=True)
+    return 0, 0.0
 
 
 def train(

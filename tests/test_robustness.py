@@ -1,5 +1,6 @@
 """Never lose a trial: killed and interrupted workers, parallel workers, PostgreSQL, bad input."""
 
+import json
 import multiprocessing
 import os
 import signal
@@ -269,3 +270,74 @@ def test_a_study_name_of_another_space_is_refused_and_kept(data_dir, tmp_path):
     r = study_cli("run", second, *common, cwd=tmp_path)
     assert r.returncode == 2 and "belongs to space 'first'" in r.stderr
     assert len(load(f"sqlite:///{tmp_path}/shared.db", "shared")) == 1
+
+
+def test_checkpoints_belong_to_their_study_in_a_shared_folder(data_dir, tmp_path):
+    space = write_space(tmp_path, SMALL)
+    common = ["run", space, "--data-dir", data_dir, "--trials", "1", "--set", "data_fraction=0.2"]
+    old = [*common, "--epochs", "3", "--storage", f"sqlite:///{tmp_path}/old.db"]
+    proc = start(*old, cwd=tmp_path)
+    checkpoint = wait_for_checkpoint(tmp_path, proc)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+
+    # a new database in the same folder, its study of the same name: trial 0 trains from the start
+    r = study_cli(*common, "--epochs", "1", "--storage", f"sqlite:///{tmp_path}/new.db", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (fresh,) = load(f"sqlite:///{tmp_path}/new.db", "robust")
+    assert fresh.state == TrialState.COMPLETE and "resumed_from_epoch" not in fresh.user_attrs
+    assert fresh.user_attrs["epochs_trained"] == 1 and fresh.user_attrs["config"]["epochs"] == 1
+    assert checkpoint.is_file()  # the old study keeps the checkpoint it needs
+
+    r = study_cli(*old, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    retry = load(f"sqlite:///{tmp_path}/old.db", "robust")[1]
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] >= 1
+
+
+def _checkpointed(data_dir, tmp_path, **settings):
+    from study.config import Config
+    from study.train import train
+
+    config = Config(model="naivenet", dataset="cifar10", resolution=32, data_dir=data_dir, data_fraction=0.05,
+                    epochs=2, precision="fp32", **settings)
+    return train(config, checkpoint=tmp_path / "c" / "trial-0.pt")
+
+
+def test_a_checkpoint_of_another_configuration_or_unreadable_is_discarded_and_logged(data_dir, tmp_path, caplog):
+    from study import train as training
+
+    original = training._save
+    with pytest.MonkeyPatch.context() as mp:  # the run "dies" right after its first checkpoint
+        mp.setattr(training, "_save", lambda path, *a: (original(path, *a), (_ for _ in ()).throw(KeyboardInterrupt)))
+        with pytest.raises(KeyboardInterrupt):
+            _checkpointed(data_dir, tmp_path, lr=0.02)
+    path = tmp_path / "c" / "trial-0.pt"
+    assert path.is_file() and not list(path.parent.glob("*.tmp"))
+    assert "resumed_from_epoch" not in _checkpointed(data_dir, tmp_path, lr=0.03)
+    assert "another configuration" in caplog.text and _saved_lr(path) == 0.03  # replaced, not resumed
+
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(b"PK\x03\x04 truncated")
+    assert _checkpointed(data_dir, tmp_path, lr=0.03)["epochs_trained"] == 2
+    assert "cannot be read" in caplog.text and _saved_lr(path) == 0.03
+
+
+def _saved_lr(path):
+    return json.loads(torch.load(path, weights_only=True)["metrics"])["config"]["lr"]
+
+
+def test_a_failed_checkpoint_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    from study import train as training
+
+    def disk_full(obj, f):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError(28, "No space left on device", str(f))
+
+    monkeypatch.setattr(training.torch, "save", disk_full)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
+    with pytest.raises(OSError):
+        training._save(tmp_path / "trial-0.pt", 1, 1.0, model, optimizer, scheduler, {})
+    assert list(tmp_path.iterdir()) == []
