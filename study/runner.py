@@ -16,18 +16,21 @@ Robustness, in one place:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import sys
 import time
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import optuna
 import torch
@@ -94,6 +97,35 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    out = [exc]
+    while (nxt := out[-1].__cause__ or out[-1].__context__) is not None and nxt not in out:
+        out.append(nxt)
+    return out
+
+
+@contextlib.contextmanager
+def one_line_failures(url: str) -> Iterator[None]:
+    """A trial's environment failure (a UserError, however deep in Optuna's chain), or a storage that
+    cannot be written (a full disk), as one line; the next run re-queues what it left unfinished."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        chain = _chain(exc)
+        reason = next((e for e in chain if isinstance(e, UserError)), None)
+        if reason is not None:
+            raise reason from None
+        import sqlalchemy
+
+        if not any(isinstance(e, (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError, OSError))
+                   for e in chain):
+            raise
+        raise UserError(f"the storage {url} could not be written ({_one_line(chain[-1])}); free disk space or fix "
+                        "the database, then run the same command to resume") from None
+
+
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event below opens transactions instead
     dbapi_connection.execute("PRAGMA journal_mode=WAL")
@@ -128,33 +160,73 @@ def _create_sqlite_whole(path: Path) -> None:
         scratch.unlink(missing_ok=True)
 
 
-def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage:
-    """An Optuna RDB storage (with heartbeats for `optimize`); SQLite in WAL mode waits for locks."""
-    if "://" not in url:
-        raise UserError(f"storage {url!r} is not a URL; write sqlite:///path/to.db or postgresql://user@host/db")
-    sqlite = url.startswith("sqlite:")
-    if sqlite:
-        path = Path(url.removeprefix("sqlite:///"))
-        folder = path.parent
+def sqlite_path(url: str) -> Path | None:
+    """The file behind an SQLite URL (None for other databases)."""
+    if not url.startswith("sqlite:"):
+        return None
+    return Path(url.removeprefix("sqlite:").removeprefix("///").partition("?")[0] or ":memory:")
+
+
+def _check_sqlite(url: str, path: Path, create_folder: bool) -> None:
+    """What SQLite or Optuna would do silently, or as a long traceback, said in one line."""
+    query = url.partition("?")[2]
+    if path.name == ":memory:" or "mode=memory" in query:
+        raise UserError(f"{url} is an in-memory database: it vanishes with the process, so nothing could resume "
+                        "or share it; pass a file, e.g. --storage sqlite:///runs/study.db")
+    if "mode=ro" in query or "immutable=1" in query:
+        raise UserError(f"{url} opens the database read-only, but run stores trials; drop the query, or use "
+                        "`python -m study report` to read it")
+    folder = path.parent
+    if create_folder:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"cannot create {folder} for the study database ({exc.strerror}); pass --storage") from None
-        if not os.access(folder, os.W_OK):
-            raise UserError(f"{folder} is read-only: the study database cannot be written there; pass --storage")
+    elif not folder.is_dir():
+        raise UserError(f"folder {folder} of {url} does not exist; create it first or pass another --storage")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"{path if path.exists() else folder} is read-only: run stores trials there; copy the "
+                        "database somewhere writable, or read it with `python -m study report`")
+    if path.is_file() and path.stat().st_size:
+        _check_optuna_file(path)
+
+
+def _check_optuna_file(path: Path) -> None:
     try:
-        if sqlite and path.name != ":memory:" and "?" not in url:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{path} is not an SQLite database ({exc}); pass a study database or a new file name") from None
+    if not {"studies", "trials", "version_info"} <= tables:
+        shown = ", ".join(sorted(tables)[:5]) or "none"
+        raise UserError(f"{path} is an SQLite database but not an Optuna storage (its tables: {shown}); "
+                        "pass a study database or a new file name")
+
+
+def open_storage(url: str, heartbeat: bool = True, create_folder: bool = True) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage (with heartbeats for `optimize`); SQLite in WAL mode waits for locks.
+
+    An SQLite file's folder is created only with `create_folder` (the default runs/): an explicit
+    path in a missing folder is more likely a typo than a wish.
+    """
+    if "://" not in url:
+        raise UserError(f"storage {url!r} is not a URL; write sqlite:///path/to.db or postgresql://user@host/db")
+    path = sqlite_path(url)
+    if path is not None:
+        _check_sqlite(url, path, create_folder)
+    try:
+        if path is not None and "?" not in url:
             _create_sqlite_whole(path)
         beats = dict(
             heartbeat_interval=HEARTBEAT_SECONDS, grace_period=HEARTBEAT_GRACE_SECONDS,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRY, inherit_intermediate_values=True),
         )
         storage = optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {}, **(beats if heartbeat else {})
+            url, engine_kwargs={"connect_args": {"timeout": 60}} if path else {}, **(beats if heartbeat else {})
         )
     except Exception as exc:
         raise UserError(f"cannot open storage {url!r} ({_one_line(exc)}); check the URL and that the database is reachable") from None
-    if sqlite:
+    if path is not None:
         import sqlalchemy
 
         sqlalchemy.event.listen(storage.engine, "connect", _sqlite_connect)
@@ -335,19 +407,21 @@ def run(
     if space.kind == "ablation":
         ablation.check_fixed(space, fixed)
     defaults = space.defaults.replace(**fixed)
-    url = storage or default_storage(space)
-    name = study_name or space.name
-    store = open_storage(url)
+    for device in {defaults.device, *(devices or [])}:
+        _check_device(device)  # a missing GPU is the command's fault, never trial 0's
     cifar = data.load(defaults.dataset, defaults.data_dir)  # data problems surface here, not inside trial 0
     _check_needs(space, defaults, len(cifar.train_labels), force)
-    study = open_study(space, fixed, store, url, name, seed)
-    recover(study)
-    done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
-    if space.kind != "search":
-        budget = done + ablation.enqueue_missing(study, space, fixed, seed)
-    else:
-        budget = max(trials or space.trials, done)
-    study.set_user_attr("budget", budget)
+    url = storage or default_storage(space)
+    name = study_name or space.name
+    with one_line_failures(url), _removed_unless_used(url, default=storage is None):
+        study = open_study(space, fixed, open_storage(url, create_folder=storage is None), url, name, seed)
+        recover(study)
+        done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+        if space.kind != "search":
+            budget = done + ablation.enqueue_missing(study, space, fixed, seed)
+        else:
+            budget = max(trials or space.trials, done)
+        study.set_user_attr("budget", budget)
     if done >= budget:
         console.print(f"study {name} already has {done} finished trials (budget {budget}); nothing to do")
         return study
@@ -359,22 +433,52 @@ def run(
         work(*jobs[0], console=console)
     else:
         console.print(f"{workers} workers on {name}, {threads} CPU thread(s) each")
-        context = multiprocessing.get_context("spawn")  # fork would share torch's thread pools
-        processes = [context.Process(target=_worker, args=job, name=f"worker-{i}") for i, job in enumerate(jobs)]
-        for p in processes:
-            p.start()
-        try:
-            for p in processes:
-                p.join()
-        except KeyboardInterrupt:
-            for p in processes:
-                p.terminate()  # SIGTERM: each worker marks its trial interrupted (a Ctrl-C reached them already)
-            for p in processes:
-                p.join()
-            raise
-        if any(p.exitcode for p in processes):
-            raise UserError(f"a worker exited with code {[p.exitcode for p in processes]}; run the same command to resume")
+        _run_processes(jobs)
     return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+def _run_processes(jobs: list[tuple[Any, ...]]) -> None:
+    context = multiprocessing.get_context("spawn")  # fork would share torch's thread pools
+    processes = [context.Process(target=_worker, args=job, name=f"worker-{i}") for i, job in enumerate(jobs)]
+    for p in processes:
+        p.start()
+    try:
+        for p in processes:
+            p.join()
+    except KeyboardInterrupt:
+        for p in processes:
+            p.terminate()  # SIGTERM: each worker marks its trial interrupted (a Ctrl-C reached them already)
+        for p in processes:
+            p.join()
+        raise
+    if any(p.exitcode for p in processes):
+        raise UserError(f"a worker exited with code {[p.exitcode for p in processes]}; run the same command to resume")
+
+
+@contextlib.contextmanager
+def _removed_unless_used(url: str, default: bool) -> Iterator[None]:
+    """An SQLite file this run creates is deleted again when the run fails before it stored anything
+    (with the default runs/ folder, when that was new too)."""
+    path = sqlite_path(url)
+    new = path is not None and not path.exists()
+    folder_new = default and path is not None and not path.parent.exists()
+    try:
+        yield
+    except BaseException:
+        if new:
+            for leftover in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+                leftover.unlink(missing_ok=True)
+            if folder_new:
+                shutil.rmtree(path.parent, ignore_errors=True)
+        raise
+
+
+def _check_device(name: str) -> None:
+    from study.train import resolve_device
+
+    device = resolve_device(name)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"device={name}: only {torch.cuda.device_count()} CUDA device(s) visible; pick one of them")
 
 
 def _check_needs(space: Space, config: Config, train_images: int, force: bool) -> None:
@@ -442,11 +546,12 @@ def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: in
             if left is not None and left <= 0:
                 return
             if need > 0:
-                study.optimize(
-                    objective, n_trials=need, timeout=left, catch=(Diverged, torch.OutOfMemoryError, BudgetReached),
-                    # counting running trials too stops a worker before it asks for a trial that others already cover
-                    callbacks=[optuna.study.MaxTrialsCallback(budget, states=(*FINISHED, TrialState.RUNNING)), progress],
-                )
+                with one_line_failures(url):
+                    study.optimize(
+                        objective, n_trials=need, timeout=left, catch=(Diverged, torch.OutOfMemoryError, BudgetReached),
+                        # counting running trials too stops a worker before it asks for a trial that others already cover
+                        callbacks=[optuna.study.MaxTrialsCallback(budget, states=(*FINISHED, TrialState.RUNNING)), progress],
+                    )
             elif not any(t.state == TrialState.RUNNING for t in trials) or attempts[0] >= budget:
                 return
             else:  # others' trials may still die: wait until they end or go stale, then retry them

@@ -18,6 +18,7 @@ import torch
 from optuna.trial import TrialState
 
 from study import models, runner
+from study.errors import UserError
 from study import space as spaces
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,8 +245,8 @@ def test_an_out_of_memory_trial_fails_alone(data_dir, tmp_path):
     ("nosuchdb://x/y", "cannot open storage"),
     ("postgresql://study@127.0.0.1:1/none", "cannot open storage"),
 ])
-def test_bad_storage_is_one_line(storage, match, tmp_path):
-    r = study_cli("run", SPACE32, "--storage", storage, "--data-dir", "/nonexistent", cwd=tmp_path)
+def test_bad_storage_is_one_line(storage, match, data_dir, tmp_path):
+    r = study_cli("run", SPACE32, "--storage", storage, "--data-dir", data_dir, cwd=tmp_path)
     assert r.returncode == 2 and match in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
@@ -341,3 +342,52 @@ def test_a_failed_checkpoint_write_leaves_no_partial_file(tmp_path, monkeypatch)
     with pytest.raises(OSError):
         training._save(tmp_path / "trial-0.pt", 1, 1.0, model, optimizer, scheduler, {})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MB tmpfs: room for a new study database, not for a checkpoint (needs root to mount)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a small tmpfs to fill ({r.stderr.strip() or 'mount failed'}): needs root")
+    yield disk
+    subprocess.run(["umount", "--lazy", str(disk)], check=True)  # the test still holds the database open
+
+
+def test_a_full_disk_is_one_line_and_the_next_run_retries_the_reference_trial(data_dir, tmp_path, small_disk):
+    space = write_space(tmp_path, SMALL)
+    storage = f"sqlite:///{small_disk}/study.db"
+    args = ["run", space, "--data-dir", data_dir, "--trials", "1", "--epochs", "2", "--set", "data_fraction=0.05",
+            "--storage", storage]
+    r = study_cli(*args, cwd=tmp_path)
+    assert r.returncode == 2 and "disk is full" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not [p for p in small_disk.rglob("*") if p.suffix == ".tmp"]  # no partial checkpoint left
+
+    subprocess.run(["mount", "-o", "remount,size=50m", str(small_disk)], check=True)  # space freed
+    r = study_cli(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    trials = load(storage, "robust")
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[1].user_attrs["reference"] and trials[1].params == trials[0].params
+
+
+def test_an_environment_failure_of_the_reference_trial_is_retried_by_the_next_run(data_dir, tmp_path, monkeypatch):
+    space = spaces.load(write_space(tmp_path, SMALL))
+    fixed, url = {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05}, f"sqlite:///{tmp_path}/x.db"
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device", "checkpoints/trial-0.pt")
+
+    with monkeypatch.context() as m:
+        m.setattr(runner, "train", no_space)
+        with pytest.raises(UserError, match="No space left on device"):
+            runner.run(space, fixed, storage=url, trials=2)
+    (failed,) = load(url, "robust")
+    assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"].startswith(runner.ENVIRONMENT)
+
+    trials = runner.run(space, fixed, storage=url, trials=2).get_trials()
+    retry = trials[1]
+    assert retry.user_attrs["retry_of"] == 0 and retry.user_attrs["reference"] and retry.state == TrialState.COMPLETE
+    assert retry.params == space.reference_params(fixed) and len(trials) == 3
