@@ -57,6 +57,7 @@ POLL_SECONDS = 2  # how often a worker waiting on others' trials looks again
 INTERRUPTED = "interrupted"
 # fail_reason prefix of trials that failed through no fault of their configuration: re-queued by the next run
 ENVIRONMENT = "environment: "
+CPU_OUT_OF_MEMORY = "can't allocate memory"  # in the message of torch's CPU allocator when it runs out
 OWNER = "owner"
 UID = "uid"  # study user attribute set at creation: unique to the study, keys its checkpoints  # trial system attribute: who runs it
 
@@ -585,9 +586,16 @@ def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, st
     except KeyboardInterrupt:
         trial.set_user_attr("fail_reason", INTERRUPTED)
         raise
-    except (Diverged, torch.OutOfMemoryError) as exc:
-        trial.set_user_attr("fail_reason", _one_line(exc))
+    except (Diverged, RuntimeError) as exc:
+        # torch raises OutOfMemoryError on GPUs only; its CPU allocator raises a plain RuntimeError
+        oom = isinstance(exc, torch.OutOfMemoryError) or CPU_OUT_OF_MEMORY in str(exc)
+        if not (oom or isinstance(exc, Diverged)):
+            raise
+        reason = _one_line(exc) if not oom else "OutOfMemoryError: " + str(exc)[str(exc).find("Default"):].splitlines()[0]
+        trial.set_user_attr("fail_reason", reason)
         _remove(checkpoint)
+        if oom and not isinstance(exc, torch.OutOfMemoryError):
+            raise torch.OutOfMemoryError(reason) from None  # among the failures optimize catches
         raise
     except optuna.TrialPruned:
         _remove(checkpoint)

@@ -240,6 +240,23 @@ def test_an_out_of_memory_trial_fails_alone(data_dir, tmp_path):
     assert fine.state == TrialState.COMPLETE
 
 
+def test_a_trial_too_big_for_the_cpu_memory_fails_alone(data_dir, tmp_path):
+    space = spaces.load(write_space(tmp_path, """
+        model = "naivenet"
+        dataset = "cifar10"
+        resolution = 32
+        sampler = "grid"
+        pruner = "none"
+        def suggest(trial):  # one 128000-px image alone needs 196 GB
+            return {"resolution": trial.suggest_categorical("resolution", [128000, 32])}
+    """))
+    study = runner.run(space, {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05},
+                       storage=f"sqlite:///{tmp_path}/oom.db", trials=2)
+    states = {t.params["resolution"]: t for t in study.get_trials()}
+    assert states[128000].state == TrialState.FAIL and "can't allocate memory" in states[128000].user_attrs["fail_reason"]
+    assert states[32].state == TrialState.COMPLETE
+
+
 @pytest.mark.parametrize("storage,match", [
     ("runs.db", "is not a URL"),
     ("nosuchdb://x/y", "cannot open storage"),
