@@ -21,6 +21,7 @@ import copy
 import logging
 import multiprocessing
 import os
+import random
 import shutil
 import signal
 import socket
@@ -53,7 +54,8 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 HEARTBEAT_SECONDS = 10
 HEARTBEAT_GRACE_SECONDS = 30
 MAX_RETRY = 2
-POLL_SECONDS = 2  # how often a worker waiting on others' trials looks again
+POLL_SECONDS = 2
+SCHEMA_TRIES = 5  # how often a worker waiting on others' trials looks again
 INTERRUPTED = "interrupted"
 # fail_reason prefix of trials that failed through no fault of their configuration: re-queued by the next run
 ENVIRONMENT = "environment: "
@@ -204,6 +206,23 @@ def _check_optuna_file(path: Path) -> None:
                         "pass a study database or a new file name")
 
 
+def _rdb_storage(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage, retried while another process creates the same schema on a server database.
+
+    Two first starts at once on an empty PostgreSQL database both run CREATE TABLE / CREATE TYPE,
+    and all but one fail (IntegrityError on pg_type_typname_nsp_index); a second try finds the
+    tables there. SQLite files get their schema whole instead (_create_sqlite_whole).
+    """
+    import sqlalchemy
+
+    for _ in range(SCHEMA_TRIES - 1):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            time.sleep(0.2 + random.random())  # apart, so that the retries do not collide again
+    return optuna.storages.RDBStorage(url, **kwargs)
+
+
 def open_storage(url: str, heartbeat: bool = True, create_folder: bool = True) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage (with heartbeats for `optimize`); SQLite in WAL mode waits for locks.
 
@@ -222,9 +241,8 @@ def open_storage(url: str, heartbeat: bool = True, create_folder: bool = True) -
             heartbeat_interval=HEARTBEAT_SECONDS, grace_period=HEARTBEAT_GRACE_SECONDS,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRY, inherit_intermediate_values=True),
         )
-        storage = optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": {"timeout": 60}} if path else {}, **(beats if heartbeat else {})
-        )
+        storage = _rdb_storage(url, engine_kwargs={"connect_args": {"timeout": 60}} if path else {},
+                               **(beats if heartbeat else {}))
     except Exception as exc:
         raise UserError(f"cannot open storage {url!r} ({_one_line(exc)}); check the URL and that the database is reachable") from None
     if path is not None:
@@ -280,30 +298,46 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.RDB
         other = existing[name].user_attrs["space"]
         raise UserError(f"study {name!r} in {url} belongs to space {other!r}; pass --study-name to start a new one")
     defaults = space.defaults.replace(**fixed)
-    study = optuna.create_study(
-        storage=storage, study_name=name, direction="maximize", load_if_exists=True,
-        sampler=make_sampler(space.sampler, seed), pruner=make_pruner(space.pruner, defaults.epochs),
-    )
-    if name not in existing:
-        cifar = data.load(defaults.dataset, defaults.data_dir)
-        attrs = {
-            "space": space.name, "space_path": str(space.path), "description": space.description.strip(),
-            "kind": space.kind, "sampler": space.sampler, "pruner": space.pruner, "seeds": space.seeds,
-            "dataset": {
-                "name": cifar.name, "root": str(cifar.root), "classes": list(cifar.classes),
-                "train_images": len(cifar.train_labels), "test_images": len(cifar.test_labels),
-            },
-            **(ablation.study_attrs(space) if space.kind != "search" else {}),
-        }
-        for key, value in attrs.items():
-            study.set_user_attr(key, value)
+    sampler, pruner = make_sampler(space.sampler, seed), make_pruner(space.pruner, defaults.epochs)
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler, pruner=pruner)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner)
+        if name not in existing:  # another machine created it a moment ago: it sets it up, once
+            _wait_for_uid(study)
+    else:
+        _set_up(study, space, fixed)
     if UID not in study.user_attrs:  # studies stored before checkpoints were keyed by it get one too
         study.set_user_attr(UID, uuid.uuid4().hex)
-        _save_note(study, space)
-        if space.kind == "search":
-            study.enqueue_trial(space.reference_params(fixed), user_attrs={"reference": True})
     study.set_user_attr("commands", [*study.user_attrs.get("commands", []), " ".join(sys.argv)])
     return study
+
+
+def _set_up(study: optuna.Study, space: Space, fixed: dict[str, Any]) -> None:
+    """A new study's attributes, note and reference trial; the uid comes last: it says the rest is there."""
+    defaults = space.defaults.replace(**fixed)
+    cifar = data.load(defaults.dataset, defaults.data_dir)
+    attrs = {
+        "space": space.name, "space_path": str(space.path), "description": space.description.strip(),
+        "kind": space.kind, "sampler": space.sampler, "pruner": space.pruner, "seeds": space.seeds,
+        "dataset": {
+            "name": cifar.name, "root": str(cifar.root), "classes": list(cifar.classes),
+            "train_images": len(cifar.train_labels), "test_images": len(cifar.test_labels),
+        },
+        **(ablation.study_attrs(space) if space.kind != "search" else {}),
+    }
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    _save_note(study, space)
+    if space.kind == "search":
+        study.enqueue_trial(space.reference_params(fixed), user_attrs={"reference": True})
+    study.set_user_attr(UID, uuid.uuid4().hex)
+
+
+def _wait_for_uid(study: optuna.Study, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while UID not in study.user_attrs and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _boot_id() -> str:

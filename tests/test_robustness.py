@@ -125,7 +125,7 @@ def test_ctrl_c_and_sigterm_mark_the_trial_and_the_same_command_resumes_it(data_
     assert retry.user_attrs["resumed_from_epoch"] >= 1
 
 
-def _open_new_sqlite(url: str, barrier, results) -> None:
+def _open_new_storage(url: str, barrier, results) -> None:
     barrier.wait()  # every process opens the missing file at the same moment
     try:
         runner.open_storage(url, heartbeat=False)
@@ -140,7 +140,7 @@ def test_processes_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path):
     ctx = multiprocessing.get_context("fork")
     for round_ in range(4):
         url, barrier, results = f"sqlite:///{tmp_path}/new-{round_}.db", ctx.Barrier(4), ctx.Queue()
-        procs = [ctx.Process(target=_open_new_sqlite, args=(url, barrier, results)) for _ in range(4)]
+        procs = [ctx.Process(target=_open_new_storage, args=(url, barrier, results)) for _ in range(4)]
         for p in procs:
             p.start()
         assert [results.get(timeout=120) for _ in procs] == ["ok"] * 4
@@ -408,3 +408,53 @@ def test_an_environment_failure_of_the_reference_trial_is_retried_by_the_next_ru
     retry = trials[1]
     assert retry.user_attrs["retry_of"] == 0 and retry.user_attrs["reference"] and retry.state == TrialState.COMPLETE
     assert retry.params == space.reference_params(fixed) and len(trials) == 3
+
+
+@pytest.fixture
+def fresh_postgres():
+    """A new, empty PostgreSQL database (the study role may create them: .ci/postgres), dropped after."""
+    url = os.environ.get("STUDY_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("no PostgreSQL server: .ci/run starts one and sets STUDY_TEST_POSTGRES_URL")
+    import sqlalchemy
+
+    name = f"fresh_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield url.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as c:
+        c.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.dispose()
+
+
+def test_two_first_starts_at_once_on_a_fresh_postgresql_database_both_succeed(data_dir, tmp_path, fresh_postgres):
+    space = write_space(tmp_path, SMALL)
+    args = ["run", space, "--data-dir", data_dir, "--trials", "4", "--epochs", "1", "--storage", fresh_postgres,
+            "--set", "data_fraction=0.05"]
+    procs = [start(*args, cwd=tmp_path / d) for d in ("a", "b") if (tmp_path / d).mkdir() is None]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    trials = load(fresh_postgres, "robust")
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+    assert sum(bool(t.user_attrs.get("reference")) for t in trials) == 1  # set up once, by whichever created it
+
+
+def test_processes_opening_a_fresh_postgresql_database_at_once_all_succeed(fresh_postgres):
+    # before _rdb_storage retried, three of four failed in every round (IntegrityError, pg_type_typname_nsp_index)
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_open_new_storage, args=(fresh_postgres, barrier, results)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    assert [results.get(timeout=120) for _ in procs] == ["ok"] * 4
+    for p in procs:
+        p.join()
+
+
+@pytest.mark.parametrize("driver", ["postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://"])
+def test_postgresql_urls_work_as_typed(driver, fresh_postgres):
+    url = driver + fresh_postgres.split("://", 1)[1]
+    storage = runner.open_storage(url, heartbeat=False)
+    assert optuna.get_all_study_names(storage) == []
+    storage.engine.dispose()
