@@ -82,6 +82,8 @@ def _run(args: argparse.Namespace, console: Console) -> None:
         raise UserError(f"--trials {args.trials} is invalid: it must be >= 1")
     if args.workers < 1:
         raise UserError(f"--workers {args.workers} is invalid: it must be >= 1")
+    if args.timeout is not None and not 0 < args.timeout < float("inf"):
+        raise UserError(f"--timeout {args.timeout} is invalid: it must be a number of seconds > 0")
     devices = args.devices.split(",") if args.devices else None
     for device in devices or []:
         Config(device=device)  # checks the name

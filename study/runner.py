@@ -445,6 +445,7 @@ def run(
     for device in {defaults.device, *(devices or [])}:
         _check_device(device)  # a missing GPU is the command's fault, never trial 0's
     cifar = data.load(defaults.dataset, defaults.data_dir)  # data problems surface here, not inside trial 0
+    data.split(cifar.train_labels, defaults.val_fraction, defaults.data_fraction, defaults.split_seed)
     _check_needs(space, defaults, len(cifar.train_labels), force)
     url = storage or default_storage(space)
     name = study_name or space.name

@@ -84,6 +84,8 @@ class Space:
     def config(self, trial: Any, fixed: dict[str, Any]) -> Config:
         """The configuration for one trial: defaults, then --set values, then what suggest samples."""
         sampled = self.suggest(FixingTrial(trial, fixed)) if self.suggest else {}
+        if not isinstance(sampled, dict):
+            raise UserError(f"must return a dict of settings, not {type(sampled).__name__}")
         return self.defaults.replace(**{**fixed, **sampled})
 
 
@@ -232,3 +234,5 @@ def _check_suggest(space: Space) -> None:
             f"{space.path}: suggest() does not fit the defaults ({exc}); name each parameter after its "
             "setting and make every range (low <= high) include the setting's default"
         ) from None
+    except Exception as exc:  # the space file's own code: any bug in it is the file's, said in one line
+        raise UserError(f"{space.path}: suggest() failed on the defaults ({type(exc).__name__}: {exc}); fix the space file") from None
