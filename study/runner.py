@@ -392,8 +392,8 @@ def _owner_gone(trial: optuna.trial.FrozenTrial) -> bool:
 def _fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
     """FAIL a running trial and re-queue it the way Optuna's heartbeat does (the retry resumes its checkpoint)."""
     storage = study._storage
-    storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
     try:
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
         if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
             return
     except optuna.exceptions.UpdateFinishedTrialError:
@@ -404,18 +404,24 @@ def _fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason
 
 
 def recover(study: optuna.Study) -> None:
-    """Re-queue every trial that can no longer finish: owner gone on this host, heartbeat stale
-    elsewhere, or failed by its environment (interrupted, device, disk) rather than its configuration."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _owner_gone(t):
-            _fail_and_retry(study, t, f"its worker (process {t.system_attrs[OWNER]['pid']} on {socket.gethostname()}) died")
-    optuna.storages.fail_stale_trials(study)
+    """Re-queue every trial that can no longer finish: those of dead workers (retry_dead), and those
+    failed by their environment (interrupted, device, disk) rather than their configuration."""
+    retry_dead(study)
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
     for t in trials:
         reason = t.user_attrs.get("fail_reason", "")
         if t.state == TrialState.FAIL and (reason == INTERRUPTED or reason.startswith(ENVIRONMENT)) and t.number not in retried:
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "reference": t.user_attrs.get("reference", False)})
+
+
+def retry_dead(study: optuna.Study) -> None:
+    """FAIL and re-queue running trials whose owner on this host is gone (at once) or whose heartbeat
+    went stale (owners elsewhere). Safe to run in several workers at once: each trial fails once."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _owner_gone(t):
+            _fail_and_retry(study, t, f"its worker (process {t.system_attrs[OWNER]['pid']} on {socket.gethostname()}) died")
+    optuna.storages.fail_stale_trials(study)
 
 
 def run(
@@ -592,7 +598,7 @@ def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: in
                 return
             else:  # others' trials may still die: wait until they end or go stale, then retry them
                 time.sleep(POLL_SECONDS)
-                recover(study)
+                retry_dead(study)
 
 
 def _claim(study: optuna.Study, trial: optuna.Trial, budget: int) -> optuna.trial.FrozenTrial:

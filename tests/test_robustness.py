@@ -125,6 +125,20 @@ def test_ctrl_c_and_sigterm_mark_the_trial_and_the_same_command_resumes_it(data_
     assert retry.user_attrs["resumed_from_epoch"] >= 1
 
 
+def test_sigterm_to_the_parent_reaches_every_worker(data_dir, tmp_path):
+    space = write_space(tmp_path, SMALL)
+    args = ["run", space, "--data-dir", data_dir, "--trials", "2", "--epochs", "3", "--workers", "2",
+            "--set", "data_fraction=0.3"]
+    proc = start(*args, cwd=tmp_path)
+    for trial in (0, 1):
+        wait_for_checkpoint(tmp_path / "runs", proc, trial)
+    proc.send_signal(signal.SIGTERM)  # as docker stop does: to the parent alone
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and err.startswith("terminated (SIGTERM):") and err.count("\n") == 1, err
+    trials = load("sqlite:///" + str(tmp_path / "runs" / "robust.db"), "robust")
+    assert [(t.state, t.user_attrs.get("fail_reason")) for t in trials] == [(TrialState.FAIL, "interrupted")] * 2
+
+
 def _open_new_storage(url: str, barrier, results) -> None:
     barrier.wait()  # every process opens the missing file at the same moment
     try:
@@ -458,3 +472,16 @@ def test_postgresql_urls_work_as_typed(driver, fresh_postgres):
     storage = runner.open_storage(url, heartbeat=False)
     assert optuna.get_all_study_names(storage) == []
     storage.engine.dispose()
+
+
+def test_a_run_that_fails_before_its_first_trial_leaves_no_database(data_dir, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise UserError("refused while setting the study up")
+
+    monkeypatch.setattr(runner, "open_study", refuse)
+    monkeypatch.chdir(tmp_path)
+    space = spaces.load(write_space(tmp_path, SMALL))
+    for storage in (f"sqlite:///{tmp_path}/new.db", None):  # an explicit file, and the default runs/ folder
+        with pytest.raises(UserError, match="refused"):
+            runner.run(space, {"data_dir": data_dir}, storage=storage)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["robust.py"]
