@@ -1,4 +1,4 @@
-"""The one exception the command line turns into a one-line message instead of a traceback."""
+"""The exceptions the command line turns into a one-line message instead of a traceback."""
 
 
 class UserError(Exception):
@@ -7,3 +7,9 @@ class UserError(Exception):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (docker stop, systemd, Slurm, Kubernetes), handled exactly like Ctrl-C."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as `Type: first line of its message`, for stored reasons and one-line errors."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

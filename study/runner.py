@@ -1,31 +1,19 @@
 """`run`: one Optuna study over a space, stored so that it resumes and the dashboard can read it.
 
-Robustness, in one place:
-- SQLite is opened in WAL mode with a 60 s busy timeout and immediate transactions, so several
-  workers and optuna-dashboard read and write one file without "database is locked" errors or two
-  workers taking one queued trial; any SQLAlchemy URL (PostgreSQL, MySQL) works the same way for
-  several machines.
-- Every running trial records its owner (host, process id, process start time). A run on the same
-  host fails and re-queues the trials of owners that are gone at once; trials owned elsewhere keep
-  Optuna's heartbeat rule (FAILED once silent for HEARTBEAT_GRACE_SECONDS, then re-queued with the
-  same parameters). A worker does not finish while another's trial may still turn out dead: it waits
-  until that trial ends or goes stale, then retries it. Retries resume from the last checkpoint.
-- SIGTERM (docker stop, systemd, Slurm, Kubernetes) is handled like Ctrl-C.
+Robustness: the storage is opened by study/storage.py, dead and interrupted trials are re-queued by
+study/recovery.py; here:
+- A worker does not finish while another's trial may still turn out dead: it waits until that trial
+  ends or goes stale, then retries it.
 - The budget is shared exactly: a trial whose number comes after `budget` live trials steps aside.
+- Checkpoints live in a folder named by the study's uid, so they belong to their study.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import multiprocessing
-import os
-import random
 import shutil
-import signal
-import socket
-import sqlite3
 import sys
 import time
 import uuid
@@ -42,42 +30,24 @@ from rich.console import Console
 from study import ablation, data
 from study import space as spaces
 from study.config import Config
-from study.errors import Terminated, UserError
+from study.errors import Terminated, UserError, one_line
 from study.progress import StudyProgress, top_trials_table
+from study.recovery import ENVIRONMENT, INTERRUPTED, handle_stop_signals, own, recover, retry_dead
 from study.space import Space
+from study.storage import one_line_failures, open_storage, sqlite_path
 from study.train import Diverged, train
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 # Optuna marks its heartbeat and retry callback experimental; they are what we need here.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-HEARTBEAT_SECONDS = 10
-HEARTBEAT_GRACE_SECONDS = 30
-MAX_RETRY = 2
-POLL_SECONDS = 2
-SCHEMA_TRIES = 5  # how often a worker waiting on others' trials looks again
-INTERRUPTED = "interrupted"
-# fail_reason prefix of trials that failed through no fault of their configuration: re-queued by the next run
-ENVIRONMENT = "environment: "
+POLL_SECONDS = 2  # how often a worker waiting on others' trials looks again
 CPU_OUT_OF_MEMORY = "can't allocate memory"  # in the message of torch's CPU allocator when it runs out
-OWNER = "owner"
-UID = "uid"  # study user attribute set at creation: unique to the study, keys its checkpoints  # trial system attribute: who runs it
+UID = "uid"  # study user attribute set at creation: unique to the study, keys its checkpoints
+
 
 class BudgetReached(Exception):
     """Another worker took the last trial of the budget first."""
-
-
-def _stop(signum: int, _frame: Any) -> None:
-    # One is enough: a second signal while the trial is being marked would leave it RUNNING.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-
-
-def handle_stop_signals() -> None:
-    """Ctrl-C and SIGTERM interrupt the running trial: marked interrupted, its checkpoint kept."""
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
 
 
 def _not_a_failed_trial(record: logging.LogRecord) -> bool:
@@ -93,165 +63,6 @@ def default_storage(space: Space) -> str:
 def run_dir(url: str) -> Path:
     """Where artifacts and checkpoints go: beside an SQLite file, else ./runs."""
     return Path(url.removeprefix("sqlite:///")).parent if url.startswith("sqlite:///") else Path("runs")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    out = [exc]
-    while (nxt := out[-1].__cause__ or out[-1].__context__) is not None and nxt not in out:
-        out.append(nxt)
-    return out
-
-
-@contextlib.contextmanager
-def one_line_failures(url: str) -> Iterator[None]:
-    """A trial's environment failure (a UserError, however deep in Optuna's chain), or a storage that
-    cannot be written (a full disk), as one line; the next run re-queues what it left unfinished."""
-    try:
-        yield
-    except UserError:
-        raise
-    except Exception as exc:
-        chain = _chain(exc)
-        reason = next((e for e in chain if isinstance(e, UserError)), None)
-        if reason is not None:
-            raise reason from None
-        import sqlalchemy
-
-        if not any(isinstance(e, (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError, OSError))
-                   for e in chain):
-            raise
-        raise UserError(f"the storage {url} could not be written ({_one_line(chain[-1])}); free disk space or fix "
-                        "the database, then run the same command to resume") from None
-
-
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event below opens transactions instead
-    dbapi_connection.execute("PRAGMA journal_mode=WAL")
-
-
-def _sqlite_begin(connection: Any) -> None:
-    # IMMEDIATE takes the write lock up front, so Optuna's read-then-write steps (popping a queued
-    # trial) are atomic across processes; with deferred transactions two workers could both take
-    # the same WAITING trial. Readers (optuna-dashboard) are not blocked in WAL mode.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _create_sqlite_whole(path: Path) -> None:
-    """Create a new SQLite study database beside `path` and move it in complete.
-
-    Optuna creates its schema table by table, so a process opening the file meanwhile (a worker,
-    optuna-dashboard) finds some tables missing, creates them too and fails with "table ... already
-    exists". A hard link appears atomically and refuses to replace a file another process put there
-    first, whose schema is then complete as well.
-    """
-    if path.exists():
-        return
-    scratch = path.with_name(f".{path.name}.{os.getpid()}.new")
-    try:
-        optuna.storages.RDBStorage(f"sqlite:///{scratch}").engine.dispose()
-        os.link(scratch, path)
-    except OSError:
-        # FileExistsError: another process linked its complete file first. Otherwise (no hard
-        # links on this file system) Optuna creates the file in place below, as it always did.
-        pass
-    finally:
-        scratch.unlink(missing_ok=True)
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file behind an SQLite URL (None for other databases)."""
-    if not url.startswith("sqlite:"):
-        return None
-    return Path(url.removeprefix("sqlite:").removeprefix("///").partition("?")[0] or ":memory:")
-
-
-def _check_sqlite(url: str, path: Path, create_folder: bool) -> None:
-    """What SQLite or Optuna would do silently, or as a long traceback, said in one line."""
-    query = url.partition("?")[2]
-    if path.name == ":memory:" or "mode=memory" in query:
-        raise UserError(f"{url} is an in-memory database: it vanishes with the process, so nothing could resume "
-                        "or share it; pass a file, e.g. --storage sqlite:///runs/study.db")
-    if "mode=ro" in query or "immutable=1" in query:
-        raise UserError(f"{url} opens the database read-only, but run stores trials; drop the query, or use "
-                        "`python -m study report` to read it")
-    folder = path.parent
-    if create_folder:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot create {folder} for the study database ({exc.strerror}); pass --storage") from None
-    elif not folder.is_dir():
-        raise UserError(f"folder {folder} of {url} does not exist; create it first or pass another --storage")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UserError(f"{path if path.exists() else folder} is read-only: run stores trials there; copy the "
-                        "database somewhere writable, or read it with `python -m study report`")
-    if path.is_file() and path.stat().st_size:
-        _check_optuna_file(path)
-
-
-def _check_optuna_file(path: Path) -> None:
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.DatabaseError as exc:
-        raise UserError(f"{path} is not an SQLite database ({exc}); pass a study database or a new file name") from None
-    if not {"studies", "trials", "version_info"} <= tables:
-        shown = ", ".join(sorted(tables)[:5]) or "none"
-        raise UserError(f"{path} is an SQLite database but not an Optuna storage (its tables: {shown}); "
-                        "pass a study database or a new file name")
-
-
-def _rdb_storage(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
-    """Optuna's RDBStorage, retried while another process creates the same schema on a server database.
-
-    Two first starts at once on an empty PostgreSQL database both run CREATE TABLE / CREATE TYPE,
-    and all but one fail (IntegrityError on pg_type_typname_nsp_index); a second try finds the
-    tables there. SQLite files get their schema whole instead (_create_sqlite_whole).
-    """
-    import sqlalchemy
-
-    for _ in range(SCHEMA_TRIES - 1):
-        try:
-            return optuna.storages.RDBStorage(url, **kwargs)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            time.sleep(0.2 + random.random())  # apart, so that the retries do not collide again
-    return optuna.storages.RDBStorage(url, **kwargs)
-
-
-def open_storage(url: str, heartbeat: bool = True, create_folder: bool = True) -> optuna.storages.RDBStorage:
-    """An Optuna RDB storage (with heartbeats for `optimize`); SQLite in WAL mode waits for locks.
-
-    An SQLite file's folder is created only with `create_folder` (the default runs/): an explicit
-    path in a missing folder is more likely a typo than a wish.
-    """
-    if "://" not in url:
-        raise UserError(f"storage {url!r} is not a URL; write sqlite:///path/to.db or postgresql://user@host/db")
-    path = sqlite_path(url)
-    if path is not None:
-        _check_sqlite(url, path, create_folder)
-    try:
-        if path is not None and "?" not in url:
-            _create_sqlite_whole(path)
-        beats = dict(
-            heartbeat_interval=HEARTBEAT_SECONDS, grace_period=HEARTBEAT_GRACE_SECONDS,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRY, inherit_intermediate_values=True),
-        )
-        storage = _rdb_storage(url, engine_kwargs={"connect_args": {"timeout": 60}} if path else {},
-                               **(beats if heartbeat else {}))
-    except Exception as exc:
-        raise UserError(f"cannot open storage {url!r} ({_one_line(exc)}); check the URL and that the database is reachable") from None
-    if path is not None:
-        import sqlalchemy
-
-        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_connect)
-        sqlalchemy.event.listen(storage.engine, "begin", _sqlite_begin)
-        storage.engine.dispose()  # reconnect so the pragma applies to every pooled connection
-    return storage
 
 
 def checkpoint_dir(study: optuna.Study, url: str) -> Path:
@@ -338,90 +149,6 @@ def _wait_for_uid(study: optuna.Study, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while UID not in study.user_attrs and time.monotonic() < deadline:
         time.sleep(0.2)
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-# hostname plus boot id: a rebooted machine's process ids start over
-HOST = f"{socket.gethostname()}/{_boot_id()}"
-
-
-def _process_start(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), None where it is not running.
-
-    Stored with the pid because a process id is reused: a live process that started at another
-    time is not the trial's owner. Elsewhere than Linux, only whether the pid exists is known (0).
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return 0
-    fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces and brackets
-    return None if fields[0] == "Z" else int(fields[19])  # a zombie has exited already
-
-
-def _own(study: optuna.Study, trial: optuna.Trial) -> None:
-    """Record this process as the trial's owner, so that a rerun here can tell at once if it died."""
-    pid = os.getpid()
-    owner = {"host": HOST, "pid": pid, "process_start": _process_start(pid), "trial": trial.number,
-             "started": time.time()}
-    study._storage.set_trial_system_attr(trial._trial_id, OWNER, owner)
-
-
-def _owner_gone(trial: optuna.trial.FrozenTrial) -> bool:
-    owner = trial.system_attrs.get(OWNER)
-    # "trial" tells the owner apart from the attributes a retry copies from the trial it retries
-    if not owner or owner.get("trial") != trial.number or owner["host"] != HOST:
-        return False
-    return _process_start(owner["pid"]) not in (owner["process_start"], 0)
-
-
-def _fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
-    """FAIL a running trial and re-queue it the way Optuna's heartbeat does (the retry resumes its checkpoint)."""
-    storage = study._storage
-    try:
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-            return
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return  # another process finished or failed it first
-    failed = copy.deepcopy(storage.get_trial(trial._trial_id))
-    failed.user_attrs.pop("fail_reason")  # the retry starts without the failure's reason
-    storage.get_heartbeat_stale_trial_callback()(study, failed)
-
-
-def recover(study: optuna.Study) -> None:
-    """Re-queue every trial that can no longer finish: those of dead workers (retry_dead), and those
-    failed by their environment (interrupted, device, disk) rather than their configuration."""
-    retry_dead(study)
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    for t in trials:
-        reason = t.user_attrs.get("fail_reason", "")
-        if t.state == TrialState.FAIL and (reason == INTERRUPTED or reason.startswith(ENVIRONMENT)) and t.number not in retried:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "reference": t.user_attrs.get("reference", False)})
-
-
-def retry_dead(study: optuna.Study) -> None:
-    """FAIL and re-queue running trials whose owner on this host is gone (at once) or whose heartbeat
-    went stale (owners elsewhere). Safe to run in several workers at once: each trial fails once."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _owner_gone(t):
-            _fail_and_retry(study, t, f"its worker (process {t.system_attrs[OWNER]['pid']} on {socket.gethostname()}) died")
-    optuna.storages.fail_stale_trials(study)
 
 
 def run(
@@ -569,7 +296,7 @@ def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: in
     with StudyProgress(console or Console(), budget, done, live=live, prefix="" if live else f"worker {index}: ") as progress:
 
         def objective(trial: optuna.Trial) -> float:
-            _own(study, trial)
+            own(study, trial)
             attempts[0] += 1
             frozen = _claim(study, trial, budget)
             if space.kind != "search":
@@ -632,7 +359,7 @@ def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, st
         oom = isinstance(exc, torch.OutOfMemoryError) or CPU_OUT_OF_MEMORY in str(exc)
         if not (oom or isinstance(exc, Diverged)):
             raise
-        reason = _one_line(exc) if not oom else "OutOfMemoryError: " + str(exc)[str(exc).find("Default"):].splitlines()[0]
+        reason = one_line(exc) if not oom else "OutOfMemoryError: " + str(exc)[str(exc).find("Default"):].splitlines()[0]
         trial.set_user_attr("fail_reason", reason)
         _remove(checkpoint)
         if oom and not isinstance(exc, torch.OutOfMemoryError):

@@ -17,7 +17,8 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from study import models, runner
+from study import models, recovery, runner
+from study import storage as study_storage
 from study.errors import UserError
 from study import space as spaces
 
@@ -67,7 +68,7 @@ def wait_for_checkpoint(folder: Path, proc: subprocess.Popen, trial: int = 0, se
 
 
 def test_killed_worker_trial_is_retried_at_once_by_an_immediate_rerun(data_dir, tmp_path):
-    args = ["run", SPACE32, "--data-dir", data_dir, "--trials", "2", "--epochs", "3", "--set", "data_fraction=0.3"]
+    args = ["run", SPACE32, "--data-dir", data_dir, "--trials", "2", "--epochs", "3", "--set", "data_fraction=0.15"]
     proc = start(*args, cwd=tmp_path)
     wait_for_checkpoint(tmp_path / "runs", proc)
     proc.send_signal(signal.SIGKILL)
@@ -86,15 +87,15 @@ def test_killed_worker_trial_is_retried_at_once_by_an_immediate_rerun(data_dir, 
 
 
 def test_a_trial_running_elsewhere_is_waited_for_and_retried_once_stale(data_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "HEARTBEAT_SECONDS", 1)
-    monkeypatch.setattr(runner, "HEARTBEAT_GRACE_SECONDS", 3)
+    monkeypatch.setattr(study_storage, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(study_storage, "HEARTBEAT_GRACE_SECONDS", 3)
     monkeypatch.setattr(runner, "POLL_SECONDS", 0.5)
     space = spaces.load(write_space(tmp_path, SMALL))
     fixed, url = {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05}, f"sqlite:///{tmp_path}/x.db"
     study = runner.run(space, fixed, storage=url, trials=1)
     study.enqueue_trial({"lr": 0.01})
     elsewhere = study.ask()  # a worker on another machine that dies without a word
-    study._storage.set_trial_system_attr(elsewhere._trial_id, runner.OWNER, {
+    study._storage.set_trial_system_attr(elsewhere._trial_id, recovery.OWNER, {
         "host": "another-machine/boot", "pid": 1, "process_start": 1, "trial": elsewhere.number})
     study._storage.record_heartbeat(elsewhere._trial_id)
 
@@ -108,7 +109,7 @@ def test_a_trial_running_elsewhere_is_waited_for_and_retried_once_stale(data_dir
 @pytest.mark.parametrize("sig,code,said", [(signal.SIGINT, 130, "interrupted:"), (signal.SIGTERM, 143, "terminated (SIGTERM):")])
 def test_ctrl_c_and_sigterm_mark_the_trial_and_the_same_command_resumes_it(data_dir, tmp_path, sig, code, said):
     space = write_space(tmp_path, SMALL)
-    args = ["run", space, "--data-dir", data_dir, "--trials", "1", "--epochs", "3", "--set", "data_fraction=0.3"]
+    args = ["run", space, "--data-dir", data_dir, "--trials", "1", "--epochs", "4", "--set", "data_fraction=0.1"]
     proc = start(*args, cwd=tmp_path)
     checkpoint = wait_for_checkpoint(tmp_path / "runs", proc)
     proc.send_signal(sig)
@@ -306,8 +307,8 @@ def test_a_study_name_of_another_space_is_refused_and_kept(data_dir, tmp_path):
 
 def test_checkpoints_belong_to_their_study_in_a_shared_folder(data_dir, tmp_path):
     space = write_space(tmp_path, SMALL)
-    common = ["run", space, "--data-dir", data_dir, "--trials", "1", "--set", "data_fraction=0.2"]
-    old = [*common, "--epochs", "3", "--storage", f"sqlite:///{tmp_path}/old.db"]
+    common = ["run", space, "--data-dir", data_dir, "--trials", "1", "--set", "data_fraction=0.1"]
+    old = [*common, "--epochs", "4", "--storage", f"sqlite:///{tmp_path}/old.db"]
     proc = start(*old, cwd=tmp_path)
     checkpoint = wait_for_checkpoint(tmp_path, proc)
     proc.send_signal(signal.SIGINT)
@@ -416,7 +417,7 @@ def test_an_environment_failure_of_the_reference_trial_is_retried_by_the_next_ru
         with pytest.raises(UserError, match="No space left on device"):
             runner.run(space, fixed, storage=url, trials=2)
     (failed,) = load(url, "robust")
-    assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"].startswith(runner.ENVIRONMENT)
+    assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"].startswith(recovery.ENVIRONMENT)
 
     trials = runner.run(space, fixed, storage=url, trials=2).get_trials()
     retry = trials[1]
