@@ -47,7 +47,7 @@ def _artifact_store(folder: Path) -> FileSystemArtifactStore | None:
 def open_source(text: str) -> Source:
     """The storage behind one command-line argument; a missing file or bad URL is a UserError."""
     if "://" in text:
-        db = Path(text.removeprefix("sqlite:///")) if text.startswith("sqlite:///") else None
+        db = Path(text.removeprefix("sqlite:///").partition("?")[0]) if text.startswith("sqlite:///") else None
         if db is not None and not db.is_file():
             raise UserError(f"{text}: no such database file; pass the .db file that `python -m study run` wrote")
         return Source(text, text, _rdb(_readable(db, text) if db else text), _artifact_store(db.parent if db else Path("runs")))
@@ -69,8 +69,8 @@ def open_source(text: str) -> Source:
 def _readable(path: Path, url: str) -> str:
     """`url`, or where the database or its folder cannot be written (a read-only mount, a copy
     without permissions), a URL that reads it without writing: SQLite in WAL mode would otherwise
-    fail creating its -shm file."""
-    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+    fail creating its -shm file. A URL that asks for read-only (`?mode=ro`) gets it too."""
+    if "mode=ro" not in url and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
         return url
     # SQLite reads a WAL database read-only when its -wal (and -shm) files are there already;
     # without them, all is in the main file, and `immutable` reads it without creating them

@@ -187,3 +187,9 @@ def test_report_reads_a_database_on_a_read_only_mount(read_only, tmp_path, capsy
     code, err = main(["report", read_only / "study.db", "-o", tmp_path / "out" / "report.html"], capsys)
     assert code == 0, err
     assert "naivenet32_cifar10" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_report_reads_a_read_only_url(stored, tmp_path, capsys):
+    code, err = main(["report", f"sqlite:///{stored}/study.db?mode=ro", "-o", tmp_path / "r.html", "--no-dashboard"], capsys)
+    assert code == 0, err
+    assert "naivenet32_cifar10" in (tmp_path / "r.html").read_text()
