@@ -110,7 +110,10 @@ def ablation_section(items: list[Loaded]) -> Section:
     for i in items:
         study, name, kind = i.study, i.study.study_name, search.kind(i.study)
         if kind == "ablation":
-            section.add(ablation.variants(study), name, "variants", figures.variant_bars)
+            table = ablation.variants(study)
+            section.add(table, name, "variants", figures.variant_bars)
+            if not isinstance(table, str) and (table.data["test"] != "").any():
+                section.part(name).items.append(Figure("forest", figures.forest(table.data)))
             if study.user_attrs.get("design") == "factorial":
                 section.add(ablation.interactions(study), name, "interactions")
         elif kind == "ablation_path":

@@ -10,6 +10,8 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from reports.stats import MAX_SEEDS
+
 MISSING = "–"
 
 
@@ -91,3 +93,10 @@ def seconds(x: Any) -> str:
     if missing(x):
         return MISSING
     return f"{x / 3600:.1f} h" if x >= 3600 else (f"{x / 60:.1f} min" if x >= 60 else f"{x:.1f} s")
+
+
+def seeds_text(n: Any) -> str:
+    """Seeds needed: a count, "> MAX_SEEDS" when no feasible number does, "–" when there is no spread to go on."""
+    if missing(n):
+        return MISSING
+    return f"> {MAX_SEEDS:,}" if math.isinf(n) else f"{n:.0f}"
