@@ -54,8 +54,10 @@ def learning_curves(study: optuna.Study) -> go.Figure:
 def importances(data: pd.DataFrame) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("PED-ANOVA", "fANOVA"), shared_yaxes=True)
     for col, name in enumerate(("ped_anova", "fanova"), start=1):
-        fig.add_bar(x=data[name], y=data["parameter"], orientation="h", name=name, showlegend=False, row=1, col=col)
-    return _styled(fig, "Parameter importances", xaxis_title="importance", xaxis2_title="importance")
+        fig.add_bar(x=data[f"{name}_mean"], y=data["parameter"], orientation="h", name=name, showlegend=False,
+                    error_x=dict(type="data", array=data[f"{name}_std"].fillna(0)), row=1, col=col)
+    return _styled(fig, "Parameter importances (mean ± std over bootstrap fits)", xaxis_title="importance",
+                   xaxis2_title="importance")
 
 
 def variant_bars(data: pd.DataFrame) -> go.Figure:

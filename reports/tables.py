@@ -61,6 +61,13 @@ def pm(mean: Any, std: Any) -> str:
     return pct(mean) if missing(std) else f"{pct(mean)} ± {pct(std)}"
 
 
+def pm_number(mean: Any, std: Any, digits: int = 2) -> str:
+    """mean ± std of a plain number (an importance, a share) at fixed decimals."""
+    if missing(mean):
+        return MISSING
+    return f"{mean:.{digits}f}" if missing(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def ci(delta: Any, low: Any, high: Any) -> str:
     if missing(delta):
         return MISSING

@@ -76,10 +76,11 @@ def test_every_section_is_present_with_its_tables(tmp_path):
     names = {(p.study, getattr(i, "name", None)) for s in built for p in s.parts for i in p.items}
     for expected in [("ablation", "ablation"), ("factorial", "interactions"), ("search-ablation-path", "ablation_path"),
                      ("search-ablation-path", "ablation_path"), ("baselines", "baselines"), ("baselines", "data_requirements"),
-                     (EVIL, "importances"), (EVIL, "reference_vs_best"), ("ablation", "per_class")]:
+                     (EVIL, "reference_vs_best"), ("ablation", "per_class"), ("ablation", "forest")]:
         assert expected in names
     left_out = dict(built[4].left_out)
     assert "not recorded for trial" in left_out["ablation: gradient norms"]
+    assert dict(built[1].left_out)[f"{EVIL}: parameter importances"].startswith("withheld: 3 completed trial(s)")
 
 
 def test_tables_only_writes_csv_markdown_latex_and_no_html(tmp_path):
