@@ -12,7 +12,6 @@ import statistics
 from typing import Any
 
 import optuna
-import torch
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
@@ -21,14 +20,17 @@ from study import runner
 from study.config import Config
 from study.errors import UserError
 from study.progress import StudyProgress
-from study.train import Diverged
+
+
+# studies that commands derive from a search and store beside it
+DERIVED = ("-ablation-path", "-final")
 
 
 def load_source(storage: str, study_name: str | None) -> optuna.Study:
     store = runner.open_storage(storage)
     names = optuna.get_all_study_names(store)
     if study_name is None:
-        searches = [n for n in names if not n.endswith("-ablation-path")]
+        searches = [n for n in names if not n.endswith(DERIVED)]
         if len(searches) != 1:
             raise UserError(f"{storage} holds studies {names}; pick one with --study-name")
         study_name = searches[0]
@@ -88,23 +90,10 @@ def ablation_path(
             values = []
             for seed in seed_list:
                 if (changed, seed) not in done:
-                    trial = path_study.ask()
-                    for key, value in {"changed": sorted(changed), "seed": seed, "path_step": step,
-                                       "variant": _label(changed)}.items():
-                        trial.set_user_attr(key, value)
+                    attrs = {"changed": sorted(changed), "seed": seed, "path_step": step, "variant": _label(changed)}
                     config = start.replace(**{p: goal[p] for p in changed}, seed=seed)
-                    try:
-                        value = runner.train_trial(config, trial, progress, store)
-                    except (Diverged, torch.OutOfMemoryError):
-                        path_study.tell(trial, state=TrialState.FAIL)
-                        value = float("nan")  # a failed run counts as no evidence for its change
-                    except BaseException:
-                        path_study.tell(trial, state=TrialState.FAIL)  # interrupted: leave the storage consistent
-                        raise
-                    else:
-                        path_study.tell(trial, value)
-                    progress(path_study, path_study.get_trials(deepcopy=False)[trial.number])
-                    done[(changed, seed)] = value
+                    # a failed run (NaN) counts as no evidence for its change
+                    done[(changed, seed)] = runner.train_told(path_study, attrs, config, progress, store)
                 values.append(done[(changed, seed)])
             return values
 

@@ -321,14 +321,15 @@ def _claim(study: optuna.Study, trial: optuna.Trial, budget: int) -> optuna.tria
 
 
 def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, store: Any,
-                checkpoint: Path | None = None) -> float:
+                checkpoint: Path | None = None, test: bool = False) -> float:
     """Train one trial; a diverged or out-of-memory run fails alone with its reason stored.
 
+    Returns the validation accuracy, or with `test` (the final scoring only) the test accuracy.
     The checkpoint outlives the trial only when it was interrupted, so that its retry resumes.
     """
     progress.start_trial(trial.number, config.epochs)
     try:
-        metrics = train(config, trial, on_step=progress.on_step, on_epoch=progress.on_epoch,
+        metrics = train(config, trial, test=test, on_step=progress.on_step, on_epoch=progress.on_epoch,
                         artifact_store=store, checkpoint=checkpoint)
     except KeyboardInterrupt:
         trial.set_user_attr("fail_reason", INTERRUPTED)
@@ -341,7 +342,32 @@ def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, st
         _remove(checkpoint)
         raise
     _remove(checkpoint)
-    return metrics["val_accuracy"]
+    return metrics["test_accuracy" if test else "val_accuracy"]
+
+
+def train_told(study: optuna.Study, attrs: dict[str, Any], config: Config, progress: StudyProgress, store: Any,
+               test: bool = False) -> float:
+    """Ask `study` for a trial outside `optimize`, train `config` in it and tell the result.
+
+    For studies that walk their own list of runs (ablation path, final scoring): a diverged or
+    out-of-memory run is told FAILED and returns NaN; an interrupt is told FAILED and re-raised,
+    so that the storage holds no trial left RUNNING.
+    """
+    trial = study.ask()
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    try:
+        value = train_trial(config, trial, progress, store, test=test)
+    except (Diverged, torch.OutOfMemoryError):
+        study.tell(trial, state=TrialState.FAIL)
+        value = float("nan")
+    except BaseException:
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    else:
+        study.tell(trial, value)
+    progress(study, study.get_trials(deepcopy=False)[trial.number])
+    return value
 
 
 def _remove(checkpoint: Path | None) -> None:
