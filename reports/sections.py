@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from optuna.trial import TrialState
 
-from reports import ablation, baselines, diagnostics, figures, search
+from reports import ablation, baselines, diagnostics, figures, final, search
 from reports.sources import Loaded
 from reports.tables import Table, best, complete, devices
 
@@ -121,11 +121,11 @@ def ablation_section(items: list[Loaded]) -> Section:
     return section
 
 
-def baselines_section(items: list[Loaded]) -> Section:
+def baselines_section(items: list[Loaded], everything: list[Loaded]) -> Section:
     section = Section("Baselines")
     for i in items:
         study, name = i.study, i.study.study_name
-        table = baselines.models(study)
+        table = baselines.models(study, final.of([j.study for j in everything], name))
         section.add(table, name, "models")
         if isinstance(table, str):
             continue
@@ -142,6 +142,13 @@ def baselines_section(items: list[Loaded]) -> Section:
             section.left_out.append((f"{name}: data requirements", "every run used the same data fraction"))
         part.items += [Figure("flops", figures.cost(table.data, "flops_per_image", "FLOPs per image")),
                        Figure("params", figures.cost(table.data, "params", "parameters"))]
+    return section
+
+
+def final_section(items: list[Loaded]) -> Section:
+    section = Section("Final test")
+    for i in items:
+        section.add(final.scores(i.study), i.study.study_name, "final test scores")
     return section
 
 
@@ -192,14 +199,18 @@ def provenance(items: list[Loaded], command: str) -> pd.DataFrame:
 
 def build(items: list[Loaded]) -> list[Section]:
     """Every section in page order; a section no study supports is kept empty with the reason."""
-    by_kind = {k: [i for i in items if search.kind(i.study) in k]
-               for k in (("search",), ("ablation", "ablation_path"), ("comparison",))}
+    parts = ((("search",), search_section, "Search"),
+             (("ablation", "ablation_path"), ablation_section, "Ablation"),
+             (("comparison",), lambda chosen: baselines_section(chosen, items), "Baselines"),
+             (("final",), final_section, "Final test"))
     sections = [overview(items)]
-    for kinds, make, title in ((("search",), search_section, "Search"),
-                               (("ablation", "ablation_path"), ablation_section, "Ablation"),
-                               (("comparison",), baselines_section, "Baselines")):
-        if by_kind[kinds]:
-            sections.append(make(by_kind[kinds]))
+    for kinds, make, title in parts:
+        chosen = [i for i in items if search.kind(i.study) in kinds]
+        if chosen:
+            sections.append(make(chosen))
+        elif kinds == ("final",):
+            sections.append(Section(title, left_out=[("all studies", "no final study among the inputs: "
+                                                      "`python -m study final <db>` scores the chosen configurations once on the test set")]))
         else:
             kinds_found = ", ".join(sorted({search.kind(i.study) for i in items}))
             sections.append(Section(title, left_out=[("all studies", f"no {' or '.join(kinds)} study among the inputs (found: {kinds_found})")]))

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from reports import cli, sections, sources
 from study.errors import UserError
-from test_reports_studies import add, ablation_study, comparison_study, factorial_study, new_study, path_study
+from test_reports_studies import add, ablation_study, comparison_study, factorial_study, final_study, new_study, path_study
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIL = "<script>alert(1)</script>"
@@ -47,7 +47,7 @@ def evil_study(storage: str) -> None:
 
 def synthetic_db(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'synthetic.db'}"
-    for make in (ablation_study, factorial_study, path_study, comparison_study):
+    for make in (ablation_study, factorial_study, path_study, comparison_study, final_study):
         make(url)
     evil_study(url)
     new_study("empty", url)
@@ -72,13 +72,13 @@ def test_empty_and_failed_studies_are_reported_not_raised(tmp_path):
 
 def test_every_section_is_present_with_its_tables(tmp_path):
     built = sections.build(sources.load([synthetic_db(tmp_path)]))
-    assert [s.title for s in built] == ["Overview", "Search", "Ablation", "Baselines", "Diagnostics"]
+    assert [s.title for s in built] == ["Overview", "Search", "Ablation", "Baselines", "Final test", "Diagnostics"]
     names = {(p.study, getattr(i, "name", None)) for s in built for p in s.parts for i in p.items}
     for expected in [("ablation", "ablation"), ("factorial", "interactions"), ("search-ablation-path", "ablation_path"),
-                     ("search-ablation-path", "ablation_path"), ("baselines", "baselines"), ("baselines", "data_requirements"),
+                     ("search-ablation-path", "ablation_path"), ("baselines", "baselines"), ("baselines", "data_requirements"), ("baselines-final", "final"),
                      (EVIL, "reference_vs_best"), ("ablation", "per_class"), ("ablation", "forest")]:
         assert expected in names
-    left_out = dict(built[4].left_out)
+    left_out = dict(built[5].left_out)
     assert "not recorded for trial" in left_out["ablation: gradient norms"]
     assert dict(built[1].left_out)[f"{EVIL}: parameter importances"].startswith("withheld: 3 completed trial(s)")
 

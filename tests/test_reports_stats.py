@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from reports import ablation, baselines, search, stats
-from test_reports_studies import ABLATION, FACTORIAL, PATH, ablation_study, comparison_study, factorial_study, path_study
+from reports import ablation, baselines, final, search, stats
+from test_reports_studies import (ABLATION, FACTORIAL, FINAL, PATH, ablation_study, comparison_study, factorial_study,
+                                  final_study, path_study)
 
 
 def welch_by_hand(a: list[float], b: list[float]) -> tuple[float, float, float, float]:
@@ -183,6 +184,20 @@ def test_baselines_one_row_per_model_at_full_budget(monkeypatch):
     assert fractions.loc[("naivenet", 0.25), "val_accuracy_mean"] == pytest.approx(0.51)
     curve = baselines.effort(comparison_study()).query("model == 'resnet18'")["val_accuracy"].tolist()
     assert curve == pytest.approx([0.72, 0.82])
+
+
+def test_final_scores_fill_the_test_column_and_the_literature_gap(monkeypatch):
+    published = {("resnet18", "cifar10"): 0.95}
+    monkeypatch.setattr(baselines, "published_lookup", lambda: lambda model, dataset: published.get((model, dataset)))
+    scored = final_study()
+    table = baselines.models(comparison_study(), final.of([scored], "baselines"))
+    rows = table.data.set_index("model")
+    assert rows.loc["resnet18", "test_accuracy_mean"] == pytest.approx(0.84)  # the final runs, not the search's
+    assert rows.loc["resnet18", "gap"] == pytest.approx(0.84 - 0.95)
+    assert "scored once, not used for selection" in table.title
+    own = final.scores(scored)
+    assert own.data.set_index("candidate").loc["model=naivenet", "test_accuracy_mean"] == pytest.approx(np.mean(FINAL["naivenet"]))
+    assert "scored once, not used for selection" in own.title and list(own.data["n"]) == [2, 2]
 
 
 def test_overview_counts_states_and_names_a_subset():
