@@ -127,12 +127,17 @@ def path(study: optuna.Study) -> Table | str:
     data = pd.DataFrame([{
         "step": s["step"], "parameter": s["param"], "from": s.get("from"), "to": s.get("to"),
         "val_accuracy_mean": s["val_accuracy_mean"], "val_accuracy_std": s.get("val_accuracy_std"), "gain": s["gain"],
+        "gain_ci_half_width": s.get("gain_ci_half_width"), "within_noise": s.get("within_noise"),
     } for s in steps])
     shown = pd.DataFrame({
         "step": data["step"], "parameter": data["parameter"],
         "change": ["" if s == 0 else f"{number(f)} → {number(t)}" for s, f, t in zip(data["step"], data["from"], data["to"])],
         "val acc (%)": [pm(m, s) for m, s in zip(data["val_accuracy_mean"], data["val_accuracy_std"])],
         "gain (pp)": data["gain"].map(lambda x: pct(x, True)),
+        "± 95% (pp)": data["gain_ci_half_width"].map(pct),
+        "note": data["within_noise"].map(lambda w: "within noise" if w is True else ""),
     })
     source = study.user_attrs.get("source_study", "?")
-    return Table("ablation_path", f"Ablation path from the reference to the best trial of {source}", data, shown)
+    title = (f"Ablation path from the reference to the best trial of {source} (a gain inside the 95% interval of "
+             "its paired seed differences is marked within noise)")
+    return Table("ablation_path", title, data, shown)

@@ -14,6 +14,7 @@ from reports.diagnostics import Diagnostics
 
 GREY = "rgba(150,150,150,0.45)"
 HEIGHT = 420
+SLICE_COLUMNS = 3
 
 
 def _styled(fig: go.Figure, title: str, **layout) -> go.Figure:
@@ -30,8 +31,31 @@ def parallel(study: optuna.Study) -> go.Figure:
     return _styled(optuna.visualization.plot_parallel_coordinate(study), "Parallel coordinates")
 
 
-def slices(study: optuna.Study) -> go.Figure:
-    return _styled(optuna.visualization.plot_slice(study), "Slice plots")
+def slices(data: pd.DataFrame) -> go.Figure:
+    """Accuracy against each parameter, SLICE_COLUMNS panels a row.
+
+    Drawn here rather than by optuna.visualization.plot_slice, which puts every parameter in one row
+    300 px wide each (wider than the page from five parameters on) with crowded log-axis ticks.
+    """
+    names = list(dict.fromkeys(data["parameter"]))
+    rows = -(-len(names) // SLICE_COLUMNS)
+    fig = make_subplots(rows=rows, cols=SLICE_COLUMNS, subplot_titles=names, shared_yaxes=True,
+                        horizontal_spacing=0.04, vertical_spacing=0.5 / rows)
+    for k, name in enumerate(names):
+        part = data[data["parameter"] == name]
+        row, col = k // SLICE_COLUMNS + 1, k % SLICE_COLUMNS + 1
+        fig.add_scatter(x=part["x"], y=part["val_accuracy"], mode="markers", showlegend=False, customdata=part["trial"],
+                        marker=dict(color=part["trial"], colorscale="Blues", size=8, line=dict(width=0.5, color="grey")),
+                        hovertemplate=f"trial %{{customdata}}<br>{name} %{{x}}<br>accuracy %{{y:.2%}}<extra></extra>",
+                        row=row, col=col)
+        axis = part["axis"].iloc[0]
+        # one tick per decade, written 10^-3, so that log axes (lr, weight decay) stay readable when narrow
+        ticks = (dict(type="log", dtick=1, exponentformat="power") if axis == "log"
+                 else dict(type=axis, nticks=6, categoryorder="category ascending"))
+        fig.update_xaxes(row=row, col=col, **ticks)
+    fig.update_yaxes(tickformat=".0%", col=1, title_text="validation accuracy")
+    return _styled(fig, "Slice plots (validation accuracy against each parameter; darker: later trial)",
+                   height=max(HEIGHT, 300 * rows + 80))
 
 
 def learning_curves(study: optuna.Study) -> go.Figure:
@@ -83,7 +107,7 @@ def forest(data: pd.DataFrame) -> go.Figure:
     ))
     fig.add_vline(x=0, line_dash="dash", line_color="grey")
     return _styled(fig, "Δ accuracy against the reference with 95% CI (dashed: no change)",
-                   xaxis_title="Δ validation accuracy", xaxis_tickformat="+.1%", yaxis_automargin=True,
+                   xaxis_title="Δ validation accuracy", xaxis_tickformat="+.1%", xaxis_rangemode="tozero", yaxis_automargin=True,
                    height=max(HEIGHT // 2, 60 * len(arms) + 140))
 
 
@@ -98,7 +122,8 @@ def waterfall(data: pd.DataFrame) -> go.Figure:
     # each step's mean is the running total; the axis spans those, so that gains of a point show
     low, high = data["val_accuracy_mean"].min(), data["val_accuracy_mean"].max()
     pad = max(0.02, 0.2 * (high - low))
-    return _styled(fig, "Ablation path: accuracy added by each change", yaxis_title="validation accuracy",
+    return _styled(fig, "Ablation path: accuracy added by each change (axis zoomed: it does not start at 0)",
+                   yaxis_title="validation accuracy (axis cut)",
                    yaxis_tickformat=".0%", yaxis_range=[max(0.0, low - pad), min(1.0, high + pad)])
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import optuna
 import pandas as pd
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from reports import importance
@@ -108,6 +109,18 @@ def reference_vs_best(study: optuna.Study) -> Table | str:
     shown.loc[shown["parameter"] == "val_accuracy", "parameter"] = "val acc (%)"
     title = f"Reference (trial {reference.number}) against the best trial ({top.number})"
     return Table("reference_vs_best", title, data, shown)
+
+
+def slice_data(study: optuna.Study) -> pd.DataFrame:
+    """One row per (completed trial, searched parameter): the value tried, the accuracy, and the axis it needs."""
+    rows = []
+    for t in complete(study):
+        for p, v in t.params.items():
+            d = t.distributions[p]
+            axis = "category" if isinstance(d, CategoricalDistribution) else ("log" if getattr(d, "log", False) else "linear")
+            rows.append({"parameter": p, "x": v if axis != "category" else str(v), "val_accuracy": t.value,
+                         "trial": t.number, "axis": axis})
+    return pd.DataFrame(rows, columns=["parameter", "x", "val_accuracy", "trial", "axis"])
 
 
 def importances(study: optuna.Study) -> Table | str:

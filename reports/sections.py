@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -98,7 +99,7 @@ def search_section(items: list[Loaded]) -> Section:
             section.left_out.append((f"{name}: learning curves", "no trial reported intermediate values"))
         section.add(search.importances(study), name, "parameter importances", figures.importances)
         if any(t.params for t in complete(study)):
-            part.items += [Figure("parallel", figures.parallel(study)), Figure("slices", figures.slices(study))]
+            part.items += [Figure("parallel", figures.parallel(study)), Figure("slices", figures.slices(search.slice_data(study)))]
         else:
             section.left_out.append((f"{name}: parallel coordinates and slices", "no trial has searched parameters"))
         section.add(search.reference_vs_best(study), name, "reference against best")
@@ -180,6 +181,11 @@ def diagnostics_section(items: list[Loaded]) -> Section:
     return section
 
 
+def as_typed(command: str) -> str:
+    """`/.../study/__main__.py run ...`, as studies stored before commands were recorded as typed, reads `python -m study run ...`."""
+    return re.sub(r"^\S*study/__main__\.py(?=\s|$)", "python -m study", command)
+
+
 def provenance(items: list[Loaded], command: str) -> pd.DataFrame:
     rows = [(f"{p} version", importlib.metadata.version(p)) for p in PACKAGES]
     rows.append(("python version", platform.python_version()))
@@ -191,7 +197,7 @@ def provenance(items: list[Loaded], command: str) -> pd.DataFrame:
             (f"{s.study_name}: device", devices(s)),
             (f"{s.study_name}: data", f"{dataset.get('root', 'not recorded')} ({dataset.get('train_images', '?')} train / "
                                       f"{dataset.get('test_images', '?')} test images)"),
-            *[(f"{s.study_name}: command", c) for c in s.user_attrs.get("commands", [])],
+            *[(f"{s.study_name}: command", as_typed(c)) for c in s.user_attrs.get("commands", [])],
         ]
     rows += [("report command", command), ("generated", datetime.now(timezone.utc).isoformat(timespec="seconds"))]
     return pd.DataFrame(rows, columns=["field", "value"])

@@ -11,6 +11,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from reports.stats import MAX_SEEDS
+from study.progress import fmt_setting
 
 MISSING = "–"
 
@@ -84,12 +85,13 @@ def count(x: Any) -> str:
     return f"{x:.0f}"
 
 
-def number(x: Any, digits: int = 3) -> str:
+def number(x: Any) -> str:
+    """A setting or count as the user would write it: integers with separators, floats at 3 significant digits."""
     if missing(x):
         return MISSING
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return str(x)
-    return f"{x:,}" if isinstance(x, int) else f"{x:.{digits}g}"
+    return f"{x:,}" if isinstance(x, int) else fmt_setting(x)
 
 
 def pvalue(p: Any) -> str:

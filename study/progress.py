@@ -61,7 +61,7 @@ class StudyProgress:
             description=self._study_text(count[TrialState.COMPLETE], count[TrialState.PRUNED], count[TrialState.FAIL], best),
         )
         value = "-" if trial.value is None else f"{trial.value:.4f}"
-        params = " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
+        params = " ".join(f"{k}={fmt_setting(v)}" for k, v in trial.params.items())
         reason = trial.user_attrs.get("fail_reason", "")
         self.console.print(f"{self.prefix}trial {trial.number} {trial.state.name.lower():8} val_acc {value}  {params}  {reason}".rstrip())
 
@@ -78,12 +78,14 @@ def top_trials_table(study: optuna.Study, n: int = 10) -> Table:
         table.add_row(
             str(t.number), t.state.name.lower(), f"{t.value:.4f}", str(attrs.get("epochs_trained", "")),
             f"{attrs.get('params', 0):,}", f"{attrs.get('images_per_second', 0):.0f}",
-            *[_fmt(t.params.get(k)) for k in names],
+            *[fmt_setting(t.params.get(k)) for k in names],
         )
     return table
 
 
-def _fmt(value: Any) -> str:
+def fmt_setting(value: Any) -> str:
+    """A setting at 3 significant digits, a whole float kept visibly a float: 1.0, 0.838, 1.85e-05, 0.0001."""
     if isinstance(value, float):
-        return f"{value:.3g}"
+        text = f"{value:.3g}"
+        return text if any(c in text for c in ".einf") else f"{text}.0"
     return "" if value is None else str(value)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -188,7 +189,7 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.RDB
         _save_note(study, space)
         if space.kind == "search":
             study.enqueue_trial(space.reference_params(fixed), user_attrs={"reference": True})
-    study.set_user_attr("commands", [*study.user_attrs.get("commands", []), " ".join(sys.argv)])
+    study.set_user_attr("commands", [*study.user_attrs.get("commands", []), shlex.join(["python", "-m", "study", *sys.argv[1:]])])
     return study
 
 

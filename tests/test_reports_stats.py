@@ -166,6 +166,8 @@ def test_ablation_path_table_holds_the_stored_path():
     assert table.data["gain"].tolist() == pytest.approx([s["gain"] for s in PATH])
     assert table.shown["change"].tolist() == ["", "0.01 → 0.05", "both → none"]
     assert table.shown["gain (pp)"].tolist() == ["+0.00", "+6.00", "-1.00"]
+    assert table.shown["note"].tolist() == ["", "", "within noise"]  # -1 point inside its ± 2 points
+    assert table.shown["± 95% (pp)"].tolist() == ["–", "3.00", "2.00"]
 
 
 def test_baselines_one_row_per_model_at_full_budget(monkeypatch):

@@ -58,8 +58,10 @@ def factorial_study(storage: Any = None) -> optuna.Study:
 
 PATH = [
     {"step": 0, "param": "reference", "from": None, "to": None, "val_accuracy_mean": 0.60, "val_accuracy_std": 0.01, "gain": 0.0},
-    {"step": 1, "param": "lr", "from": 0.01, "to": 0.05, "val_accuracy_mean": 0.66, "val_accuracy_std": 0.02, "gain": 0.06},
-    {"step": 2, "param": "se", "from": "both", "to": "none", "val_accuracy_mean": 0.65, "val_accuracy_std": 0.01, "gain": -0.01},
+    {"step": 1, "param": "lr", "from": 0.01, "to": 0.05, "val_accuracy_mean": 0.66, "val_accuracy_std": 0.02, "gain": 0.06,
+     "gain_ci_half_width": 0.03, "within_noise": False},
+    {"step": 2, "param": "se", "from": "both", "to": "none", "val_accuracy_mean": 0.65, "val_accuracy_std": 0.01, "gain": -0.01,
+     "gain_ci_half_width": 0.02, "within_noise": True},
 ]
 
 
