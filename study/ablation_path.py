@@ -21,7 +21,7 @@ from scipy import stats
 from study import runner
 from study.config import Config
 from study.errors import UserError
-from study.progress import StudyProgress, fmt_setting
+from study.progress import TABLE_BOX, StudyProgress, fmt_setting
 
 
 # studies that commands derive from a search and store beside it
@@ -142,7 +142,7 @@ def _gain_half_width(values: list[float], before: list[float]) -> float:
 
 
 def path_table(path: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=f"{title} (accuracy in %, gain in points; ~ marks a gain within its 95% seed noise)")
+    table = Table(title=f"{title} (accuracy in %, gain in points; ~ marks a gain within its 95% seed noise)", box=TABLE_BOX)
     for col in ("step", "parameter", "change", "val acc (mean ± std)", "gain", "± 95%", "note"):
         table.add_column(col, justify="right")
     for s in path:

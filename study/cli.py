@@ -13,6 +13,7 @@ from rich.console import Console
 from study import space as spaces
 from study.config import Config, parse_overrides
 from study.errors import UserError
+from study.progress import make_console
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -37,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=1, help="worker processes sharing the study (CPU threads are split)")
     run.add_argument("--devices", help="comma-separated devices dealt out to the workers, e.g. cuda:0,cuda:1")
     run.add_argument("--force", action="store_true", help="run a space even without the GPU / full data it needs")
+    run.add_argument("--plain", action="store_true", help="plain log lines instead of live bars (the default when output is not a terminal)")
 
     sub.add_parser("spaces", help="list the space files with their kind, budget and description")
 
@@ -193,7 +195,7 @@ def _train(args: argparse.Namespace, console: Console) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    console = Console(stderr=args.command == "train" and getattr(args, "json", False))
+    console = make_console(stderr=args.command == "train" and getattr(args, "json", False), plain=getattr(args, "plain", False))
     try:
         {"run": _run, "train": _train, "ablation-path": _ablation_path, "spaces": _spaces,
          "report": _report, "dashboard": _dashboard, "bench": _bench, "final": _final}[args.command](args, console)

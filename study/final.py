@@ -22,7 +22,7 @@ from study import runner
 from study.ablation_path import load_source
 from study.config import Config
 from study.errors import UserError
-from study.progress import StudyProgress
+from study.progress import TABLE_BOX, StudyProgress
 
 SUFFIX = "-final"
 
@@ -91,7 +91,7 @@ def final_table(study: optuna.Study) -> Table:
     rows: dict[str, list[optuna.trial.FrozenTrial]] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         rows.setdefault(t.user_attrs["candidate"], []).append(t)
-    table = Table(title=f"{study.study_name}: test accuracy, scored once, not used for selection")
+    table = Table(title=f"{study.study_name}: test accuracy, scored once, not used for selection", box=TABLE_BOX)
     for col in ("candidate", "seeds", "val_acc", "test_acc"):
         table.add_column(col, justify="right")
     for label, trials in rows.items():

@@ -31,7 +31,7 @@ from study import ablation, data
 from study import space as spaces
 from study.config import Config
 from study.errors import UserError
-from study.progress import StudyProgress, top_trials_table
+from study.progress import StudyProgress, make_console, top_trials_table
 from study.space import Space
 from study.train import Diverged, train
 
@@ -221,7 +221,7 @@ def run(
     With `workers` > 1, that many processes share the study, the CPU threads split between them,
     and `devices` (e.g. ["cuda:0", "cuda:1"]) is dealt out among them.
     """
-    console = console or Console()
+    console = console or make_console()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if space.kind == "ablation":
         ablation.check_fixed(space, fixed)
@@ -291,7 +291,7 @@ def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: in
     )
     store = artifact_store(url)
     done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
-    with StudyProgress(console or Console(), budget, done, live=live, prefix="" if live else f"worker {index}: ") as progress:
+    with StudyProgress(console or make_console(), budget, done, live=live, prefix="" if live else f"worker {index}: ") as progress:
 
         def objective(trial: optuna.Trial) -> float:
             frozen = _claim(study, trial, budget)
