@@ -58,7 +58,8 @@ def variants(study: optuna.Study, alpha: float = ALPHA) -> Table | str:
     comparisons = {name: compare(trials, groups[reference]) for name, trials in ordered if name != reference}
     adjusted = dict(zip(comparisons, stats.holm([c.p for c in comparisons.values()])))
     # "seeds needed" aims at Holm's strictest step, alpha / arms, so the delta survives whatever its rank
-    level = alpha / max(1, sum(c.p == c.p for c in comparisons.values()))
+    tested = sum(c.p == c.p for c in comparisons.values())  # arms whose test gave a p (NaN: no spread to test)
+    level = alpha / max(1, tested)
     rows = []
     for name, trials in ordered:
         s = stats.summary([t.value for t in trials])
@@ -82,8 +83,8 @@ def variants(study: optuna.Study, alpha: float = ALPHA) -> Table | str:
         "params": data["params"].map(count), "FLOPs/img": data["flops_per_image"].map(count),
         "time": data["seconds"].map(seconds),
     })
-    title = (f"Variants against {reference!r} (accuracy in %, mean ± std over seeds; p adjusted across "
-             f"{len(comparisons)} arms by Holm; seeds for p<{alpha:g}: paired seeds that would make the observed Δ "
+    title = (f"Variants against {reference!r} (accuracy in %, mean ± std over seeds; p adjusted across the "
+             f"{tested} tested arm{'s' if tested != 1 else ''} by Holm; seeds for p<{alpha:g}: paired seeds that would make the observed Δ "
              f"significant after adjustment with {stats.POWER:.0%} power)")
     return Table("ablation", title, data, shown)
 

@@ -85,7 +85,7 @@ def paired(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENC
         warnings.simplefilter("ignore", RuntimeWarning)  # identical differences: no spread, handled below
         result = stats.ttest_1samp(d, 0.0)
     if spread == 0:  # every seed moved by the same amount: no interval, and no test has a spread to use
-        return Comparison(float(d.mean()), math.nan, math.nan, math.nan, "paired", n, spread)
+        return Comparison(float(d.mean()), math.nan, math.nan, math.nan, "paired, no spread", n, spread)
     ci = result.confidence_interval(confidence)
     if n >= PAIRED_T_MIN:
         p, test = float(result.pvalue), "paired t"
@@ -93,7 +93,7 @@ def paired(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENC
         # permutation_type="samples" on one sample flips signs; with n < PAIRED_T_MIN its 2^n <= n_resamples, so exact
         perm = stats.permutation_test((d,), _mean_difference, permutation_type="samples", vectorized=True,
                                       n_resamples=2 ** n, alternative="two-sided")
-        p, test = float(perm.pvalue), "sign-flip (exact)"
+        p, test = float(perm.pvalue), "sign-flip exact"
     return Comparison(float(d.mean()), float(ci.low), float(ci.high), p, test, n, spread)
 
 
@@ -114,6 +114,14 @@ def holm(p: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
+def _paired_power(effect: float, n: int, alpha: float) -> float:
+    """Two-sided power of the paired t-test for a standardised effect with n pairs (noncentral t)."""
+    critical, shift = stats.t.ppf(1 - alpha / 2, n - 1), effect * math.sqrt(n)
+    got = stats.nct.sf(critical, n - 1, shift) + stats.nct.cdf(-critical, n - 1, shift)
+    # scipy's noncentral t returns NaN far in its tail (huge effects); the normal limit is exact enough there
+    return float(got) if math.isfinite(got) else float(stats.norm.sf(critical - shift) + stats.norm.cdf(-critical - shift))
+
+
 def seeds_needed(delta: float, spread: float, alpha: float, power: float = POWER) -> float:
     """Pairs (seeds) a paired test needs to find `delta` at level `alpha` with `power`, given the differences' std.
 
@@ -126,9 +134,7 @@ def seeds_needed(delta: float, spread: float, alpha: float, power: float = POWER
     effect = abs(delta) / spread
     n = 2
     while n <= MAX_SEEDS:
-        critical = stats.t.ppf(1 - alpha / 2, n - 1)
-        got = stats.nct.sf(critical, n - 1, effect * math.sqrt(n)) + stats.nct.cdf(-critical, n - 1, effect * math.sqrt(n))
-        if got >= power and (n >= PAIRED_T_MIN or 2.0 ** (1 - n) <= alpha):
+        if (n >= PAIRED_T_MIN or 2.0 ** (1 - n) <= alpha) and _paired_power(effect, n, alpha) >= power:
             return float(n)
         n += 1 if n < 100 else max(1, n // 20)
     return math.inf

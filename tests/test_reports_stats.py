@@ -67,7 +67,7 @@ def test_paired_t_matches_scipy_and_finds_what_welch_misses():
 def test_sign_flip_below_eight_pairs_is_exact():
     a, b = B[:5], A[:5]
     c = stats.paired(a, b)
-    assert c.test == "sign-flip (exact)"
+    assert c.test == "sign-flip exact"
     assert c.p == pytest.approx(sign_flip_by_hand(np.subtract(a, b)))  # 2 / 32: all five gains positive
     assert c.p == pytest.approx(2 / 32)
     mixed = stats.paired([0.71, 0.69, 0.72, 0.70], [0.70, 0.70, 0.70, 0.70])
@@ -98,6 +98,7 @@ def test_seeds_needed_reaches_its_power_in_a_simulation(delta, spread, alpha):
 def test_seeds_needed_for_small_effects_and_no_spread():
     assert stats.seeds_needed(0.01, 0.0, 0.05) != stats.seeds_needed(0.01, 0.0, 0.05)  # NaN: nothing to go on
     assert stats.seeds_needed(0.5, 0.01, 0.05) == 6  # huge effect: the sign-flip test's own floor, 2 / 2^6 < 0.05
+    assert stats.seeds_needed(-0.1, 0.010000000000000009, 0.05) == 6  # where scipy's noncentral t gives NaN
     assert stats.seeds_needed(1e-6, 0.05, 0.05) == math.inf
 
 
@@ -133,14 +134,14 @@ def test_ablation_rows_against_the_full_model():
     expected = sp.ttest_rel(ABLATION["no se"], ABLATION["full"]).confidence_interval()
     assert rows.loc["no se", ["ci_low", "ci_high"]].tolist() == pytest.approx([expected.low, expected.high])
     assert rows.loc["no se", "p"] == pytest.approx(sign_flip_by_hand(np.subtract(ABLATION["no se"], ABLATION["full"])))
-    assert rows.loc["no se", "test"] == "sign-flip (exact)" and rows.loc["no se", "pairs"] == 3
+    assert rows.loc["no se", "test"] == "sign-flip exact" and rows.loc["no se", "pairs"] == 3
     # "no mixup" lost exactly 1 point on both of its seeds: no spread, so neither an interval nor a test
     assert rows.loc["no mixup", "pairs"] == 2 and math.isnan(rows.loc["no mixup", "ci_low"]) and math.isnan(rows.loc["no mixup", "p"])
     assert rows.loc["no se", "p"] == pytest.approx(0.25)  # 3 seeds, all lower: 2 of 8 sign patterns are as extreme
     assert rows.loc["no se", "p_holm"] == pytest.approx(0.25)  # the only arm with a p: Holm leaves it
     assert rows.loc["no mixup", "delta"] == pytest.approx(-0.01)  # on its two seeds, not against all three of full
     assert rows.loc["full", "delta"] == 0 and math.isnan(rows.loc["full", "p"])
-    assert rows.loc["no se", "seeds_needed"] >= 6  # a sign-flip test needs 6 seeds before any p can reach 0.05 / 2
+    assert rows.loc["no se", "seeds_needed"] == 6  # the one tested arm: a sign-flip test needs 6 seeds to reach p < 0.05 at all
     assert rows.loc["no se", "params"] == 900 and rows.loc["full", "seconds"] == pytest.approx(11.0)
     shown = table.shown.set_index("variant")
     assert shown.loc["no se", "val acc (%)"] == "62.00 ± 2.65"
