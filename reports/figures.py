@@ -106,8 +106,11 @@ def forest(data: pd.DataFrame) -> go.Figure:
         hovertemplate="Δ %{x:+.2%}<br>p %{customdata[0]:.3g}, Holm %{customdata[1]:.3g}<extra></extra>",
     ))
     fig.add_vline(x=0, line_dash="dash", line_color="grey")
+    ends = pd.concat([arms["delta"], arms["ci_low"], arms["ci_high"], pd.Series([0.0])]).dropna()
+    pad = 0.1 * max(float(ends.max() - ends.min()), 0.01)  # zero (no change) always inside, off the edge
     return _styled(fig, "Δ accuracy against the reference with 95% CI (dashed: no change)",
-                   xaxis_title="Δ validation accuracy", xaxis_tickformat="+.1%", xaxis_rangemode="tozero", yaxis_automargin=True,
+                   xaxis_title="Δ validation accuracy", xaxis_tickformat="+.1%", xaxis_range=[ends.min() - pad, ends.max() + pad],
+                   yaxis_automargin=True,
                    height=max(HEIGHT // 2, 60 * len(arms) + 140))
 
 
