@@ -99,7 +99,8 @@ def search_section(items: list[Loaded]) -> Section:
             section.left_out.append((f"{name}: learning curves", "no trial reported intermediate values"))
         section.add(search.importances(study), name, "parameter importances", figures.importances)
         if any(t.params for t in complete(study)):
-            part.items += [Figure("parallel", figures.parallel(study)), Figure("slices", figures.slices(search.slice_data(study)))]
+            part.items += [Figure("parallel", figures.parallel(study)),
+                           Figure("slices", figures.slices(search.slice_data(study)))]
         else:
             section.left_out.append((f"{name}: parallel coordinates and slices", "no trial has searched parameters"))
         section.add(search.reference_vs_best(study), name, "reference against best")
