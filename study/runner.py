@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import shlex
 import shutil
 import sys
 import time
@@ -31,7 +32,7 @@ from study import ablation, data
 from study import space as spaces
 from study.config import Config
 from study.errors import Terminated, UserError, one_line
-from study.progress import StudyProgress, top_trials_table
+from study.progress import StudyProgress, make_console
 from study.recovery import ENVIRONMENT, INTERRUPTED, handle_stop_signals, own, recover, retry_dead
 from study.space import Space
 from study.storage import one_line_failures, open_storage, sqlite_path
@@ -120,7 +121,7 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.RDB
         _set_up(study, space, fixed)
     if UID not in study.user_attrs:  # studies stored before checkpoints were keyed by it get one too
         study.set_user_attr(UID, uuid.uuid4().hex)
-    study.set_user_attr("commands", [*study.user_attrs.get("commands", []), " ".join(sys.argv)])
+    study.set_user_attr("commands", [*study.user_attrs.get("commands", []), shlex.join(["python", "-m", "study", *sys.argv[1:]])])
     return study
 
 
@@ -170,7 +171,7 @@ def run(
     With `workers` > 1, that many processes share the study, the CPU threads split between them,
     and `devices` (e.g. ["cuda:0", "cuda:1"]) is dealt out among them.
     """
-    console = console or Console()
+    console = console or make_console()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if space.kind == "ablation":
         ablation.check_fixed(space, fixed)
@@ -293,7 +294,7 @@ def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: in
     store = artifact_store(url)
     done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
     attempts = [0]
-    with StudyProgress(console or Console(), budget, done, live=live, prefix="" if live else f"worker {index}: ") as progress:
+    with StudyProgress(console or make_console(), budget, done, live=live, prefix="" if live else f"worker {index}: ") as progress:
 
         def objective(trial: optuna.Trial) -> float:
             own(study, trial)
@@ -340,16 +341,17 @@ def _claim(study: optuna.Study, trial: optuna.Trial, budget: int) -> optuna.tria
 
 
 def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, store: Any,
-                checkpoint: Path | None = None) -> float:
+                checkpoint: Path | None = None, test: bool = False) -> float:
     """Train one trial; a diverged or out-of-memory run fails alone with its reason stored.
 
     A failure of the environment (interrupt, device, disk) is stored as such, so that the next run
     re-queues the trial, and its checkpoint is kept for that retry; the checkpoint outlives the
     trial only then.
+    Returns the validation accuracy, or with `test` (the final scoring only) the test accuracy.
     """
     progress.start_trial(trial.number, config.epochs)
     try:
-        metrics = train(config, trial, on_step=progress.on_step, on_epoch=progress.on_epoch,
+        metrics = train(config, trial, test=test, on_step=progress.on_step, on_epoch=progress.on_epoch,
                         artifact_store=store, checkpoint=checkpoint)
     except KeyboardInterrupt:
         trial.set_user_attr("fail_reason", INTERRUPTED)
@@ -373,7 +375,32 @@ def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, st
         trial.set_user_attr("fail_reason", ENVIRONMENT + message)
         raise UserError(f"trial {trial.number} stopped: {message}; fix it and run the same command to resume") from None
     _remove(checkpoint)
-    return metrics["val_accuracy"]
+    return metrics["test_accuracy" if test else "val_accuracy"]
+
+
+def train_told(study: optuna.Study, attrs: dict[str, Any], config: Config, progress: StudyProgress, store: Any,
+               test: bool = False) -> float:
+    """Ask `study` for a trial outside `optimize`, train `config` in it and tell the result.
+
+    For studies that walk their own list of runs (ablation path, final scoring): a diverged or
+    out-of-memory run is told FAILED and returns NaN; an interrupt is told FAILED and re-raised,
+    so that the storage holds no trial left RUNNING.
+    """
+    trial = study.ask()
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    try:
+        value = train_trial(config, trial, progress, store, test=test)
+    except (Diverged, torch.OutOfMemoryError):
+        study.tell(trial, state=TrialState.FAIL)
+        value = float("nan")
+    except BaseException:
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    else:
+        study.tell(trial, value)
+    progress(study, study.get_trials(deepcopy=False)[trial.number])
+    return value
 
 
 def _remove(checkpoint: Path | None) -> None:

@@ -50,6 +50,13 @@ def test_run_fixes_set_values_for_every_trial(data_dir, tmp_path):
     assert len(study.trials) == 2
     assert all(t.user_attrs["config"]["lr"] == 0.02 and "lr" not in t.params for t in study.trials)
     assert "optuna-dashboard sqlite:///runs/naivenet32_cifar10.db" in r.stdout
+    # stdout is a pipe here, as in CI or nohup: plain lines, no bars, nothing clipped at 80 columns
+    lines = r.stdout.splitlines()
+    assert not any(c in r.stdout for c in "━╸╺\r\x1b…")  # bar glyphs, carriage returns, escape codes, clipping
+    rule = max((line for line in lines if set(line.strip()) == {"─"}), key=len)  # the top-trials table's rule
+    assert max(map(len, lines)) <= len(rule)
+    finished = [line for line in lines if line.startswith(("trial 0 ", "trial 1 ")) and " val_acc " in line and "epoch" not in line]
+    assert len(finished) == 2 and all("weight_decay=" in line and "aug_strength=" in line for line in finished)
 
 
 def test_end_to_end_search_prunes_and_learns_then_resumes(data_dir, tmp_path):
