@@ -116,7 +116,7 @@ class Replay:
         start = time.perf_counter()
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # Optuna's heartbeat thread
                 self.step()
         except Exception as exc:  # any op that cannot be captured: stay correct, only slower
             torch.cuda.synchronize()
