@@ -118,7 +118,7 @@ class Replay:
         try:
             with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # Optuna's heartbeat thread
                 self.step()
-        except Exception as exc:  # any op that cannot be captured: stay correct, only slower
+        except Exception as exc:  # noqa: BLE001 - any op that cannot be captured: stay correct, only slower
             torch.cuda.synchronize()
             self.mode, self.reason = "eager", f"capture failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
             self.seconds += time.perf_counter() - start

@@ -6,7 +6,8 @@ OneCycleLR/CosineAnnealingLR ran the update with a Python-float learning rate. T
 and momentum from device tensors precomputed from those schedulers (so a CUDA graph can replay it),
 and on CPU the numbers must stay bit-for-bit the same. (A product then a sum in the update, instead of
 SGD's fused multiply-add, already moves step 2 by one ulp and step 21 by 0.5%: training amplifies.)
-To regenerate after an intended change: `python tests/test_train_reference.py` (say why in the commit).
+To regenerate after an intended change: `PYTHONPATH=. python tests/test_train_reference.py` from the
+repository root (PYTHONPATH: so it runs this checkout's code), and say why in the commit.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from study.train import train
 
 FIXTURE = Path(__file__).with_name("train_reference.json")
 # NaiveNet @32 on CIFAR-10, fp32 on CPU, seed 0: 15 steps of 32 images per epoch, 2 epochs
-BASE = dict(dataset="cifar10", resolution=32, data_fraction=0.1, batch_size=32, epochs=2, seed=0,
-            precision="fp32", device="cpu", lr=0.05)
+BASE = {"dataset": "cifar10", "resolution": 32, "data_fraction": 0.1, "batch_size": 32, "epochs": 2, "seed": 0,
+        "precision": "fp32", "device": "cpu", "lr": 0.05}
 RUNS = {
-    "default_augmentation": dict(record_grad_norms=True),  # colour jitter with hue, affine, flip
-    "mixup_cutout": dict(mixup_alpha=0.4, cutout=8.0),
-    "cosine": dict(schedule="cosine", aug_strength=0.0),
+    "default_augmentation": {"record_grad_norms": True},  # colour jitter with hue, affine, flip
+    "mixup_cutout": {"mixup_alpha": 0.4, "cutout": 8.0},
+    "cosine": {"schedule": "cosine", "aug_strength": 0.0},
 }
 
 
@@ -62,8 +63,5 @@ def test_step_losses_match_the_reference(name, data_dir, monkeypatch):
 
 
 if __name__ == "__main__":
-    class _Patch(pytest.MonkeyPatch):
-        pass
-
     data = sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).resolve().parents[2] / "shared" / "data")
-    FIXTURE.write_text(json.dumps({name: run(name, data, _Patch()) for name in RUNS}, indent=1) + "\n")
+    FIXTURE.write_text(json.dumps({name: run(name, data, pytest.MonkeyPatch()) for name in RUNS}, indent=1) + "\n")
