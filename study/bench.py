@@ -345,7 +345,7 @@ def table(result: dict[str, Any]) -> Table:
     for col in ("figure", "seed's way", "ours", "ratio"):
         t.add_column(col, justify="right")
     for key, row in result.items():
-        if not isinstance(row, dict) or not ({"skipped", "ratio"} & row.keys()):
+        if not isinstance(row, dict) or not ({"skipped", "ours_images_per_second"} & row.keys()):  # a throughput row
             continue
         model, resolution, *batch = key.split("_")
         name = f"{model} @{resolution}{' batch ' + batch[0][1:] if batch else ''} train img/s"

@@ -92,6 +92,12 @@ class Replay:
             self.mode, self.reason = "warmup", ""
             self.side = torch.cuda.Stream(device)
 
+    def step_mode(self) -> tuple[str, str]:
+        """("graph" or "eager", why eager); the steps so far ran this way."""
+        if self.mode == "warmup":
+            return "eager", f"still in the {WARMUP_STEPS} eager warm-up steps before capture"
+        return self.mode, self.reason
+
     def __call__(self) -> None:
         if self.graph is not None:
             self.graph.replay()

@@ -285,11 +285,12 @@ def train(
             metrics["val_accuracy_curve"].append(val_acc)
             metrics["val_loss_curve"].append(val_loss)
             metrics["seconds_per_epoch"].append(time.perf_counter() - epoch_start)
+            metrics["step_mode"], metrics["step_mode_reason"] = replay.step_mode()
             metrics.update(
                 epochs_trained=epoch + 1, val_accuracy=val_acc, confusion_matrix=confusion,
                 images_per_second=(epoch + 1) * steps * batch / train_seconds,
                 seconds=time.perf_counter() - start, peak_memory_mb=_peak_memory_mb(device),
-                step_mode=replay.mode, step_mode_reason=replay.reason, capture_seconds=replay.seconds,
+                capture_seconds=replay.seconds,
             )
             if checkpoint is not None:
                 _save(checkpoint, epoch + 1, train_seconds, model, optimizer, scheduler, metrics)
