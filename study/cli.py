@@ -35,7 +35,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--study-name", help="study name (default: the space's file name)")
     run.add_argument("--trials", type=int, help="trial budget, counting trials of earlier runs (default: the space's)")
     run.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
-    run.add_argument("--workers", type=int, default=1, help="worker processes sharing the study (CPU threads are split)")
+    run.add_argument("--workers", type=int,
+                     help="worker processes sharing the study (CPU threads are split); default: 1 on CPU, "
+                          "4 per GPU (runner.TRIALS_PER_GPU)")
     run.add_argument("--devices", help="comma-separated devices dealt out to the workers, e.g. cuda:0,cuda:1")
     run.add_argument("--force", action="store_true", help="run a space even without the GPU / full data it needs")
     run.add_argument("--plain", action="store_true", help="plain log lines instead of live bars (the default when output is not a terminal)")
@@ -93,7 +95,7 @@ def _run(args: argparse.Namespace, console: Console) -> None:
     space = spaces.load(args.space)
     if args.trials is not None and args.trials < 1:
         raise UserError(f"--trials {args.trials} is invalid: it must be >= 1")
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers} is invalid: it must be >= 1")
     if args.timeout is not None and not 0 < args.timeout < float("inf"):
         raise UserError(f"--timeout {args.timeout} is invalid: it must be a number of seconds > 0")
