@@ -8,7 +8,7 @@ Robustness, in one place:
 - Every RDB storage runs Optuna's heartbeat: a worker killed mid-trial leaves a trial that the next
   worker to start a trial marks FAILED (within HEARTBEAT_GRACE_SECONDS) and re-queues with the same
   parameters; that retry resumes from the trial's last per-epoch checkpoint.
-- The budget is shared exactly: a trial whose number comes after `budget` live trials steps aside.
+- The budget (trials, epochs or seconds: study.budget) is shared exactly by resume and all workers.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from rich.console import Console
 
-from study import ablation, data
+from study import ablation, data, search_defaults
+from study import budget as budgets
 from study import space as spaces
 from study.config import Config
 from study.errors import UserError
@@ -35,17 +36,12 @@ from study.space import Space
 from study.train import Diverged, train
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 # Optuna marks its heartbeat and retry callback experimental; they are what we need here.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 HEARTBEAT_SECONDS = 10
 HEARTBEAT_GRACE_SECONDS = 30
 MAX_RETRY = 2
 INTERRUPTED = "interrupted"
-
-class BudgetReached(Exception):
-    """Another worker took the last trial of the budget first."""
-
 
 def default_storage(space: Space) -> str:
     return f"sqlite:///runs/{space.name}.db"
@@ -136,22 +132,12 @@ def artifact_store(url: str) -> optuna.artifacts.FileSystemArtifactStore:
     return optuna.artifacts.FileSystemArtifactStore(str(folder))
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        return optuna.samplers.BruteForceSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+def make_sampler(name: str, seed: int, budget: budgets.Budget | None = None, epochs: int = 1) -> optuna.samplers.BaseSampler:
+    return search_defaults.sampler(name, seed, search_defaults.full_trials(budget, epochs))
 
 
-def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    return optuna.pruners.NopPruner()
+def make_pruner(name: str, epochs: int, budget: budgets.Budget | None = None) -> optuna.pruners.BasePruner:
+    return search_defaults.pruner(name, epochs, search_defaults.full_trials(budget, epochs))
 
 
 def _save_note(study: optuna.Study, space: Space) -> None:
@@ -208,6 +194,7 @@ def run(
     storage: str | None = None,
     study_name: str | None = None,
     trials: int | None = None,
+    compute: dict[str, float] | None = None,
     timeout: float | None = None,
     seed: int = 0,
     workers: int = 1,
@@ -215,7 +202,8 @@ def run(
     force: bool = False,
     console: Console | None = None,
 ) -> optuna.Study:
-    """Search `space` until its trial budget (finished trials, counting earlier runs) is spent.
+    """Search `space` until its budget (finished trials, or epochs or seconds trained: `compute`, e.g.
+    {"epochs": 120}; counting earlier runs) is spent.
 
     With `workers` > 1, that many processes share the study, the CPU threads split between them,
     and `devices` (e.g. ["cuda:0", "cuda:1"]) is dealt out among them.
@@ -235,16 +223,16 @@ def run(
     _requeue_interrupted(study)
     done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
     if space.kind != "search":
-        budget = done + ablation.enqueue_missing(study, space, fixed, seed)
+        budget = budgets.Budget(trials=done + ablation.enqueue_missing(study, space, fixed, seed))
     else:
-        budget = max(trials or space.trials, done)
-    study.set_user_attr("budget", budget)
-    if done >= budget:
-        console.print(f"study {name} already has {done} finished trials (budget {budget}); nothing to do")
+        budget = budgets.resolve(space, trials, compute)
+    study.set_user_attr("budget", budget.describe() if budget.compute else max(budget.trials, done))
+    if budget.spent(study.get_trials(deepcopy=False)):
+        console.print(f"study {name} already has {done} finished trials (budget {budget.describe()}); nothing to do")
         return study
 
     threads = max(1, torch.get_num_threads() // workers) if workers > 1 else 0
-    jobs = [(str(space.path), fixed | ({"device": devices[i % len(devices)]} if devices else {}), url, name, budget,
+    jobs = [(space if workers == 1 else str(space.path), fixed | ({"device": devices[i % len(devices)]} if devices else {}), url, name, budget,
              timeout, seed, i, threads) for i in range(workers)]
     if workers == 1:
         work(*jobs[0], console=console)
@@ -274,26 +262,27 @@ def _check_needs(space: Space, config: Config, train_images: int, force: bool) -
         raise UserError(f"{space.path} needs {' and '.join(missing)} to mean what it says; pass --force to run it anyway")
 
 
-def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: int, timeout: float | None,
+def work(space_path: str | Space, fixed: dict[str, Any], url: str, name: str, budget: budgets.Budget, timeout: float | None,
          seed: int, index: int, threads: int, console: Console | None = None) -> None:
     """Worker `index`: trains trials of the stored study until the shared budget is spent."""
     live = console is not None
     if threads:
         torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = spaces.load(space_path)
+    space = space_path if isinstance(space_path, Space) else spaces.load(space_path)  # spawned workers load it
     defaults = space.defaults.replace(**fixed)
     study = optuna.load_study(
         study_name=name, storage=open_storage(url),
-        sampler=make_sampler(space.sampler, seed + index),  # workers must not propose the same trials
-        pruner=make_pruner(space.pruner, defaults.epochs),
+        sampler=make_sampler(space.sampler, seed + index, budget, defaults.epochs),  # workers must not propose the same trials
+        pruner=budget.pruner(make_pruner(space.pruner, defaults.epochs, budget), defaults.epochs),
     )
     store = artifact_store(url)
     done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
-    with StudyProgress(console or Console(), budget, done, live=live, prefix="" if live else f"worker {index}: ") as progress:
+    total = budgets.progress_total(budget, study.get_trials(deepcopy=False), defaults.epochs)
+    with StudyProgress(console or Console(), total, done, live=live, prefix="" if live else f"worker {index}: ") as progress:
 
         def objective(trial: optuna.Trial) -> float:
-            frozen = _claim(study, trial, budget)
+            frozen = budget.claim(study, trial)
             if space.kind != "search":
                 config = ablation.cell_config(space, trial, fixed, seed)
             else:
@@ -303,21 +292,9 @@ def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: in
             return train_trial(config, trial, progress, store, checkpoint)
 
         study.optimize(
-            objective, n_trials=budget, timeout=timeout, catch=(Diverged, torch.OutOfMemoryError, BudgetReached),
-            # counting running trials too stops a worker before it asks for a trial that others already cover
-            callbacks=[optuna.study.MaxTrialsCallback(budget, states=(*FINISHED, TrialState.RUNNING)), progress],
+            objective, n_trials=budget.trials, timeout=timeout, catch=(Diverged, torch.OutOfMemoryError, budgets.BudgetReached),
+            callbacks=[budget.callback, progress],
         )
-
-
-def _claim(study: optuna.Study, trial: optuna.Trial, budget: int) -> optuna.trial.FrozenTrial:
-    """This trial as stored; stops the worker if `budget` live trials came before it."""
-    trials = study.get_trials(deepcopy=False)
-    if sum(t.state in LIVE for t in trials if t.number < trial.number) >= budget:
-        study.stop()
-        reason = f"budget of {budget} trials already taken by other workers"
-        trial.set_user_attr("fail_reason", reason)
-        raise BudgetReached(reason)
-    return next(t for t in trials if t.number == trial.number)
 
 
 def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, store: Any,
