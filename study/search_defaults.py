@@ -32,9 +32,9 @@ def full_trials(budget: Any, epochs: int) -> int:
     """How many full-length trials a budget (study.budget.Budget, or None) buys."""
     if budget is None:
         return DEFAULT_FULL_TRIALS
-    if budget.epochs is not None:
-        return max(1, budget.epochs // max(1, epochs))
-    return budget.trials or DEFAULT_FULL_TRIALS
+    limits = [budget.epochs // max(1, epochs)] if budget.epochs is not None else []
+    limits += [budget.trials] if budget.trials is not None else []
+    return max(1, min(limits)) if limits else DEFAULT_FULL_TRIALS
 
 
 def startup_trials(full: int) -> int:
