@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -74,7 +75,8 @@ def test_two_workers_share_an_epoch_budget_exactly(tiny, data_dir, tmp_path):
     db = tmp_path / "a.db"
     r = subprocess.run([sys.executable, "-m", "study", "run", str(tiny.path), "--data-dir", data_dir, "--epochs", "2",
                         "--budget", "9ep", "--workers", "2", "--storage", f"sqlite:///{db}", "--set", "data_fraction=0.05"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
+                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                       timeout=600)
     assert r.returncode == 0, r.stderr
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
     assert _epochs(study) == 9
