@@ -146,3 +146,16 @@ def test_search_bench_figures_from_hand_made_studies():
     assert result["arms"]["random"]["beats_random"] == 0
     assert result["defaults"]["values"] == [0.3, 0.32]
     assert result["defaults"]["range"] == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["run", "spaces/naivenet32_cifar10.py", "--budget", "12x"], "error: --budget '12x' is invalid"),
+    (["bench", "--only", "search", "--arms", "random,bogus"], "error: --arms: unknown arm(s) bogus"),
+])
+def test_bad_budget_or_arm_on_the_command_line_is_one_line(args, match, capsys, monkeypatch):
+    from study import cli
+
+    monkeypatch.chdir(ROOT)
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(match) and err.count("\n") == 1
