@@ -88,7 +88,8 @@ def _run(args: argparse.Namespace, console: Console) -> None:
         Config(device=device)  # checks the name
     study = runner.run(
         space, _fixed(args), storage=args.storage, study_name=args.study_name, trials=args.trials,
-        compute=budget.parse(args.budget) if args.budget else None, timeout=args.timeout, seed=args.seed or 0, workers=args.workers, devices=devices, force=args.force,
+        compute=budget.parse(args.budget) if args.budget else None,
+        timeout=args.timeout, seed=args.seed or 0, workers=args.workers, devices=devices, force=args.force,
         console=console,
     )
     console.print(runner.top_trials_table(study))

@@ -132,7 +132,8 @@ def artifact_store(url: str) -> optuna.artifacts.FileSystemArtifactStore:
     return optuna.artifacts.FileSystemArtifactStore(str(folder))
 
 
-def make_sampler(name: str, seed: int, budget: budgets.Budget | None = None, epochs: int = 1) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, budget: budgets.Budget | None = None,
+                 epochs: int = 1) -> optuna.samplers.BaseSampler:
     return search_defaults.sampler(name, seed, search_defaults.full_trials(budget, epochs))
 
 
@@ -232,6 +233,7 @@ def run(
         return study
 
     threads = max(1, torch.get_num_threads() // workers) if workers > 1 else 0
+    # one worker runs in this process and takes the space itself; spawned ones load its file
     jobs = [(space if workers == 1 else str(space.path), fixed | ({"device": devices[i % len(devices)]} if devices else {}), url, name, budget,
              timeout, seed, i, threads) for i in range(workers)]
     if workers == 1:
@@ -262,14 +264,15 @@ def _check_needs(space: Space, config: Config, train_images: int, force: bool) -
         raise UserError(f"{space.path} needs {' and '.join(missing)} to mean what it says; pass --force to run it anyway")
 
 
-def work(space_path: str | Space, fixed: dict[str, Any], url: str, name: str, budget: budgets.Budget, timeout: float | None,
+def work(space_path: str | Space, fixed: dict[str, Any], url: str, name: str, budget: budgets.Budget,
+         timeout: float | None,
          seed: int, index: int, threads: int, console: Console | None = None) -> None:
     """Worker `index`: trains trials of the stored study until the shared budget is spent."""
     live = console is not None
     if threads:
         torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = space_path if isinstance(space_path, Space) else spaces.load(space_path)  # spawned workers load it
+    space = space_path if isinstance(space_path, Space) else spaces.load(space_path)
     defaults = space.defaults.replace(**fixed)
     study = optuna.load_study(
         study_name=name, storage=open_storage(url),
@@ -292,7 +295,8 @@ def work(space_path: str | Space, fixed: dict[str, Any], url: str, name: str, bu
             return train_trial(config, trial, progress, store, checkpoint)
 
         study.optimize(
-            objective, n_trials=budget.trials, timeout=timeout, catch=(Diverged, torch.OutOfMemoryError, budgets.BudgetReached),
+            objective, n_trials=budget.trials, timeout=timeout,
+            catch=(Diverged, torch.OutOfMemoryError, budgets.BudgetReached),
             callbacks=[budget.callback, progress],
         )
 

@@ -31,8 +31,8 @@ SAMPLERS = ("tpe", "gp", "random", "grid")
 PRUNERS = ("hyperband", "successive_halving", "median", "percentile", "none")
 DESIGNS = ("one_out", "add_one", "factorial")
 REQUIRED = ("model", "dataset")  # what every space must say explicitly
-STUDY_SETTINGS = {"trials": int, "budget_epochs": int, "sampler": str, "pruner": str, "seeds": int, "design": str, "components": dict,
-                  "compare": dict, "needs": tuple}
+STUDY_SETTINGS = {"trials": int, "sampler": str, "pruner": str, "seeds": int, "design": str, "components": dict,
+                  "compare": dict, "needs": tuple, "budget_epochs": int}
 NEEDS = ("cuda", "full_data")
 
 
