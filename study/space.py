@@ -1,7 +1,7 @@
 """Space files: plain Python modules that say what to search.
 
 A space file holds module-level settings (any Config field, e.g. `model = "naivenet"`), a few
-study settings (`trials`, `sampler`, `pruner`, `seeds`), a docstring whose first line describes it,
+study settings (`budget_epochs`, `trials`, `sampler`, `pruner`, `seeds`), a docstring whose first line describes it,
 and either `suggest(trial) -> dict`, which samples settings (each Optuna parameter named after the
 setting it sets), or `components`, which makes it an ablation space:
 
