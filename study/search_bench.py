@@ -103,6 +103,7 @@ def summarize(studies: dict[str, list[list[optuna.trial.FrozenTrial]]]) -> dict[
             # None: the arm missed random's final best on most seeds
             "median_share_of_random_compute": None if median_share == float("inf") else median_share,
             "trials": [len([t for t in trials if t.state in runner.FINISHED]) for trials in per_seed],
+            "epochs_per_trial": [[len(t.intermediate_values) for t in trials] for trials in per_seed],
         }
     spread = statistics.stdev(defaults) if len(defaults) > 1 else 0.0
     return {
