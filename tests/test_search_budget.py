@@ -144,7 +144,7 @@ def test_search_bench_figures_from_hand_made_studies():
     assert arm["epochs_to_reach_random_best"] == [5, 2]  # a tie with random's best counts as reached
     assert arm["median_share_of_random_compute"] == pytest.approx((5 / 6 + 2 / 6) / 2)
     assert result["arms"]["random"]["beats_random"] == 0
-    assert arm["trials"] == [2, 3] and arm["epochs_per_trial"] == [[2, 1, 2, 1], [2, 2, 2]]
+    assert arm["trials"] == [4, 3] and arm["epochs_per_trial"] == [[2, 1, 2, 1], [2, 2, 2]]
     assert result["defaults"]["values"] == [0.3, 0.32]
     assert result["defaults"]["range"] == pytest.approx(0.02)
 
