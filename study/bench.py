@@ -1,6 +1,6 @@
 """`python -m study bench`: our training speed against the seed's way, measured side by side.
 
-Four parts, all on the current machine in one run:
+Three parts, all on the current machine in one run (`--only search`: study.search_bench instead):
   throughput   training images/s of each model and resolution, the seed's way (study.seedway) and
                ours (study.train.train itself, so the bench measures what users get); warm-up
                steps are excluded and the median of several timed windows is reported. A window
@@ -9,8 +9,6 @@ Four parts, all on the current machine in one run:
   augmentation images/s of study.augment.train_batch alone, and its share of one training step
   overhead     the share of a trial's wall time spent outside its training and evaluation epochs,
                and the study's one-time setup
-  search       epochs TPE + Hyperband needs to reach the best validation accuracy that random
-               search without pruning reaches with its whole budget, as a fraction of that budget
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from study import augment, data, models, runner, seedway
+from study import augment, data, models, runner, search_bench, seedway
 from study import space as spaces
 from study import train as training
 from study.config import Config
@@ -42,7 +40,6 @@ ROWS = (("naivenet", 32), ("naivenet", 128), ("resnet18", 32))
 CUDA_BATCHES = (128, 512)  # batch 128 is the recipe's, and the only row on CPU; 512 fills a GPU better
 BENCH_EPOCHS = 200  # `ours` runs this long at most: every window ends long before
 SEED_WAY_STEPS = 10**6  # the same for the seed's way (it sets OneCycle's length: speed does not depend on it)
-TPE_SEED_OFFSET = 1000
 SEARCH_SPACE = Path(__file__).resolve().parents[1] / "spaces" / "naivenet32_cifar10.py"
 
 
@@ -55,27 +52,17 @@ class Budget:
     window: float  # seconds of training steps per timed window (at least one step)
     overhead_trials: int
     overhead_epochs: int
-    search_seeds: int
-    search_trials: int  # random search's trials, each trained for all its epochs
-    search_epochs: int
-    search_data_fraction: float  # of the training split, for the search studies
 
 
-# Quick search studies are tiny (2 random trials of 2 epochs on a quarter of the data): enough to
-# exercise every step, far too little for a stable figure (trials sit near chance and often tie).
 QUICK = Budget(
     warmup=2, repeats=3, window=0.3,
-    overhead_trials=2, overhead_epochs=2, search_seeds=3, search_trials=2, search_epochs=2,
-    search_data_fraction=0.25,
+    overhead_trials=2, overhead_epochs=2,
 )
 # Full: windows of 2 s (on 2 AVX2 cores, 4-8 NaiveNet@32 steps, about what the step-count windows held).
-# Overhead trials of 15 epochs last 30 s or more (the target's condition). The search studies
-# are 8 random trials of 6 epochs on half the data per seed, against 16 TPE + Hyperband trials: the
-# shipped space's 10 x 10 on all of it would take about 3 hours on 2 AVX2 cores.
+# Overhead trials of 15 epochs last 30 s or more (the target's condition).
 FULL = Budget(
     warmup=5, repeats=5, window=2.0,
-    overhead_trials=3, overhead_epochs=15, search_seeds=3, search_trials=8, search_epochs=6,
-    search_data_fraction=0.5,
+    overhead_trials=3, overhead_epochs=15,
 )
 
 
@@ -232,49 +219,6 @@ def overhead(budget: Budget, data_dir: str | None, device: str) -> dict[str, flo
     }
 
 
-def _epochs_to_reach(study: Any, target: float) -> int | None:
-    """Epochs trained, in trial order, until some trial's validation accuracy first reaches `target`."""
-    spent = 0
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        for _, value in sorted(t.intermediate_values.items()):
-            spent += 1
-            if value >= target:
-                return spent
-    return None
-
-
-def search(budget: Budget, data_dir: str | None, device: str) -> dict[str, Any]:
-    """Random search without pruning against TPE + Hyperband (twice the trials) on each seed."""
-    per_seed = []
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/search.db"
-        random_space, tpe_space = _search_space(tmp, "random", "none"), _search_space(tmp, "tpe", "hyperband")
-        for seed in range(budget.search_seeds):
-            fixed = {"data_dir": data_dir, "device": device, "epochs": budget.search_epochs, "seed": seed,
-                     "data_fraction": budget.search_data_fraction}
-            random = runner.run(random_space, fixed, storage=url,
-                                study_name=f"random-{seed}", trials=budget.search_trials, seed=seed, console=_quiet())
-            target = random.best_value
-            random_epochs = sum(len(t.intermediate_values) for t in random.get_trials(deepcopy=False))
-            # another sampler seed: with the same one, TPE's random start-up would replay random's trials
-            tpe = runner.run(tpe_space, fixed, storage=url,
-                             study_name=f"tpe-{seed}", trials=2 * budget.search_trials, seed=seed + TPE_SEED_OFFSET,
-                             console=_quiet())
-            spent = _epochs_to_reach(tpe, target)
-            per_seed.append({
-                "seed": seed, "random_best": target, "random_epochs": random_epochs, "tpe_best": tpe.best_value,
-                "tpe_epochs_to_reach": spent, "ratio": None if spent is None else spent / random_epochs,
-            })
-    ratios = [s["ratio"] if s["ratio"] is not None else float("inf") for s in per_seed]
-    median = statistics.median(ratios)
-    return {
-        "ratio": None if median == float("inf") else median,  # None: TPE missed random's best on most seeds
-        "reached": sum(s["ratio"] is not None for s in per_seed),
-        "seeds": per_seed,
-        "epochs": budget.search_epochs, "random_trials": budget.search_trials,
-    }
-
-
 def throughput(budget: Budget, data_dir: str | None, device: str, workers: int) -> dict[str, Any]:
     """One row per model, resolution and batch (`row_key`): the seed's way, ours and their ratio."""
     rows: dict[str, Any] = {}
@@ -335,8 +279,6 @@ def run(budget: Budget, data_dir: str | None, device: str, workers: int, console
     result["augmentation"] = aug
     console.log("framework overhead of a study")
     result["overhead"] = overhead(budget, data_dir, device)
-    console.log("search efficiency: TPE + Hyperband against random search")
-    result["search"] = search(budget, data_dir, device)
     return result
 
 
@@ -366,9 +308,6 @@ def table(result: dict[str, Any]) -> Table:
               f"{o['seconds_per_trial']:.2f} s/trial", f"{o['share']:.1%}")
     t.add_row("overhead with the study's setup", "", f"{o['study_setup_seconds']:.1f} s once",
               f"{o['share_with_setup']:.1%}")
-    s = result["search"]
-    ratio = "not reached" if s["ratio"] is None else f"{s['ratio']:.2f}"
-    t.add_row(f"search: TPE+HB epochs / random's ({s['reached']}/{len(s['seeds'])} seeds reached)", "", "", ratio)
     return t
 
 
@@ -381,13 +320,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="training device (default auto)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="DataLoader workers for the seed's way (default: the CPU count, at most 8)")
+    parser.add_argument("--only", choices=("search",), help="search: the search A/B harness (study.search_bench) alone")
+    search_bench.add_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> None:
     if args.workers < 0:
         raise UserError(f"--workers {args.workers} is invalid: it must be >= 0")
     console = Console(stderr=args.json)
-    result = run(QUICK if args.quick else FULL, args.data_dir, args.device, args.workers, console)
-    console.print(table(result))
+    if args.only == "search":
+        result = search_bench.main(args, console)
+    else:
+        result = run(QUICK if args.quick else FULL, args.data_dir, args.device, args.workers, console)
+        console.print(table(result))
     if args.json:
         print(json.dumps(result))

@@ -34,6 +34,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/<space>.db)")
     run.add_argument("--study-name", help="study name (default: the space's file name)")
     run.add_argument("--trials", type=int, help="trial budget, counting trials of earlier runs (default: the space's)")
+    run.add_argument("--budget", help="compute budget, counting earlier runs: epochs trained (120ep) or seconds of "
+                     "trials (600s, 10m, 2h); pruned trials' saved epochs buy new trials (default: the space's)")
     run.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     run.add_argument("--workers", type=int,
                      help="worker processes sharing the study (CPU threads are split); default: 1 on CPU, "
@@ -89,7 +91,7 @@ def _fixed(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, console: Console) -> None:
-    from study import runner
+    from study import budget, runner
 
     runner.handle_stop_signals()
     space = spaces.load(args.space)
@@ -104,6 +106,7 @@ def _run(args: argparse.Namespace, console: Console) -> None:
         Config(device=device)  # checks the name
     study = runner.run(
         space, _fixed(args), storage=args.storage, study_name=args.study_name, trials=args.trials,
+        compute=budget.parse(args.budget) if args.budget else None,
         timeout=args.timeout, seed=args.seed or 0, workers=args.workers, devices=devices, force=args.force,
         console=console,
     )
@@ -150,7 +153,7 @@ def _spaces(args: argparse.Namespace, console: Console) -> None:
     from study import ablation
 
     table = Table(title="spaces/")
-    for col in ("space", "kind", "trials x epochs", "description"):
+    for col in ("space", "kind", "budget", "description"):
         table.add_column(col, overflow="fold")
     for path in sorted(Path("spaces").glob("*.py")):
         try:
@@ -160,7 +163,8 @@ def _spaces(args: argparse.Namespace, console: Console) -> None:
             continue
         cells = len(ablation.variants(space)) * space.seeds
         trials = space.trials if space.kind == "search" else cells
-        table.add_row(path.stem, space.kind, f"{trials} x {space.defaults.epochs} ep", space.summary)
+        size = f"{space.budget_epochs} ep in all" if space.budget_epochs else f"{trials} x {space.defaults.epochs} ep"
+        table.add_row(path.stem, space.kind, size, space.summary)
     console.print(table)
 
 

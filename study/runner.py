@@ -4,7 +4,7 @@ Robustness: the storage is opened by study/storage.py, dead and interrupted tria
 study/recovery.py; here:
 - A worker does not finish while another's trial may still turn out dead: it waits until that trial
   ends or goes stale, then retries it.
-- The budget is shared exactly: a trial whose number comes after `budget` live trials steps aside.
+- The budget (trials, epochs or seconds: study/budget.py) is shared exactly by resume and all workers.
 - Checkpoints live in a folder named by the study's uid, so they belong to their study.
 """
 
@@ -28,7 +28,8 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from rich.console import Console
 
-from study import ablation, data
+from study import ablation, data, search_defaults
+from study import budget as budgets
 from study import space as spaces
 from study.config import Config
 from study.errors import Terminated, UserError, one_line
@@ -39,7 +40,6 @@ from study.storage import one_line_failures, open_storage, sqlite_path
 from study.train import Diverged, train
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 # Optuna marks its heartbeat and retry callback experimental; they are what we need here.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 POLL_SECONDS = 2  # how often a worker waiting on others' trials looks again
@@ -49,10 +49,6 @@ UID = "uid"  # study user attribute set at creation: unique to the study, keys i
 # step became a CUDA graph): 4 workers on one GPU cut a 12-trial NaiveNet@32 study from 73 s to 47 s.
 # Not re-measured with graphed steps (no GPU in that session); `--workers N` (with `--devices`) overrides it.
 TRIALS_PER_GPU = 4
-
-
-class BudgetReached(Exception):
-    """Another worker took the last trial of the budget first."""
 
 
 def _not_a_failed_trial(record: logging.LogRecord) -> bool:
@@ -82,22 +78,13 @@ def artifact_store(url: str) -> optuna.artifacts.FileSystemArtifactStore:
     return optuna.artifacts.FileSystemArtifactStore(str(folder))
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        return optuna.samplers.BruteForceSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+def make_sampler(name: str, seed: int, budget: budgets.Budget | None = None,
+                 epochs: int = 1) -> optuna.samplers.BaseSampler:
+    return search_defaults.sampler(name, seed, search_defaults.full_trials(budget, epochs))
 
 
-def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    return optuna.pruners.NopPruner()
+def make_pruner(name: str, epochs: int, budget: budgets.Budget | None = None) -> optuna.pruners.BasePruner:
+    return search_defaults.pruner(name, epochs, search_defaults.full_trials(budget, epochs))
 
 
 def _save_note(study: optuna.Study, space: Space) -> None:
@@ -163,6 +150,7 @@ def run(
     storage: str | None = None,
     study_name: str | None = None,
     trials: int | None = None,
+    compute: dict[str, float] | None = None,
     timeout: float | None = None,
     seed: int = 0,
     workers: int | None = 1,
@@ -170,7 +158,8 @@ def run(
     force: bool = False,
     console: Console | None = None,
 ) -> optuna.Study:
-    """Search `space` until its trial budget (finished trials, counting earlier runs) is spent.
+    """Search `space` until its budget (finished trials, or epochs or seconds trained: `compute`, e.g.
+    {"epochs": 120}; counting earlier runs) is spent.
 
     With `workers` > 1, that many processes share the study, the CPU threads split between them,
     and `devices` (e.g. ["cuda:0", "cuda:1"]) is dealt out among them; `workers=None` picks them
@@ -194,18 +183,19 @@ def run(
         recover(study)
         done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
         if space.kind != "search":
-            budget = done + ablation.enqueue_missing(study, space, fixed, seed)
+            budget = budgets.Budget(trials=done + ablation.enqueue_missing(study, space, fixed, seed))
         else:
-            budget = max(trials or space.trials, done)
-        study.set_user_attr("budget", budget)
+            budget = budgets.resolve(space, trials, compute)
+        study.set_user_attr("budget", budget.describe() if budget.compute else max(budget.trials, done))
         if per_gpu:
             study.set_user_attr("trials_per_gpu", per_gpu)
-    if done >= budget:
-        console.print(f"study {name} already has {done} finished trials (budget {budget}); nothing to do")
+    if budget.spent(study.get_trials(deepcopy=False)):
+        console.print(f"study {name} already has {done} finished trials (budget {budget.describe()}); nothing to do")
         return study
 
     threads = max(1, torch.get_num_threads() // workers) if workers > 1 else 0
-    jobs = [(str(space.path), fixed | ({"device": devices[i % len(devices)]} if devices else {}), url, name, budget,
+    # one worker runs in this process and takes the space itself; spawned ones load its file
+    jobs = [(space if workers == 1 else str(space.path), fixed | ({"device": devices[i % len(devices)]} if devices else {}), url, name, budget,
              timeout, seed, i, threads) for i in range(workers)]
     if workers == 1:
         work(*jobs[0], console=console)
@@ -297,7 +287,8 @@ def _worker(*job: Any) -> None:
         sys.exit(143 if isinstance(exc, Terminated) else 130)
 
 
-def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: int, timeout: float | None,
+def work(space_path: str | Space, fixed: dict[str, Any], url: str, name: str, budget: budgets.Budget,
+         timeout: float | None,
          seed: int, index: int, threads: int, console: Console | None = None) -> None:
     """Worker `index`: trains trials of the stored study until the shared budget is spent."""
     live = console is not None
@@ -305,22 +296,23 @@ def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: in
         torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna.study._optimize").addFilter(_not_a_failed_trial)
-    space = spaces.load(space_path)
+    space = space_path if isinstance(space_path, Space) else spaces.load(space_path)  # spawned workers load it
     defaults = space.defaults.replace(**fixed)
     study = optuna.load_study(
         study_name=name, storage=open_storage(url),
-        sampler=make_sampler(space.sampler, seed + index),  # workers must not propose the same trials
-        pruner=make_pruner(space.pruner, defaults.epochs),
+        sampler=make_sampler(space.sampler, seed + index, budget, defaults.epochs),  # workers must not propose the same trials
+        pruner=budget.pruner(make_pruner(space.pruner, defaults.epochs, budget), defaults.epochs),
     )
     store = artifact_store(url)
     done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+    total = budgets.progress_total(budget, study.get_trials(deepcopy=False), defaults.epochs)
     attempts = [0]
-    with StudyProgress(console or make_console(), budget, done, live=live, prefix="" if live else f"worker {index}: ") as progress:
+    with StudyProgress(console or make_console(), total, done, live=live, prefix="" if live else f"worker {index}: ") as progress:
 
         def objective(trial: optuna.Trial) -> float:
             own(study, trial)
             attempts[0] += 1
-            frozen = _claim(study, trial, budget)
+            frozen = budget.claim(study, trial)
             if space.kind != "search":
                 config = ablation.cell_config(space, trial, fixed, seed)
             else:
@@ -332,33 +324,25 @@ def work(space_path: str, fixed: dict[str, Any], url: str, name: str, budget: in
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             trials = study.get_trials(deepcopy=False)
-            need = min(budget - sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials), budget - attempts[0])
+            room = budget.trials_to_start(trials)
+            if budget.max_attempts is not None:  # a worker whose every trial fails still ends
+                room = budget.max_attempts - attempts[0] if room is None else min(room, budget.max_attempts - attempts[0])
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return
-            if need > 0:
+            if room is None or room > 0:
                 with one_line_failures(url):
                     study.optimize(
-                        objective, n_trials=need, timeout=left, catch=(Diverged, torch.OutOfMemoryError, BudgetReached),
-                        # counting running trials too stops a worker before it asks for a trial that others already cover
-                        callbacks=[optuna.study.MaxTrialsCallback(budget, states=(*FINISHED, TrialState.RUNNING)), progress],
+                        objective, n_trials=room, timeout=left,
+                        catch=(Diverged, torch.OutOfMemoryError, budgets.BudgetReached),
+                        callbacks=[budget.callback, progress],
                     )
-            elif not any(t.state == TrialState.RUNNING for t in trials) or attempts[0] >= budget:
+            elif (not any(t.state == TrialState.RUNNING for t in trials) or budget.spent(trials)
+                  or budget.max_attempts is not None and attempts[0] >= budget.max_attempts):
                 return
-            else:  # others' trials may still die: wait until they end or go stale, then retry them
+            else:  # others' trials hold the rest and may still die or be pruned: wait, retrying dead ones
                 time.sleep(POLL_SECONDS)
                 retry_dead(study)
-
-
-def _claim(study: optuna.Study, trial: optuna.Trial, budget: int) -> optuna.trial.FrozenTrial:
-    """This trial as stored; stops the worker if `budget` live trials came before it."""
-    trials = study.get_trials(deepcopy=False)
-    if sum(t.state in LIVE for t in trials if t.number < trial.number) >= budget:
-        study.stop()
-        reason = f"budget of {budget} trials already taken by other workers"
-        trial.set_user_attr("fail_reason", reason)
-        raise BudgetReached(reason)
-    return next(t for t in trials if t.number == trial.number)
 
 
 def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, store: Any,
