@@ -193,7 +193,7 @@ def split(labels: torch.Tensor, val_fraction: float, data_fraction: float = 1.0,
         keep, _ = _stratified_take(labels[rest], data_fraction, torch.Generator().manual_seed(seed + 1))
         rest = rest[keep]
     classes = len(labels.unique())
-    if len(rest) < 2 * classes:  # fewer cannot fill one batch of every class, and BatchNorm needs two
+    if len(rest) < classes:  # not even one image of each class to train on
         raise UserError(f"val_fraction={val_fraction} and data_fraction={data_fraction} leave {len(rest)} training "
                         f"images for {classes} classes; lower val_fraction or raise data_fraction")
     return Split(train=rest, val=val)

@@ -87,7 +87,7 @@ CASES = [
     ("num-classes-too-few", [*RUN, "--set", "num_classes=3"], "num_classes=3 is invalid"),
     ("seed-70-digits", [*RUN, "--seed", "1" * 70], "seed=1111"),
     ("seed-negative", [*RUN, "--seed", "-1"], "seed=-1 is invalid"),
-    ("val-fraction-all", [*RUN, "--set", "val_fraction=0.999"], "lower val_fraction"),
+    ("val-fraction-all", [*RUN, "--set", "dataset=cifar100", "--set", "val_fraction=0.999"], "leave 0 training images"),
     ("mixup-negative", [*RUN, "--set", "mixup_alpha=-1"], "mixup_alpha=-1.0 is invalid"),
     ("cutout-negative", [*RUN, "--set", "cutout=-5"], "cutout=-5.0 is invalid"),
     ("epochs-absurd", [*RUN, "--epochs", "1000000000"], "epochs=1000000000 is invalid"),
