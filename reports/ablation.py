@@ -10,7 +10,9 @@ import optuna
 import pandas as pd
 
 from reports import stats
-from reports.tables import Table, ci, complete, count, number, pct, pm, pvalue, seconds
+from reports.tables import Table, ci, complete, count, number, pct, pm, pvalue, seconds, seeds_text
+
+ALPHA = 0.05  # the table's significance level, family-wise across its arms
 
 
 def _variants(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:
@@ -26,24 +28,47 @@ def _mean(trials: list[optuna.trial.FrozenTrial], key: str) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def variants(study: optuna.Study) -> Table | str:
-    """n seeds, accuracy mean ± std, delta against the reference variant with its 95% CI and Welch p."""
+def _seed(t: optuna.trial.FrozenTrial) -> object:
+    return t.params.get("seed", t.user_attrs.get("seed"))
+
+
+def compare(trials: list[optuna.trial.FrozenTrial], base: list[optuna.trial.FrozenTrial]) -> stats.Comparison:
+    """Paired on the seeds both sides ran when at least two are shared; Welch on all runs otherwise."""
+    mine = {_seed(t): t.value for t in trials if _seed(t) is not None}
+    theirs = {_seed(t): t.value for t in base if _seed(t) is not None}
+    shared = sorted(set(mine) & set(theirs), key=str)
+    if len(shared) >= 2:
+        return stats.paired([mine[k] for k in shared], [theirs[k] for k in shared])
+    return stats.welch([t.value for t in trials], [t.value for t in base])
+
+
+def _needed(c: stats.Comparison, alpha: float) -> float:
+    return stats.seeds_needed(c.delta, c.spread, alpha) if c.test != "Welch" else float("nan")
+
+
+def variants(study: optuna.Study, alpha: float = ALPHA) -> Table | str:
+    """n seeds, accuracy mean ± std, delta against the reference (paired where seeds match), raw and Holm p, seeds needed."""
     groups = _variants(study)
     reference = study.user_attrs.get("reference_variant", "full")
     if not groups:
         return "no completed trial"
     if reference not in groups:
         return f"the reference variant {reference!r} has no completed trial, so there is nothing to compare against"
-    base = [t.value for t in groups[reference]]
+    ordered = sorted(groups.items(), key=lambda kv: kv[0] != reference)  # reference first, then design order
+    comparisons = {name: compare(trials, groups[reference]) for name, trials in ordered if name != reference}
+    adjusted = dict(zip(comparisons, stats.holm([c.p for c in comparisons.values()])))
+    # "seeds needed" aims at Holm's strictest step, alpha / arms, so the delta survives whatever its rank
+    tested = sum(c.p == c.p for c in comparisons.values())  # arms whose test gave a p (NaN: no spread to test)
+    level = alpha / max(1, tested)
     rows = []
-    for name, trials in sorted(groups.items(), key=lambda kv: kv[0] != reference):  # reference first, then design order
-        values = [t.value for t in trials]
-        s = stats.summary(values)
-        c = stats.welch(values, base) if name != reference else stats.Comparison(0.0, *[float("nan")] * 3)
+    for name, trials in ordered:
+        s = stats.summary([t.value for t in trials])
+        c = comparisons.get(name, stats.Comparison(0.0, *[float("nan")] * 3, test=""))
         rows.append({
             "variant": name, "components_on": " ".join(trials[0].user_attrs.get("components_on", [])),
             "n": s.n, "val_accuracy_mean": s.mean, "val_accuracy_std": s.std,
-            "delta": c.delta, "ci_low": c.ci_low, "ci_high": c.ci_high, "p": c.p,
+            "delta": c.delta, "ci_low": c.ci_low, "ci_high": c.ci_high, "test": c.test, "pairs": c.n if c.test else None,
+            "p": c.p, "p_holm": adjusted.get(name, float("nan")), "seeds_needed": _needed(c, level),
             "params": _mean(trials, "params"), "flops_per_image": _mean(trials, "flops_per_image"),
             "seconds": _mean(trials, "seconds"),
         })
@@ -52,10 +77,16 @@ def variants(study: optuna.Study) -> Table | str:
         "variant": data["variant"], "n": data["n"],
         "val acc (%)": [pm(m, s) for m, s in zip(data["val_accuracy_mean"], data["val_accuracy_std"])],
         f"Δ vs {reference} [95% CI]": [ci(d, lo, hi) for d, lo, hi in zip(data["delta"], data["ci_low"], data["ci_high"])],
-        "p (Welch)": data["p"].map(pvalue), "params": data["params"].map(count),
-        "FLOPs/img": data["flops_per_image"].map(count), "time": data["seconds"].map(seconds),
+        "test": [f"{t} (n={n:.0f})" if t else "" for t, n in zip(data["test"], data["pairs"])],
+        "p": data["p"].map(pvalue), "p (Holm)": data["p_holm"].map(pvalue),
+        f"seeds for p<{alpha:g}": data["seeds_needed"].map(seeds_text),
+        "params": data["params"].map(count), "FLOPs/img": data["flops_per_image"].map(count),
+        "time": data["seconds"].map(seconds),
     })
-    return Table("ablation", f"Variants against {reference!r} (accuracy in %, mean ± std over seeds)", data, shown)
+    title = (f"Variants against {reference!r} (accuracy in %, mean ± std over seeds; p adjusted across the "
+             f"{tested} tested arm{'s' if tested != 1 else ''} by Holm; seeds for p<{alpha:g}: paired seeds that would make the observed Δ "
+             f"significant after adjustment with {stats.POWER:.0%} power)")
+    return Table("ablation", title, data, shown)
 
 
 def interactions(study: optuna.Study) -> Table | str:
@@ -97,12 +128,17 @@ def path(study: optuna.Study) -> Table | str:
     data = pd.DataFrame([{
         "step": s["step"], "parameter": s["param"], "from": s.get("from"), "to": s.get("to"),
         "val_accuracy_mean": s["val_accuracy_mean"], "val_accuracy_std": s.get("val_accuracy_std"), "gain": s["gain"],
+        "gain_ci_half_width": s.get("gain_ci_half_width"), "within_noise": s.get("within_noise"),
     } for s in steps])
     shown = pd.DataFrame({
         "step": data["step"], "parameter": data["parameter"],
         "change": ["" if s == 0 else f"{number(f)} → {number(t)}" for s, f, t in zip(data["step"], data["from"], data["to"])],
         "val acc (%)": [pm(m, s) for m, s in zip(data["val_accuracy_mean"], data["val_accuracy_std"])],
         "gain (pp)": data["gain"].map(lambda x: pct(x, True)),
+        "± 95% (pp)": data["gain_ci_half_width"].map(pct),
+        "note": data["within_noise"].map(lambda w: "within noise" if w is True else ""),
     })
     source = study.user_attrs.get("source_study", "?")
-    return Table("ablation_path", f"Ablation path from the reference to the best trial of {source}", data, shown)
+    title = (f"Ablation path from the reference to the best trial of {source} (a gain inside the 95% interval of "
+             "its paired seed differences is marked within noise)")
+    return Table("ablation_path", title, data, shown)

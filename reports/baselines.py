@@ -10,6 +10,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from reports import final as final_scores
 from reports import stats
 from reports.tables import MISSING, Table, complete, count, number, pct, pm, seconds, setting
 
@@ -46,7 +47,8 @@ def _attr(trials: Trials, key: str) -> list[float]:
     return [t.user_attrs[key] for t in trials if t.user_attrs.get(key) is not None]
 
 
-def models(study: optuna.Study) -> Table | str:
+def models(study: optuna.Study, final: optuna.Study | None = None) -> Table | str:
+    """One row per model at its full budget; test accuracy from `final` (`study final`'s runs) when given."""
     groups = _by_model(study)
     if not groups:
         return "no completed trial"
@@ -55,7 +57,8 @@ def models(study: optuna.Study) -> Table | str:
     rows = []
     for name, trials in groups.items():
         runs = _full_budget(trials)
-        val, test = stats.summary([t.value for t in runs]), stats.summary(_attr(runs, "test_accuracy"))
+        tests = final_scores.test_values(final, "model", name) if final is not None else _attr(runs, "test_accuracy")
+        val, test = stats.summary([t.value for t in runs]), stats.summary(tests)
         paper = published(name, dataset) if published else None
         rows.append({
             "model": name, "n": val.n, "epochs": setting(runs[0], "epochs"), "data_fraction": setting(runs[0], "data_fraction"),
@@ -81,7 +84,9 @@ def models(study: optuna.Study) -> Table | str:
     if published is not None:
         shown["published (%)"] = data["published"].map(pct)
         shown["gap (pp)"] = data["gap"].map(lambda x: pct(x, True))
-    title = f"Models at their full budget (accuracy in %, mean ± std over seeds){'' if published else '; no literature module, so no published figures'}"
+    title = (f"Models at their full budget (accuracy in %, mean ± std over seeds)"
+             f"{f'; test accuracy from {final.study_name}, scored once, not used for selection' if final is not None else ''}"
+             f"{'' if published else '; no literature module, so no published figures'}")
     return Table("baselines", title, data, shown)
 
 

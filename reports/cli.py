@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import socket
 import sys
 from pathlib import Path
 
@@ -28,6 +30,7 @@ def main(args: argparse.Namespace) -> None:
     output = Path(args.output)
     if output.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"-o {args.output}: the report is an HTML file; give a name ending in .html")
+    _check_writable(output)
     items = sources.load(args.storages, args.study)
     built = sections.build(items)
     folder = output.with_name(f"{output.stem}_tables")
@@ -49,6 +52,28 @@ def main(args: argparse.Namespace) -> None:
             print(f"{pushed} figures and a summary note saved into the studies for optuna-dashboard")
 
 
+def _check_writable(output: Path) -> None:
+    """Before the (slow) report is built: its folder must be there or creatable, and writable."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"-o {output}: cannot create {output.parent} ({exc.strerror}); pick another path") from None
+    if not os.access(output.parent, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise UserError(f"-o {output}: {output.parent} is not writable; pick another path")
+
+
+def _check_port(port: int) -> None:
+    from reports.dashboard import HOST
+
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port {port} is invalid: a port is between 1 and 65535")
+    with socket.socket() as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError as exc:
+            raise UserError(f"--port {port}: cannot listen on {HOST}:{port} ({exc.strerror}); pick another port") from None
+
+
 def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("storage", metavar="STORAGE", help="study database (.db), SQLAlchemy URL or journal file")
     parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
@@ -58,4 +83,5 @@ def dashboard(args: argparse.Namespace) -> None:
     from reports import dashboard as dash
     from reports import sources
 
+    _check_port(args.port)
     dash.serve(sources.open_source(args.storage), args.port)

@@ -14,6 +14,7 @@ from reports.diagnostics import Diagnostics
 
 GREY = "rgba(150,150,150,0.45)"
 HEIGHT = 420
+SLICE_COLUMNS = 3
 
 
 def _styled(fig: go.Figure, title: str, **layout) -> go.Figure:
@@ -30,8 +31,31 @@ def parallel(study: optuna.Study) -> go.Figure:
     return _styled(optuna.visualization.plot_parallel_coordinate(study), "Parallel coordinates")
 
 
-def slices(study: optuna.Study) -> go.Figure:
-    return _styled(optuna.visualization.plot_slice(study), "Slice plots")
+def slices(data: pd.DataFrame) -> go.Figure:
+    """Accuracy against each parameter, SLICE_COLUMNS panels a row.
+
+    Drawn here rather than by optuna.visualization.plot_slice, which puts every parameter in one row
+    300 px wide each (wider than the page from five parameters on) with crowded log-axis ticks.
+    """
+    names = list(dict.fromkeys(data["parameter"]))
+    rows = -(-len(names) // SLICE_COLUMNS)
+    fig = make_subplots(rows=rows, cols=SLICE_COLUMNS, subplot_titles=names, shared_yaxes=True,
+                        horizontal_spacing=0.04, vertical_spacing=0.5 / rows)
+    for k, name in enumerate(names):
+        part = data[data["parameter"] == name]
+        row, col = k // SLICE_COLUMNS + 1, k % SLICE_COLUMNS + 1
+        fig.add_scatter(x=part["x"], y=part["val_accuracy"], mode="markers", showlegend=False, customdata=part["trial"],
+                        marker=dict(color=part["trial"], colorscale="Blues", size=8, line=dict(width=0.5, color="grey")),
+                        hovertemplate=f"trial %{{customdata}}<br>{name} %{{x}}<br>accuracy %{{y:.2%}}<extra></extra>",
+                        row=row, col=col)
+        axis = part["axis"].iloc[0]
+        # one tick per decade, written 10^-3, so that log axes (lr, weight decay) stay readable when narrow
+        ticks = (dict(type="log", dtick=1, exponentformat="power") if axis == "log"
+                 else dict(type=axis, nticks=6, categoryorder="category ascending"))
+        fig.update_xaxes(row=row, col=col, **ticks)
+    fig.update_yaxes(tickformat=".0%", col=1, title_text="validation accuracy")
+    return _styled(fig, "Slice plots (validation accuracy against each parameter; darker: later trial)",
+                   height=max(HEIGHT, 300 * rows + 80))
 
 
 def learning_curves(study: optuna.Study) -> go.Figure:
@@ -54,8 +78,10 @@ def learning_curves(study: optuna.Study) -> go.Figure:
 def importances(data: pd.DataFrame) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("PED-ANOVA", "fANOVA"), shared_yaxes=True)
     for col, name in enumerate(("ped_anova", "fanova"), start=1):
-        fig.add_bar(x=data[name], y=data["parameter"], orientation="h", name=name, showlegend=False, row=1, col=col)
-    return _styled(fig, "Parameter importances", xaxis_title="importance", xaxis2_title="importance")
+        fig.add_bar(x=data[f"{name}_mean"], y=data["parameter"], orientation="h", name=name, showlegend=False,
+                    error_x=dict(type="data", array=data[f"{name}_std"].fillna(0)), row=1, col=col)
+    return _styled(fig, "Parameter importances (mean ± std over bootstrap fits)", xaxis_title="importance",
+                   xaxis2_title="importance")
 
 
 def variant_bars(data: pd.DataFrame) -> go.Figure:
@@ -63,9 +89,29 @@ def variant_bars(data: pd.DataFrame) -> go.Figure:
         x=[f"{v} (n={n})" for v, n in zip(data["variant"], data["n"])], y=data["val_accuracy_mean"],
         error_y=dict(type="data", array=data["val_accuracy_std"].fillna(0)),
     ))
-    low = float((data["val_accuracy_mean"] - data["val_accuracy_std"].fillna(0)).min())
-    return _styled(fig, "Validation accuracy per variant (mean ± std over seeds)",
-                   yaxis_title="validation accuracy", yaxis_range=[max(0.0, low - 0.05), None])
+    # from zero: a cut axis makes a point of accuracy look like a doubling; the forest plot shows the deltas
+    return _styled(fig, "Validation accuracy per variant (mean ± std over seeds; axis from 0)",
+                   yaxis_title="validation accuracy", yaxis_range=[0, 1], yaxis_tickformat=".0%")
+
+
+def forest(data: pd.DataFrame) -> go.Figure:
+    """Each arm's delta against the reference with its 95% CI, the test and Holm-adjusted p beside it."""
+    arms = data[data["test"] != ""].iloc[::-1]  # top to bottom in table order
+    labels = [f"{v} ({t}, n={n:.0f})" for v, t, n in zip(arms["variant"], arms["test"], arms["pairs"])]
+    fig = go.Figure(go.Scatter(
+        x=arms["delta"], y=labels, mode="markers", marker=dict(size=10, color="black"),
+        error_x=dict(type="data", symmetric=False, array=(arms["ci_high"] - arms["delta"]).fillna(0),
+                     arrayminus=(arms["delta"] - arms["ci_low"]).fillna(0)),
+        customdata=arms[["p", "p_holm"]].to_numpy(),
+        hovertemplate="Δ %{x:+.2%}<br>p %{customdata[0]:.3g}, Holm %{customdata[1]:.3g}<extra></extra>",
+    ))
+    fig.add_vline(x=0, line_dash="dash", line_color="grey")
+    ends = pd.concat([arms["delta"], arms["ci_low"], arms["ci_high"], pd.Series([0.0])]).dropna()
+    pad = 0.1 * max(float(ends.max() - ends.min()), 0.01)  # zero (no change) always inside, off the edge
+    return _styled(fig, "Δ accuracy against the reference with 95% CI (dashed: no change)",
+                   xaxis_title="Δ validation accuracy", xaxis_tickformat="+.1%", xaxis_range=[ends.min() - pad, ends.max() + pad],
+                   yaxis_automargin=True,
+                   height=max(HEIGHT // 2, 60 * len(arms) + 140))
 
 
 def waterfall(data: pd.DataFrame) -> go.Figure:
@@ -79,7 +125,8 @@ def waterfall(data: pd.DataFrame) -> go.Figure:
     # each step's mean is the running total; the axis spans those, so that gains of a point show
     low, high = data["val_accuracy_mean"].min(), data["val_accuracy_mean"].max()
     pad = max(0.02, 0.2 * (high - low))
-    return _styled(fig, "Ablation path: accuracy added by each change", yaxis_title="validation accuracy",
+    return _styled(fig, "Ablation path: accuracy added by each change (axis zoomed: it does not start at 0)",
+                   yaxis_title="validation accuracy (axis cut)",
                    yaxis_tickformat=".0%", yaxis_range=[max(0.0, low - pad), min(1.0, high + pad)])
 
 

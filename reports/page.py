@@ -18,12 +18,14 @@ th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.7em; text-align: left;
 th { background: #f3f3f3; }
 .caption { font-weight: 600; margin: 1em 0 0.2em; }
 .figure { margin: 0.5em 0 1.5em; } .leftout { color: #666; } footer { margin-top: 3em; font-size: 0.85em; }
+.wide { overflow-x: auto; max-width: 100%; }  /* a table wider than the page scrolls by itself, not the page */
+td { overflow-wrap: anywhere; }  /* long paths and commands wrap */
 """
 
 
 def _table(table: Table) -> str:
     body = table.shown.to_html(index=False, escape=True, border=0, na_rep="–")
-    return f'<p class="caption">{escape(table.title)}</p>{body}'
+    return f'<p class="caption">{escape(table.title)}</p><div class="wide">{body}</div>'
 
 
 def _figure(figure: Figure, div_id: str) -> str:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import optuna
 import pandas as pd
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from reports.tables import Table, best, complete, count, devices, number, pct, seconds, setting
+from reports import importance
+from reports.tables import Table, best, complete, count, devices, number, pct, pm_number, seconds, setting
 
 # The full CIFAR-10/100 training and test sets; fewer images means a subset.
 FULL_SIZE = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
@@ -110,26 +111,35 @@ def reference_vs_best(study: optuna.Study) -> Table | str:
     return Table("reference_vs_best", title, data, shown)
 
 
+def slice_data(study: optuna.Study) -> pd.DataFrame:
+    """One row per (completed trial, searched parameter): the value tried, the accuracy, and the axis it needs."""
+    rows = []
+    for t in complete(study):
+        for p, v in t.params.items():
+            d = t.distributions[p]
+            axis = "category" if isinstance(d, CategoricalDistribution) else ("log" if getattr(d, "log", False) else "linear")
+            rows.append({"parameter": p, "x": v if axis != "category" else str(v), "val_accuracy": t.value,
+                         "trial": t.number, "axis": axis})
+    return pd.DataFrame(rows, columns=["parameter", "x", "val_accuracy", "trial", "axis"])
+
+
 def importances(study: optuna.Study) -> Table | str:
-    """PED-ANOVA and fANOVA importance of every searched parameter (each column sums to 1)."""
+    """PED-ANOVA and fANOVA importance of every searched parameter: mean and std over bootstrap fits."""
     done = complete(study)
-    varied = sorted({p for t in done for p in t.params if len({repr(u.params.get(p)) for u in done}) > 1})
-    if len(done) < 3 or not varied:
-        return f"{len(done)} completed trial(s) varying {len(varied)} parameter(s): importances need 3 trials and a varied parameter"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Optuna warns about few trials; the title says how many there were
-        # PED-ANOVA, given a target, counts lower as better: the accuracy is negated.
-        ped = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), params=varied, target=lambda t: -t.value
-        )
-        try:
-            fanova = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), params=varied
-            )
-        except ImportError:
-            fanova = {}  # fANOVA's random forest needs scikit-learn: its column shows "–"
-    data = pd.DataFrame({"parameter": varied, "ped_anova": [ped.get(p, 0.0) for p in varied],
-                         "fanova": [fanova.get(p, float("nan")) for p in varied]})
-    shown = data.assign(ped_anova=data["ped_anova"].map(number), fanova=data["fanova"].map(number))
-    shown.columns = ["parameter", "PED-ANOVA", "fANOVA"]
-    return Table("importances", f"Parameter importances over {len(done)} completed trials", data, shown)
+    params = importance.varied(done)
+    if len(done) < importance.MIN_TRIALS or not params:
+        return (f"withheld: {len(done)} completed trial(s) varying {len(params)} parameter(s); importances need "
+                f"{importance.MIN_TRIALS} completed trials and a varied parameter before repeated fits agree "
+                "(see reports/README.md, Importances)")
+    fits = importance.bootstrap(done, params)
+    data = pd.DataFrame({"parameter": params})
+    for method, f in (("ped_anova", fits.ped_anova), ("fanova", fits.fanova)):
+        data[f"{method}_mean"] = f.mean().reindex(params).to_numpy() if f is not None else float("nan")
+        data[f"{method}_std"] = f.std().reindex(params).to_numpy() if f is not None else float("nan")
+    shown = pd.DataFrame({"parameter": params, **{
+        label: [pm_number(mean, std) for mean, std in zip(data[f"{method}_mean"], data[f"{method}_std"])]
+        for method, label in (("ped_anova", "PED-ANOVA"), ("fanova", "fANOVA"))}})
+    said = importance.disagreements(fits)
+    title = (f"Parameter importances over {len(done)} completed trials (mean ± std over {importance.RESAMPLES} bootstrap fits)"
+             + (f"; the methods disagree: {'; '.join(said)}" if said else ""))
+    return Table("importances", title, data, shown)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -13,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from optuna.trial import TrialState
 
-from reports import ablation, baselines, diagnostics, figures, search
+from reports import ablation, baselines, diagnostics, figures, final, search
 from reports.sources import Loaded
 from reports.tables import Table, best, complete, devices
 
@@ -98,7 +99,8 @@ def search_section(items: list[Loaded]) -> Section:
             section.left_out.append((f"{name}: learning curves", "no trial reported intermediate values"))
         section.add(search.importances(study), name, "parameter importances", figures.importances)
         if any(t.params for t in complete(study)):
-            part.items += [Figure("parallel", figures.parallel(study)), Figure("slices", figures.slices(study))]
+            part.items += [Figure("parallel", figures.parallel(study)),
+                           Figure("slices", figures.slices(search.slice_data(study)))]
         else:
             section.left_out.append((f"{name}: parallel coordinates and slices", "no trial has searched parameters"))
         section.add(search.reference_vs_best(study), name, "reference against best")
@@ -110,7 +112,10 @@ def ablation_section(items: list[Loaded]) -> Section:
     for i in items:
         study, name, kind = i.study, i.study.study_name, search.kind(i.study)
         if kind == "ablation":
-            section.add(ablation.variants(study), name, "variants", figures.variant_bars)
+            table = ablation.variants(study)
+            section.add(table, name, "variants", figures.variant_bars)
+            if not isinstance(table, str) and (table.data["test"] != "").any():
+                section.part(name).items.append(Figure("forest", figures.forest(table.data)))
             if study.user_attrs.get("design") == "factorial":
                 section.add(ablation.interactions(study), name, "interactions")
         elif kind == "ablation_path":
@@ -118,11 +123,11 @@ def ablation_section(items: list[Loaded]) -> Section:
     return section
 
 
-def baselines_section(items: list[Loaded]) -> Section:
+def baselines_section(items: list[Loaded], everything: list[Loaded]) -> Section:
     section = Section("Baselines")
     for i in items:
         study, name = i.study, i.study.study_name
-        table = baselines.models(study)
+        table = baselines.models(study, final.of([j.study for j in everything], name))
         section.add(table, name, "models")
         if isinstance(table, str):
             continue
@@ -139,6 +144,13 @@ def baselines_section(items: list[Loaded]) -> Section:
             section.left_out.append((f"{name}: data requirements", "every run used the same data fraction"))
         part.items += [Figure("flops", figures.cost(table.data, "flops_per_image", "FLOPs per image")),
                        Figure("params", figures.cost(table.data, "params", "parameters"))]
+    return section
+
+
+def final_section(items: list[Loaded]) -> Section:
+    section = Section("Final test")
+    for i in items:
+        section.add(final.scores(i.study), i.study.study_name, "final test scores")
     return section
 
 
@@ -170,6 +182,11 @@ def diagnostics_section(items: list[Loaded]) -> Section:
     return section
 
 
+def as_typed(command: str) -> str:
+    """`/.../study/__main__.py run ...`, as studies stored before commands were recorded as typed, reads `python -m study run ...`."""
+    return re.sub(r"^\S*study/__main__\.py(?=\s|$)", "python -m study", command)
+
+
 def provenance(items: list[Loaded], command: str) -> pd.DataFrame:
     rows = [(f"{p} version", importlib.metadata.version(p)) for p in PACKAGES]
     rows.append(("python version", platform.python_version()))
@@ -181,7 +198,7 @@ def provenance(items: list[Loaded], command: str) -> pd.DataFrame:
             (f"{s.study_name}: device", devices(s)),
             (f"{s.study_name}: data", f"{dataset.get('root', 'not recorded')} ({dataset.get('train_images', '?')} train / "
                                       f"{dataset.get('test_images', '?')} test images)"),
-            *[(f"{s.study_name}: command", c) for c in s.user_attrs.get("commands", [])],
+            *[(f"{s.study_name}: command", as_typed(c)) for c in s.user_attrs.get("commands", [])],
         ]
     rows += [("report command", command), ("generated", datetime.now(timezone.utc).isoformat(timespec="seconds"))]
     return pd.DataFrame(rows, columns=["field", "value"])
@@ -189,14 +206,18 @@ def provenance(items: list[Loaded], command: str) -> pd.DataFrame:
 
 def build(items: list[Loaded]) -> list[Section]:
     """Every section in page order; a section no study supports is kept empty with the reason."""
-    by_kind = {k: [i for i in items if search.kind(i.study) in k]
-               for k in (("search",), ("ablation", "ablation_path"), ("comparison",))}
+    parts = ((("search",), search_section, "Search"),
+             (("ablation", "ablation_path"), ablation_section, "Ablation"),
+             (("comparison",), lambda chosen: baselines_section(chosen, items), "Baselines"),
+             (("final",), final_section, "Final test"))
     sections = [overview(items)]
-    for kinds, make, title in ((("search",), search_section, "Search"),
-                               (("ablation", "ablation_path"), ablation_section, "Ablation"),
-                               (("comparison",), baselines_section, "Baselines")):
-        if by_kind[kinds]:
-            sections.append(make(by_kind[kinds]))
+    for kinds, make, title in parts:
+        chosen = [i for i in items if search.kind(i.study) in kinds]
+        if chosen:
+            sections.append(make(chosen))
+        elif kinds == ("final",):
+            sections.append(Section(title, left_out=[("all studies", "no final study among the inputs: "
+                                                      "`python -m study final <db>` scores the chosen configurations once on the test set")]))
         else:
             kinds_found = ", ".join(sorted({search.kind(i.study) for i in items}))
             sections.append(Section(title, left_out=[("all studies", f"no {' or '.join(kinds)} study among the inputs (found: {kinds_found})")]))

@@ -8,6 +8,7 @@ for a server URL.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,10 @@ def _artifact_store(folder: Path) -> FileSystemArtifactStore | None:
 def open_source(text: str) -> Source:
     """The storage behind one command-line argument; a missing file or bad URL is a UserError."""
     if "://" in text:
-        db = Path(text.removeprefix("sqlite:///")) if text.startswith("sqlite:///") else None
+        db = Path(text.removeprefix("sqlite:///").partition("?")[0]) if text.startswith("sqlite:///") else None
         if db is not None and not db.is_file():
             raise UserError(f"{text}: no such database file; pass the .db file that `python -m study run` wrote")
-        return Source(text, text, _rdb(text), _artifact_store(db.parent if db else Path("runs")))
+        return Source(text, text, _rdb(_readable(db, text) if db else text), _artifact_store(db.parent if db else Path("runs")))
     path = Path(text)
     if not path.is_file():
         raise UserError(f"{text}: no such file; pass a study database (.db), a journal file or a storage URL")
@@ -57,12 +58,24 @@ def open_source(text: str) -> Source:
         is_sqlite = f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
     if is_sqlite:
         url = f"sqlite:///{path.resolve()}"
-        return Source(text, url, _rdb(url), _artifact_store(path.parent))
+        return Source(text, url, _rdb(_readable(path, url)), _artifact_store(path.parent))
     try:
         storage = optuna.storages.journal.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     except Exception as exc:
         raise UserError(f"{text} is neither an SQLite database nor an Optuna journal file ({type(exc).__name__}: {exc})") from None
     return Source(text, str(path), storage, _artifact_store(path.parent))
+
+
+def _readable(path: Path, url: str) -> str:
+    """`url`, or where the database or its folder cannot be written (a read-only mount, a copy
+    without permissions), a URL that reads it without writing: SQLite in WAL mode would otherwise
+    fail creating its -shm file. A URL that asks for read-only (`?mode=ro`) gets it too."""
+    if "mode=ro" not in url and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        return url
+    # SQLite reads a WAL database read-only when its -wal (and -shm) files are there already;
+    # without them, all is in the main file, and `immutable` reads it without creating them
+    mode = "mode=ro" if path.with_name(path.name + "-wal").exists() else "immutable=1"
+    return f"sqlite:///file:{path.resolve()}?{mode}&uri=true"
 
 
 def _rdb(url: str) -> optuna.storages.RDBStorage:

@@ -10,6 +10,9 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from reports.stats import MAX_SEEDS
+from study.progress import fmt_setting
+
 MISSING = "–"
 
 
@@ -59,6 +62,13 @@ def pm(mean: Any, std: Any) -> str:
     return pct(mean) if missing(std) else f"{pct(mean)} ± {pct(std)}"
 
 
+def pm_number(mean: Any, std: Any, digits: int = 2) -> str:
+    """mean ± std of a plain number (an importance, a share) at fixed decimals."""
+    if missing(mean):
+        return MISSING
+    return f"{mean:.{digits}f}" if missing(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def ci(delta: Any, low: Any, high: Any) -> str:
     if missing(delta):
         return MISSING
@@ -75,12 +85,13 @@ def count(x: Any) -> str:
     return f"{x:.0f}"
 
 
-def number(x: Any, digits: int = 3) -> str:
+def number(x: Any) -> str:
+    """A setting or count as the user would write it: integers with separators, floats at 3 significant digits."""
     if missing(x):
         return MISSING
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return str(x)
-    return f"{x:,}" if isinstance(x, int) else f"{x:.{digits}g}"
+    return f"{x:,}" if isinstance(x, int) else fmt_setting(x)
 
 
 def pvalue(p: Any) -> str:
@@ -91,3 +102,10 @@ def seconds(x: Any) -> str:
     if missing(x):
         return MISSING
     return f"{x / 3600:.1f} h" if x >= 3600 else (f"{x / 60:.1f} min" if x >= 60 else f"{x:.1f} s")
+
+
+def seeds_text(n: Any) -> str:
+    """Seeds needed: a count, "> MAX_SEEDS" when no feasible number does, "–" when there is no spread to go on."""
+    if missing(n):
+        return MISSING
+    return f"> {MAX_SEEDS:,}" if math.isinf(n) else f"{n:.0f}"

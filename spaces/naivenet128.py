@@ -9,7 +9,7 @@ model = "naivenet"
 dataset = "cifar100"
 resolution = 128
 epochs = 20
-trials = 40
+budget_epochs = 800  # forty full-length trials' worth; pruning buys more trials
 
 
 def suggest(trial):

@@ -1,15 +1,16 @@
-"""NaiveNet at 32x32 on CIFAR-10: the laptop-sized search (10 trials in about 10 minutes on 2 CPU cores).
+"""NaiveNet at 32x32 on CIFAR-10: the laptop-sized search (100 epochs in about 10 minutes on 2 CPU cores).
 
 The seed's network without the upscale, at CIFAR's own resolution, with the usual 32x32 crop of
 +-4 px. Same search as naivenet128: learning rate, weight decay, width, depth, SE placement and
-augmentation strength, with Hyperband pruning over epochs.
+augmentation strength, with Hyperband pruning over epochs. The budget is compute: 100 epochs in all,
+ten full-length trials' worth, so the epochs that pruning saves buy more trials.
 """
 
 model = "naivenet"
 dataset = "cifar10"
 resolution = 32
 epochs = 10
-trials = 10
+budget_epochs = 100
 lr = 0.05
 translate = 4.0
 

@@ -8,27 +8,31 @@ interrupted path resumes without retraining what it already has.
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
 import optuna
-import torch
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
+from scipy import stats
 
 from study import runner
 from study.config import Config
 from study.errors import UserError
-from study.progress import StudyProgress
-from study.train import Diverged
+from study.progress import TABLE_BOX, StudyProgress, fmt_setting
+
+
+# studies that commands derive from a search and store beside it
+DERIVED = ("-ablation-path", "-final")
 
 
 def load_source(storage: str, study_name: str | None) -> optuna.Study:
     store = runner.open_storage(storage)
     names = optuna.get_all_study_names(store)
     if study_name is None:
-        searches = [n for n in names if not n.endswith("-ablation-path")]
+        searches = [n for n in names if not n.endswith(DERIVED)]
         if len(searches) != 1:
             raise UserError(f"{storage} holds studies {names}; pick one with --study-name")
         study_name = searches[0]
@@ -88,23 +92,10 @@ def ablation_path(
             values = []
             for seed in seed_list:
                 if (changed, seed) not in done:
-                    trial = path_study.ask()
-                    for key, value in {"changed": sorted(changed), "seed": seed, "path_step": step,
-                                       "variant": _label(changed)}.items():
-                        trial.set_user_attr(key, value)
+                    attrs = {"changed": sorted(changed), "seed": seed, "path_step": step, "variant": _label(changed)}
                     config = start.replace(**{p: goal[p] for p in changed}, seed=seed)
-                    try:
-                        value = runner.train_trial(config, trial, progress, store)
-                    except (Diverged, torch.OutOfMemoryError):
-                        path_study.tell(trial, state=TrialState.FAIL)
-                        value = float("nan")  # a failed run counts as no evidence for its change
-                    except BaseException:
-                        path_study.tell(trial, state=TrialState.FAIL)  # interrupted: leave the storage consistent
-                        raise
-                    else:
-                        path_study.tell(trial, value)
-                    progress(path_study, path_study.get_trials(deepcopy=False)[trial.number])
-                    done[(changed, seed)] = value
+                    # a failed run (NaN) counts as no evidence for its change
+                    done[(changed, seed)] = runner.train_told(path_study, attrs, config, progress, store)
                 values.append(done[(changed, seed)])
             return values
 
@@ -130,16 +121,35 @@ def _step(step: int, param: str, old: Any, new: Any, values: list[float], previo
     mean = _mean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     gain = mean - previous["val_accuracy_mean"] if previous else 0.0
+    half = _gain_half_width(values, previous["values"]) if previous else math.nan
     return {"step": step, "param": param, "from": old, "to": new, "val_accuracy_mean": mean,
-            "val_accuracy_std": std, "gain": gain, "seeds": len(values)}
+            "val_accuracy_std": std, "gain": gain, "seeds": len(values), "values": values,
+            # None, not NaN, when there is no interval: the path is stored as JSON and compared after loading
+            "gain_ci_half_width": None if half != half else half,
+            "within_noise": None if half != half else bool(abs(gain) <= half)}
+
+
+def _gain_half_width(values: list[float], before: list[float]) -> float:
+    """Half the 95% t interval of the step's gain over the seeds both runs share (NaN below two seeds).
+
+    Both configurations ran the same seeds, so the gain is judged on the paired differences: a gain
+    inside this half-width is within the seeds' noise, and the table marks it so.
+    """
+    d = [a - b for a, b in zip(values, before) if a == a and b == b]
+    if len(d) < 2:
+        return math.nan
+    return float(stats.t.ppf(0.975, len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d)))
 
 
 def path_table(path: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title)
-    for col in ("step", "parameter", "change", "val_acc (mean ± std)", "gain"):
+    table = Table(title=f"{title} (accuracy in %, gain in points; ~ marks a gain within its 95% seed noise)", box=TABLE_BOX)
+    for col in ("step", "parameter", "change", "val acc (mean ± std)", "gain", "± 95%", "note"):
         table.add_column(col, justify="right")
     for s in path:
-        change = "" if s["step"] == 0 else f"{s['from']} -> {s['to']}"
+        change = "" if s["step"] == 0 else f"{fmt_setting(s['from'])} -> {fmt_setting(s['to'])}"
+        half = s.get("gain_ci_half_width")
         table.add_row(str(s["step"]), s["param"], change,
-                      f"{s['val_accuracy_mean']:.4f} ± {s['val_accuracy_std']:.4f}", f"{s['gain']:+.4f}")
+                      f"{100 * s['val_accuracy_mean']:.2f} ± {100 * s['val_accuracy_std']:.2f}",
+                      "" if s["step"] == 0 else f"{100 * s['gain']:+.2f}", "" if half is None else f"{100 * half:.2f}",
+                      "~ within noise" if s.get("within_noise") else "")
     return table

@@ -8,6 +8,7 @@ rotation and shear at once, so the 128x128 image is written exactly once. Colour
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,37 @@ _LUMA = (0.299, 0.587, 0.114)
 _RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 
 
+@dataclass(frozen=True)
+class Constants:
+    """The tensors every batch reuses, built once per trial on the training device.
+
+    Built inside a step they would be a host-to-device copy and a matrix inverse (which syncs) per
+    batch, and neither can be captured in a CUDA graph.
+    """
+
+    luma: torch.Tensor
+    yiq: torch.Tensor
+    yiq_inverse: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    mixup: torch.distributions.Beta | None  # the mixing weight's distribution; None: MixUp off
+
+
+def constants(mean: torch.Tensor, std: torch.Tensor, mixup_alpha: float = 0.0) -> Constants:
+    """Constants on `mean`'s device; `mixup_alpha` is the Beta parameter actually used (0: off)."""
+    device = mean.device
+    yiq = torch.tensor(_RGB_TO_YIQ, device=device)
+    return Constants(
+        luma=torch.tensor(_LUMA, device=device), yiq=yiq, yiq_inverse=torch.linalg.inv(yiq),
+        mean=mean.view(1, 3, 1, 1), std=std.view(1, 3, 1, 1), mixup=_beta(mixup_alpha, device) if mixup_alpha > 0 else None,
+    )
+
+
+def _beta(alpha: float, device: torch.device) -> torch.distributions.Beta:
+    a = torch.tensor(alpha, device=device)
+    return torch.distributions.Beta(a, a, validate_args=False)  # validation would sync on every sample
+
+
 def _uniform(n: int, half_width: float, device: torch.device) -> torch.Tensor:
     return (torch.rand(n, device=device) * 2 - 1) * half_width
 
@@ -28,26 +60,27 @@ def to_float(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tor
     return (images.float() / 255 - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
 
 
-def colour_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float) -> torch.Tensor:
+def colour_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
+                  c: Constants | None = None) -> torch.Tensor:
     """Per-image brightness, saturation and hue as one 3x3 colour matrix, then contrast; x in [0, 1]."""
     b, device = x.shape[0], x.device
+    c = c or constants(torch.zeros(3, device=device), torch.ones(3, device=device))
     eye = torch.eye(3, device=device).expand(b, 3, 3)
-    luma = torch.tensor(_LUMA, device=device)
+    luma = c.luma
     gray = luma.expand(3, 3)  # each output channel = luma of the input
     s = 1 + _uniform(b, saturation, device).view(b, 1, 1)
     m = (s * eye + (1 - s) * gray) * (1 + _uniform(b, brightness, device)).view(b, 1, 1)
     if hue > 0:
-        yiq = torch.tensor(_RGB_TO_YIQ, device=device)
         angle = _uniform(b, hue, device) * 2 * math.pi
         cos, sin = angle.cos(), angle.sin()
         rot = torch.zeros(b, 3, 3, device=device)
         rot[:, 0, 0] = 1
         rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
-        m = torch.linalg.inv(yiq) @ rot @ yiq @ m
+        m = c.yiq_inverse @ rot @ c.yiq @ m
     y = torch.einsum("bij,bjhw->bihw", m, x)
-    c = (1 + _uniform(b, contrast, device)).view(b, 1, 1, 1)
+    k = (1 + _uniform(b, contrast, device)).view(b, 1, 1, 1)
     gray_mean = torch.einsum("c,bchw->b", luma, y).view(b, 1, 1, 1) / (y.shape[2] * y.shape[3])
-    return (c * y + (1 - c) * gray_mean).clamp_(0, 1)
+    return (k * y + (1 - k) * gray_mean).clamp_(0, 1)
 
 
 def affine_resample(
@@ -88,28 +121,37 @@ def cutout(x: torch.Tensor, side: float) -> torch.Tensor:
     return x * keep.unsqueeze(1)
 
 
-def mixup(x: torch.Tensor, target: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+def mixup(x: torch.Tensor, target: torch.Tensor, alpha: float | torch.distributions.Beta) -> tuple[torch.Tensor, torch.Tensor]:
     """Blend each image with a random partner, weight ~ Beta(alpha, alpha) per image; soft targets."""
     b = x.shape[0]
-    lam = torch.distributions.Beta(alpha, alpha).sample((b,)).to(x.device)
+    weights = alpha if isinstance(alpha, torch.distributions.Beta) else _beta(alpha, x.device)
+    lam = weights.sample((b,))
     perm = torch.randperm(b, device=x.device)
     x = lam.view(b, 1, 1, 1) * x + (1 - lam.view(b, 1, 1, 1)) * x[perm]
     target = lam.view(b, 1) * target + (1 - lam.view(b, 1)) * target[perm]
     return x, target
 
 
+def train_constants(config: Config, mean: torch.Tensor, std: torch.Tensor) -> Constants:
+    """`constants` for `train_batch` under `config`."""
+    return constants(mean, std, config.aug_strength * config.mixup_alpha)
+
+
 def train_batch(
-    images: torch.Tensor, labels: torch.Tensor, config: Config, num_classes: int, mean: torch.Tensor, std: torch.Tensor
+    images: torch.Tensor, labels: torch.Tensor, config: Config, num_classes: int, mean: torch.Tensor, std: torch.Tensor,
+    c: Constants | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images -> (augmented normalised float batch at config.resolution, target).
 
-    The target is class indices, or class probabilities when MixUp is on.
+    The target is class indices, or class probabilities when MixUp is on. `c` (from
+    `train_constants`, built once) keeps the call free of host work; without it they are built here.
     """
+    c = c or train_constants(config, mean, std)
     k = config.aug_strength
     x = images.float() / 255
     if k > 0 and (config.brightness or config.contrast or config.saturation or config.hue):
-        x = colour_jitter(x, k * config.brightness, k * config.contrast, k * config.saturation, k * config.hue)
-    x = (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+        x = colour_jitter(x, k * config.brightness, k * config.contrast, k * config.saturation, k * config.hue, c)
+    x = (x - c.mean) / c.std
     geometric = k > 0 and (config.translate or config.flip or config.rotate or config.shear)
     if geometric:
         x = affine_resample(x, config.resolution, k * config.translate, k * config.flip, k * config.rotate, k * config.shear)
@@ -119,7 +161,7 @@ def train_batch(
         x = cutout(x, k * config.cutout * config.resolution / 32)
     target: torch.Tensor = labels
     if k > 0 and config.mixup_alpha > 0:
-        x, target = mixup(x, F.one_hot(labels, num_classes).float(), k * config.mixup_alpha)
+        x, target = mixup(x, F.one_hot(labels, num_classes).float(), c.mixup)
     return x, target
 
 

@@ -1,14 +1,14 @@
 """`python -m study bench`: our training speed against the seed's way, measured side by side.
 
-Four parts, all on the current machine in one run:
+Three parts, all on the current machine in one run (`--only search`: study.search_bench instead):
   throughput   training images/s of each model and resolution, the seed's way (study.seedway) and
                ours (study.train.train itself, so the bench measures what users get); warm-up
-               steps are excluded and the median of several timed windows is reported
+               steps are excluded and the median of several timed windows is reported. A window
+               lasts a set time, not a set step count (a GPU runs a step in microseconds); on CUDA
+               there are batch-512 rows too, and the images/s of several concurrent trials on one GPU
   augmentation images/s of study.augment.train_batch alone, and its share of one training step
   overhead     the share of a trial's wall time spent outside its training and evaluation epochs,
                and the study's one-time setup
-  search       epochs TPE + Hyperband needs to reach the best validation accuracy that random
-               search without pruning reaches with its whole budget, as a fraction of that budget
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -29,14 +30,16 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from study import augment, data, models, runner, seedway
+from study import augment, data, models, runner, search_bench, seedway
 from study import space as spaces
 from study import train as training
 from study.config import Config
 from study.errors import UserError
 
 ROWS = (("naivenet", 32), ("naivenet", 128), ("resnet18", 32))
-TPE_SEED_OFFSET = 1000
+CUDA_BATCHES = (128, 512)  # batch 128 is the recipe's, and the only row on CPU; 512 fills a GPU better
+BENCH_EPOCHS = 200  # `ours` runs this long at most: every window ends long before
+SEED_WAY_STEPS = 10**6  # the same for the seed's way (it sets OneCycle's length: speed does not depend on it)
 SEARCH_SPACE = Path(__file__).resolve().parents[1] / "spaces" / "naivenet32_cifar10.py"
 
 
@@ -44,32 +47,22 @@ SEARCH_SPACE = Path(__file__).resolve().parents[1] / "spaces" / "naivenet32_cifa
 class Budget:
     """How much the bench measures; --quick keeps the whole run under 5 minutes on 2 cores."""
 
-    warmup: int  # steps before timing: worker start-up, oneDNN/cuDNN kernel choice, allocator growth
+    warmup: int  # steps before timing: worker start-up, oneDNN/cuDNN kernel choice, CUDA graph capture
     repeats: int  # timed windows per figure; the median is reported
-    window: dict[str, int]  # training steps per timed window, by row (model_resolution)
-    aug_batches: int  # augmentation calls per timed window
+    window: float  # seconds of training steps per timed window (at least one step)
     overhead_trials: int
     overhead_epochs: int
-    search_seeds: int
-    search_trials: int  # random search's trials, each trained for all its epochs
-    search_epochs: int
-    search_data_fraction: float  # of the training split, for the search studies
 
 
-# Quick search studies are tiny (2 random trials of 2 epochs on a quarter of the data): enough to
-# exercise every step, far too little for a stable figure (trials sit near chance and often tie).
 QUICK = Budget(
-    warmup=2, repeats=3, window={"naivenet_32": 4, "naivenet_128": 1, "resnet18_32": 1}, aug_batches=5,
-    overhead_trials=2, overhead_epochs=2, search_seeds=3, search_trials=2, search_epochs=2,
-    search_data_fraction=0.25,
+    warmup=2, repeats=3, window=0.3,
+    overhead_trials=2, overhead_epochs=2,
 )
-# Full: overhead trials of 15 epochs last 30 s or more (the target's condition). The search studies
-# are 8 random trials of 6 epochs on half the data per seed, against 16 TPE + Hyperband trials: the
-# shipped space's 10 x 10 on all of it would take about 3 hours on 2 AVX2 cores.
+# Full: windows of 2 s (on 2 AVX2 cores, 4-8 NaiveNet@32 steps, about what the step-count windows held).
+# Overhead trials of 15 epochs last 30 s or more (the target's condition).
 FULL = Budget(
-    warmup=3, repeats=5, window={"naivenet_32": 6, "naivenet_128": 3, "resnet18_32": 3}, aug_batches=20,
-    overhead_trials=3, overhead_epochs=15, search_seeds=3, search_trials=8, search_epochs=6,
-    search_data_fraction=0.5,
+    warmup=5, repeats=5, window=2.0,
+    overhead_trials=3, overhead_epochs=15,
 )
 
 
@@ -78,84 +71,92 @@ class _Measured(Exception):
 
 
 class Meter:
-    """Times `repeats` windows of `window` steps after `warmup` steps; a window never spans an epoch end."""
+    """Times `repeats` windows of at least `window` seconds of training steps, after `warmup` steps.
 
-    def __init__(self, device: torch.device, budget: Budget, config: Config) -> None:
-        self.device, self.batch = device, config.batch_size
-        self.warmup, self.window, self.repeats = budget.warmup, budget.window[row_key(config)], budget.repeats
+    The step that follows an epoch's evaluation is not timed, so a window may span epochs (a GPU runs
+    a whole epoch of the shared subset in well under a second). On CUDA the device is synchronised
+    only where a window or an epoch's steps end, so steps stay asynchronous in between.
+    """
+
+    def __init__(self, device: torch.device, budget: Budget, batch: int) -> None:
+        self.device, self.batch = device, batch
+        self.warmup, self.window, self.repeats = budget.warmup, budget.window, budget.repeats
         self.seconds: list[float] = []
+        self.images: list[int] = []
         self.steps = 0
         self.mark: float | None = None
-        self.in_window = 0
+        self.elapsed, self.counted = 0.0, 0  # the open window's timed seconds and steps
 
     def _now(self) -> float:
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)  # only at window edges, so steps stay asynchronous
+            torch.cuda.synchronize(self.device)
         return time.perf_counter()
 
-    def tick(self, epoch_ended: bool = False) -> None:
-        """Call after every step; `epoch_ended` drops a window that an epoch's evaluation fell into."""
+    def tick(self, epoch_starts: bool = False, epoch_ends: bool = False) -> None:
+        """Call after every step, saying whether it was the first or the last of an epoch."""
         self.steps += 1
-        if epoch_ended:
-            self.mark = None
         if self.steps < self.warmup:
             return
-        if self.mark is None:
-            self.mark, self.in_window = self._now(), 0
+        if epoch_starts or self.mark is None:
+            self.mark = self._now()
             return
-        self.in_window += 1
-        if self.in_window == self.window:
-            now = self._now()
-            self.seconds.append(now - self.mark)
-            self.mark, self.in_window = now, 0
+        self.counted += 1
+        if not epoch_ends and self.elapsed + time.perf_counter() - self.mark < self.window:
+            return
+        now = self._now()
+        self.elapsed += now - self.mark
+        self.mark = None if epoch_ends else now
+        if self.elapsed >= self.window:
+            self.seconds.append(self.elapsed)
+            self.images.append(self.counted * self.batch)
+            self.elapsed, self.counted = 0.0, 0
             if len(self.seconds) == self.repeats:
                 raise _Measured
 
     def images_per_second(self) -> float:
-        return self.window * self.batch / statistics.median(self.seconds)
+        return statistics.median(i / s for i, s in zip(self.images, self.seconds))
 
 
 def row_key(config: Config) -> str:
-    return f"{config.model}_{config.resolution}"
+    batch = "" if config.batch_size == Config.batch_size else f"_b{config.batch_size}"
+    return f"{config.model}_{config.resolution}{batch}"
 
 
-def row_config(model: str, resolution: int, data_dir: str | None, device: str) -> Config:
+def row_config(model: str, resolution: int, data_dir: str | None, device: str, batch: int = Config.batch_size) -> Config:
     """A row's configuration: the seed's recipe on CIFAR-10, its 4 px crop padding at `resolution`."""
     return Config(model=model, dataset="cifar10", resolution=resolution, translate=4 * 32 / resolution,
-                  data_dir=data_dir, device=device, epochs=1)
+                  data_dir=data_dir, device=device, epochs=1, batch_size=batch)
 
 
 def ours(config: Config, budget: Budget) -> float:
     """Training images/s of `study.train.train(config)`, timed from its step callback."""
-    meter = Meter(training.resolve_device(config.device), budget, config)
-    last_epoch = [0]
+    meter = Meter(training.resolve_device(config.device), budget, config.batch_size)
 
     def on_step(epoch: int, step: int, steps: int) -> None:
-        meter.tick(epoch_ended=epoch != last_epoch[0])
-        last_epoch[0] = epoch
+        meter.tick(epoch_starts=step == 0, epoch_ends=step == steps - 1)
 
     try:
-        training.train(config.replace(epochs=1000), on_step=on_step)
+        training.train(config.replace(epochs=BENCH_EPOCHS), on_step=on_step)
     except _Measured:
         return meter.images_per_second()
-    raise AssertionError("unreachable: 1000 epochs outlast any window")
+    raise UserError(f"{BENCH_EPOCHS} epochs ended before {budget.repeats} windows of {budget.window} s: "
+                    "the machine is far faster than the bench expects")
 
 
 def seed_way(config: Config, budget: Budget, workers: int) -> float:
     """Training images/s of the seed's pipeline (study.seedway) on the same data and model."""
     device = training.resolve_device(config.device)
-    meter = Meter(device, budget, config)
+    meter = Meter(device, budget, config.batch_size)
     if device.type == "cuda":
         # a GPU drains the batches the workers prefetched during warm-up faster than they refill them:
         # time only after that queue is spent, as it is for nearly all of a real run
         meter.warmup += workers * seedway.PREFETCH_FACTOR
-    steps = meter.warmup + meter.window * budget.repeats + 1
     try:
-        for _ in seedway.step_times(config, device, workers, steps):
+        for _ in seedway.step_times(config, device, workers, SEED_WAY_STEPS):
             meter.tick()
     except _Measured:
         return meter.images_per_second()
-    raise AssertionError("unreachable: the step count covers every window")
+    raise UserError(f"{SEED_WAY_STEPS} steps ended before {budget.repeats} windows of {budget.window} s")
 
 
 def augmentation(config: Config, budget: Budget) -> float:
@@ -164,16 +165,18 @@ def augmentation(config: Config, budget: Budget) -> float:
     d = training.device_data(config, device)
     images, labels = d["train_x"][:config.batch_size], d["train_y"][:config.batch_size]
     num_classes = data.load(config.dataset, config.data_dir).num_classes
-    seconds = []
+    constants = augment.train_constants(config, d["mean"], d["std"])
+    rates = []
     for i in range(budget.repeats + 1):  # the first window is warm-up
-        start = time.perf_counter()
-        for _ in range(budget.aug_batches):
-            x, _ = augment.train_batch(images, labels, config, num_classes, d["mean"], d["std"])
+        start, batches = time.perf_counter(), 0
+        while batches == 0 or time.perf_counter() - start < budget.window:
+            augment.train_batch(images, labels, config, num_classes, d["mean"], d["std"], constants)
+            batches += 1
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if i:
-            seconds.append(time.perf_counter() - start)
-    return budget.aug_batches * config.batch_size / statistics.median(seconds)
+            rates.append(batches * config.batch_size / (time.perf_counter() - start))
+    return statistics.median(rates)
 
 
 def _quiet() -> Console:
@@ -216,61 +219,30 @@ def overhead(budget: Budget, data_dir: str | None, device: str) -> dict[str, flo
     }
 
 
-def _epochs_to_reach(study: Any, target: float) -> int | None:
-    """Epochs trained, in trial order, until some trial's validation accuracy first reaches `target`."""
-    spent = 0
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        for _, value in sorted(t.intermediate_values.items()):
-            spent += 1
-            if value >= target:
-                return spent
-    return None
-
-
-def search(budget: Budget, data_dir: str | None, device: str) -> dict[str, Any]:
-    """Random search without pruning against TPE + Hyperband (twice the trials) on each seed."""
-    per_seed = []
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/search.db"
-        random_space, tpe_space = _search_space(tmp, "random", "none"), _search_space(tmp, "tpe", "hyperband")
-        for seed in range(budget.search_seeds):
-            fixed = {"data_dir": data_dir, "device": device, "epochs": budget.search_epochs, "seed": seed,
-                     "data_fraction": budget.search_data_fraction}
-            random = runner.run(random_space, fixed, storage=url,
-                                study_name=f"random-{seed}", trials=budget.search_trials, seed=seed, console=_quiet())
-            target = random.best_value
-            random_epochs = sum(len(t.intermediate_values) for t in random.get_trials(deepcopy=False))
-            # another sampler seed: with the same one, TPE's random start-up would replay random's trials
-            tpe = runner.run(tpe_space, fixed, storage=url,
-                             study_name=f"tpe-{seed}", trials=2 * budget.search_trials, seed=seed + TPE_SEED_OFFSET,
-                             console=_quiet())
-            spent = _epochs_to_reach(tpe, target)
-            per_seed.append({
-                "seed": seed, "random_best": target, "random_epochs": random_epochs, "tpe_best": tpe.best_value,
-                "tpe_epochs_to_reach": spent, "ratio": None if spent is None else spent / random_epochs,
-            })
-    ratios = [s["ratio"] if s["ratio"] is not None else float("inf") for s in per_seed]
-    median = statistics.median(ratios)
-    return {
-        "ratio": None if median == float("inf") else median,  # None: TPE missed random's best on most seeds
-        "reached": sum(s["ratio"] is not None for s in per_seed),
-        "seeds": per_seed,
-        "epochs": budget.search_epochs, "random_trials": budget.search_trials,
-    }
-
-
 def throughput(budget: Budget, data_dir: str | None, device: str, workers: int) -> dict[str, Any]:
+    """One row per model, resolution and batch (`row_key`): the seed's way, ours and their ratio."""
     rows: dict[str, Any] = {}
+    batches = CUDA_BATCHES if training.resolve_device(device).type == "cuda" else (Config.batch_size,)
     for model, resolution in ROWS:
-        key = f"{model}_{resolution}"
-        if model not in models.names():
-            rows[key] = {"skipped": f"model {model!r} is not registered in study.models yet"}
-            continue
-        config = row_config(model, resolution, data_dir, device)
-        a = seed_way(config.replace(precision="fp32", channels_last=False), budget, workers)
-        b = ours(config, budget)
-        rows[key] = {"seed_way_images_per_second": a, "ours_images_per_second": b, "ratio": b / a}
+        for batch in batches:
+            config = row_config(model, resolution, data_dir, device, batch)
+            if model not in models.names():
+                rows[row_key(config)] = {"skipped": f"model {model!r} is not registered in study.models yet"}
+                continue
+            a = seed_way(config.replace(precision="fp32", channels_last=False), budget, workers)
+            b = ours(config, budget)
+            rows[row_key(config)] = {"seed_way_images_per_second": a, "ours_images_per_second": b, "ratio": b / a}
     return rows
+
+
+def concurrent_trials(budget: Budget, data_dir: str | None, device: str, trials: int) -> dict[str, Any]:
+    """Images/s of `trials` NaiveNet@32 trials training at once on one GPU, one process each (as `run`
+    starts them): the sum of each one's median window. Processes start a little apart, so a window
+    near the start or end may have had the GPU less shared: the sum can flatter by a few percent."""
+    config = row_config("naivenet", 32, data_dir, device)
+    with multiprocessing.get_context("spawn").Pool(trials) as pool:  # fork would share torch's CUDA state
+        rates = pool.starmap(ours, [(config, budget)] * trials)
+    return {"trials": trials, "images_per_second": sum(rates), "per_trial": rates}
 
 
 def _cpu_name() -> str:
@@ -296,6 +268,9 @@ def run(budget: Budget, data_dir: str | None, device: str, workers: int, console
     result: dict[str, Any] = {"machine": machine(device)}
     console.log("throughput: the seed's way and ours")
     result.update(throughput(budget, data_dir, device, workers))
+    if training.resolve_device(device).type == "cuda":
+        console.log(f"{runner.TRIALS_PER_GPU} concurrent trials on one GPU")
+        result["trials_per_gpu"] = concurrent_trials(budget, data_dir, device, runner.TRIALS_PER_GPU)
     aug: dict[str, Any] = {}
     for resolution in (32, 128):
         ips = augmentation(row_config("naivenet", resolution, data_dir, device), budget)
@@ -304,8 +279,6 @@ def run(budget: Budget, data_dir: str | None, device: str, workers: int, console
     result["augmentation"] = aug
     console.log("framework overhead of a study")
     result["overhead"] = overhead(budget, data_dir, device)
-    console.log("search efficiency: TPE + Hyperband against random search")
-    result["search"] = search(budget, data_dir, device)
     return result
 
 
@@ -313,14 +286,20 @@ def table(result: dict[str, Any]) -> Table:
     t = Table(title=f"study bench on {result['machine']['device']} ({result['machine']['threads']} threads)")
     for col in ("figure", "seed's way", "ours", "ratio"):
         t.add_column(col, justify="right")
-    for model, resolution in ROWS:
-        row = result[f"{model}_{resolution}"]
-        name = f"{model} @{resolution} train img/s"
+    for key, row in result.items():
+        if not isinstance(row, dict) or not ({"skipped", "ours_images_per_second"} & row.keys()):  # a throughput row
+            continue
+        model, resolution, *batch = key.split("_")
+        name = f"{model} @{resolution}{' batch ' + batch[0][1:] if batch else ''} train img/s"
         if "skipped" in row:
             t.add_row(name, "-", "-", row["skipped"])
         else:
             t.add_row(name, f"{row['seed_way_images_per_second']:,.0f}", f"{row['ours_images_per_second']:,.0f}",
                       f"{row['ratio']:.1f}x")
+    if "trials_per_gpu" in result:
+        c = result["trials_per_gpu"]
+        t.add_row(f"{c['trials']} naivenet @32 trials at once on one GPU, img/s", "", f"{c['images_per_second']:,.0f}",
+                  f"{c['images_per_second'] / result['naivenet_32']['ours_images_per_second']:.1f}x one trial")
     for key, aug in result["augmentation"].items():
         t.add_row(f"{key} img/s (share of step)", "", f"{aug['images_per_second']:,.0f}",
                   f"{aug['share_of_step']:.1%}")
@@ -329,9 +308,6 @@ def table(result: dict[str, Any]) -> Table:
               f"{o['seconds_per_trial']:.2f} s/trial", f"{o['share']:.1%}")
     t.add_row("overhead with the study's setup", "", f"{o['study_setup_seconds']:.1f} s once",
               f"{o['share_with_setup']:.1%}")
-    s = result["search"]
-    ratio = "not reached" if s["ratio"] is None else f"{s['ratio']:.2f}"
-    t.add_row(f"search: TPE+HB epochs / random's ({s['reached']}/{len(s['seeds'])} seeds reached)", "", "", ratio)
     return t
 
 
@@ -344,13 +320,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="training device (default auto)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="DataLoader workers for the seed's way (default: the CPU count, at most 8)")
+    parser.add_argument("--only", choices=("search",), help="search: the search A/B harness (study.search_bench) alone")
+    search_bench.add_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> None:
     if args.workers < 0:
         raise UserError(f"--workers {args.workers} is invalid: it must be >= 0")
     console = Console(stderr=args.json)
-    result = run(QUICK if args.quick else FULL, args.data_dir, args.device, args.workers, console)
-    console.print(table(result))
+    if args.only == "search":
+        result = search_bench.main(args, console)
+    else:
+        result = run(QUICK if args.quick else FULL, args.data_dir, args.device, args.workers, console)
+        console.print(table(result))
     if args.json:
         print(json.dumps(result))

@@ -12,7 +12,8 @@ from rich.console import Console
 
 from study import space as spaces
 from study.config import Config, parse_overrides
-from study.errors import UserError
+from study.errors import Terminated, UserError
+from study.progress import make_console, top_trials_table
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -33,10 +34,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/<space>.db)")
     run.add_argument("--study-name", help="study name (default: the space's file name)")
     run.add_argument("--trials", type=int, help="trial budget, counting trials of earlier runs (default: the space's)")
+    run.add_argument("--budget", help="compute budget, counting earlier runs: epochs trained (120ep) or seconds of "
+                     "trials (600s, 10m, 2h); pruned trials' saved epochs buy new trials (default: the space's)")
     run.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
-    run.add_argument("--workers", type=int, default=1, help="worker processes sharing the study (CPU threads are split)")
+    run.add_argument("--workers", type=int,
+                     help="worker processes sharing the study (CPU threads are split); default: 1 on CPU, "
+                          "4 per GPU (runner.TRIALS_PER_GPU)")
     run.add_argument("--devices", help="comma-separated devices dealt out to the workers, e.g. cuda:0,cuda:1")
     run.add_argument("--force", action="store_true", help="run a space even without the GPU / full data it needs")
+    run.add_argument("--plain", action="store_true", help="plain log lines instead of live bars (the default when output is not a terminal)")
 
     sub.add_parser("spaces", help="list the space files with their kind, budget and description")
 
@@ -59,6 +65,17 @@ def parser() -> argparse.ArgumentParser:
     path.add_argument("--epochs", type=int, help="epochs per run (same as --set epochs=N)")
     path.add_argument("--device", choices=("auto", "cpu", "cuda"))
 
+    final = sub.add_parser("final", help="retrain the chosen configuration(s) with several seeds; score each once on test")
+    final.add_argument("storage", help="the study's storage: a .db file or an SQLAlchemy URL")
+    final.add_argument("--study-name", help="the search, ablation or comparison, when the storage holds several")
+    final.add_argument("--top", type=int, default=1, help="score the k best trials of a search (default 1); "
+                       "an ablation or comparison scores every variant")
+    final.add_argument("--seeds", type=int, help="seeds per configuration (default: the space's)")
+    final.add_argument("--data-dir", help="data folder (default: the one the study used)")
+    final.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="fix a setting on every run")
+    final.add_argument("--epochs", type=int, help="epochs per run (same as --set epochs=N)")
+    final.add_argument("--device", choices=("auto", "cpu", "cuda"))
+
     train = sub.add_parser("train", help="train one configuration (the space's defaults) without a study")
     _common(train)
     train.add_argument("--test", action="store_true", help="also score the test set (kept apart from validation)")
@@ -74,22 +91,26 @@ def _fixed(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, console: Console) -> None:
-    from study import runner
+    from study import budget, runner
 
+    runner.handle_stop_signals()
     space = spaces.load(args.space)
     if args.trials is not None and args.trials < 1:
         raise UserError(f"--trials {args.trials} is invalid: it must be >= 1")
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers} is invalid: it must be >= 1")
+    if args.timeout is not None and not 0 < args.timeout < float("inf"):
+        raise UserError(f"--timeout {args.timeout} is invalid: it must be a number of seconds > 0")
     devices = args.devices.split(",") if args.devices else None
     for device in devices or []:
         Config(device=device)  # checks the name
     study = runner.run(
         space, _fixed(args), storage=args.storage, study_name=args.study_name, trials=args.trials,
+        compute=budget.parse(args.budget) if args.budget else None,
         timeout=args.timeout, seed=args.seed or 0, workers=args.workers, devices=devices, force=args.force,
         console=console,
     )
-    console.print(runner.top_trials_table(study))
+    console.print(top_trials_table(study))
     url = args.storage or runner.default_storage(space)
     console.print(f"browse it: optuna-dashboard {url}")
 
@@ -99,15 +120,31 @@ def storage_url(text: str) -> str:
     return text if "://" in text else f"sqlite:///{text}"
 
 
+def existing_storage(text: str) -> str:
+    """The URL of a study storage that must already exist (commands that read a finished study)."""
+    url = storage_url(text)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise UserError(f"{text} does not exist; pass the .db file that `python -m study run` wrote")
+    return url
+
+
 def _ablation_path(args: argparse.Namespace, console: Console) -> None:
     from study.ablation_path import ablation_path
 
     if args.seeds is not None and args.seeds < 1:
         raise UserError(f"--seeds {args.seeds} is invalid: it must be >= 1")
-    url = storage_url(args.storage)
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise UserError(f"{args.storage} does not exist; pass the .db file that `python -m study run` wrote")
+    url = existing_storage(args.storage)
     ablation_path(url, args.study_name, _fixed(args), args.seeds, console)
+
+
+def _final(args: argparse.Namespace, console: Console) -> None:
+    from study.final import final
+
+    for flag in ("top", "seeds"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise UserError(f"--{flag} {getattr(args, flag)} is invalid: it must be >= 1")
+    url = existing_storage(args.storage)
+    final(url, args.study_name, _fixed(args), args.top, args.seeds, console)
 
 
 def _spaces(args: argparse.Namespace, console: Console) -> None:
@@ -116,7 +153,7 @@ def _spaces(args: argparse.Namespace, console: Console) -> None:
     from study import ablation
 
     table = Table(title="spaces/")
-    for col in ("space", "kind", "trials x epochs", "description"):
+    for col in ("space", "kind", "budget", "description"):
         table.add_column(col, overflow="fold")
     for path in sorted(Path("spaces").glob("*.py")):
         try:
@@ -126,7 +163,8 @@ def _spaces(args: argparse.Namespace, console: Console) -> None:
             continue
         cells = len(ablation.variants(space)) * space.seeds
         trials = space.trials if space.kind == "search" else cells
-        table.add_row(path.stem, space.kind, f"{trials} x {space.defaults.epochs} ep", space.summary)
+        size = f"{space.budget_epochs} ep in all" if space.budget_epochs else f"{trials} x {space.defaults.epochs} ep"
+        table.add_row(path.stem, space.kind, size, space.summary)
     console.print(table)
 
 
@@ -166,14 +204,15 @@ def _train(args: argparse.Namespace, console: Console) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    console = Console(stderr=args.command == "train" and getattr(args, "json", False))
+    console = make_console(stderr=args.command == "train" and getattr(args, "json", False), plain=getattr(args, "plain", False))
     try:
         {"run": _run, "train": _train, "ablation-path": _ablation_path, "spaces": _spaces,
-         "report": _report, "dashboard": _dashboard, "bench": _bench}[args.command](args, console)
+         "report": _report, "dashboard": _dashboard, "bench": _bench, "final": _final}[args.command](args, console)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: the running trial is marked failed; run the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{what}: the running trial is marked interrupted; run the same command to resume", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -26,6 +27,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "activation": ("relu", "identity"),
     "pooling": ("max", "avg"),
 }
+
+
+DATASET_CLASSES = {"cifar10": 10, "cifar100": 100}
+MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds below 2**32
+MAX_EPOCHS = 100_000  # far beyond any CIFAR recipe: a larger number is a typo
+# augmentation magnitudes (px, degrees, factors) and the MixUp alpha: negative values mean nothing
+NON_NEGATIVE = ("translate", "rotate", "shear", "brightness", "contrast", "saturation", "cutout", "mixup_alpha")
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,10 @@ class Config:
     compile: bool = False  # torch.compile the training forward; for GPUs: 2x slower on the bench's CPU (docs/performance.md)
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"{f.name}={value!r} is invalid: it must be a finite number")
         for name, options in CHOICES.items():
             if getattr(self, name) not in options:
                 raise UserError(
@@ -103,8 +115,15 @@ class Config:
             ("aug_strength", 0 <= self.aug_strength <= 1, "in [0, 1]"),
             ("flip", 0 <= self.flip <= 1, "in [0, 1]"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
-            ("num_classes", self.num_classes >= 0, ">= 0"),
+            ("num_classes", self.num_classes == 0 or self.num_classes >= DATASET_CLASSES[self.dataset],
+             f"0 (from the data) or at least the {DATASET_CLASSES[self.dataset]} classes of {self.dataset}"),
             ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
+            ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
+            ("seed", 0 <= self.seed <= MAX_SEED, f"in [0, {MAX_SEED}]"),
+            ("split_seed", 0 <= self.split_seed <= MAX_SEED, f"in [0, {MAX_SEED}]"),
+            ("epochs", self.epochs <= MAX_EPOCHS, f"<= {MAX_EPOCHS}"),
+            ("hue", 0 <= self.hue <= 0.5, "in [0, 0.5] (a fraction of a turn)"),
+            *((name, getattr(self, name) >= 0, ">= 0") for name in NON_NEGATIVE),
         ]
         for name, ok, must in checks:
             if not ok:

@@ -20,6 +20,8 @@ from study.errors import UserError
 
 ENV_VAR = "STUDY_DATA_DIR"
 FULL_TRAIN_IMAGES = 50_000
+# CIFAR-100's training file, the largest, is 155 MiB: reading a file far beyond that is never right
+MAX_FILE_BYTES = 1 << 30
 
 # folder, training files, test file, meta file, label key, class-name key
 _LAYOUT = {
@@ -84,12 +86,17 @@ class _ArraysOnly(pickle.Unpickler):
 def read_pickle(path: Path) -> dict:
     """One official CIFAR pickle as a dict with bytes keys; any failure names the file."""
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise UserError(f"{path} is {size / 2**30:.1f} GiB, far more than any CIFAR file "
+                            f"(at most {MAX_FILE_BYTES // 2**20} MiB); fix --data-dir or replace the file")
         data = path.read_bytes()
         obj = _ArraysOnly(io.BytesIO(data), encoding="bytes").load()
-    except FileNotFoundError:
+    except (FileNotFoundError, UserError):
         raise
     except Exception as exc:  # truncated, corrupt, or malicious: all are the same to the user
-        raise UserError(f"{path} is not a readable CIFAR file ({exc}); delete it to re-download, or fix --data-dir") from None
+        raise UserError(f"{path} is not a readable CIFAR file ({type(exc).__name__}: {exc}); "
+                        "delete it to re-download, or fix --data-dir") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path} is not a CIFAR file: it holds a {type(obj).__name__}, not a dict")
     return obj
@@ -129,8 +136,10 @@ def _read_split(folder: Path, files: list[str], label_key: bytes) -> tuple[torch
             y = np.asarray(batch[label_key], dtype=np.int64)
         except (KeyError, ValueError) as exc:
             raise UserError(f"{path} does not hold CIFAR images and labels ({exc})") from None
-        if len(y) != len(data):
-            raise UserError(f"{path} holds {len(data)} images but {len(y)} labels: the file is damaged")
+        if y.ndim != 1 or len(y) != len(data):
+            raise UserError(f"{path} holds {len(data)} images but labels of shape {tuple(y.shape)}: the file is damaged")
+        if len(y) and y.min() < 0:
+            raise UserError(f"{path} holds a label of {y.min()}: labels are class numbers from 0; the file is damaged")
         images.append(torch.from_numpy(data.copy()))
         labels.append(torch.from_numpy(y))
     return torch.cat(images), torch.cat(labels)
@@ -183,4 +192,8 @@ def split(labels: torch.Tensor, val_fraction: float, data_fraction: float = 1.0,
     if data_fraction < 1:
         keep, _ = _stratified_take(labels[rest], data_fraction, torch.Generator().manual_seed(seed + 1))
         rest = rest[keep]
+    classes = len(labels.unique())
+    if len(rest) < classes:  # not even one image of each class to train on
+        raise UserError(f"val_fraction={val_fraction} and data_fraction={data_fraction} leave {len(rest)} training "
+                        f"images for {classes} classes; lower val_fraction or raise data_fraction")
     return Split(train=rest, val=val)

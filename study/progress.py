@@ -1,21 +1,46 @@
-"""What a running study shows on the terminal: an epoch bar per trial, study counts, the top trials."""
+"""What a running study shows: in a terminal an epoch bar per trial and study counts; elsewhere plain lines.
+
+Redirected to a file or a pipe (CI, nohup, a cluster job), or with --plain, there are no bars and no
+colour codes: one full line per finished trial and one per epoch at most every EPOCH_LINE_SECONDS,
+on a console wide enough (PLAIN_WIDTH) that no line or table is clipped at rich's default 80 columns.
+"""
 
 from __future__ import annotations
 
+import sys
+import time
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 
+EPOCH_LINE_SECONDS = 5.0
+PLAIN_WIDTH = 400
+# light rules only: the heavy line (━) is the progress bar's, so a log without it has no bar left in it
+TABLE_BOX = box.SIMPLE
+
+
+def make_console(stderr: bool = False, plain: bool = False) -> Console:
+    """The live display's console in a terminal; a plain one (no bars, no colour, wide) anywhere else or when asked."""
+    stream = sys.stderr if stderr else sys.stdout
+    if plain or not stream.isatty():
+        return Console(stderr=stderr, force_terminal=False, no_color=True, width=PLAIN_WIDTH, soft_wrap=True)
+    return Console(stderr=stderr)
+
+
 class StudyProgress:
-    """Live bars while a study runs; also usable as an Optuna callback after each trial."""
+    """Live bars while a study runs in a terminal, plain lines otherwise; also an Optuna callback after each trial."""
 
     def __init__(self, console: Console, budget: int, done: int, live: bool = True, prefix: str = "") -> None:
-        self.console, self.live, self.prefix = console, live, prefix
+        # parallel workers (live=False) and plain consoles print lines instead of drawing bars
+        self.console, self.live, self.prefix = console, live and console.is_terminal, prefix
+        self.last_line = time.monotonic()
+        self.trial_number = -1
         self.bars = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
@@ -40,16 +65,23 @@ class StudyProgress:
         if self.trial_task is not None:
             self.bars.remove_task(self.trial_task)
         self.trial_task = self.bars.add_task(f"trial {number:<4} epoch 1/{epochs}", total=None)
-        self._epochs = epochs
+        self._epochs, self.trial_number = epochs, number
 
     def on_step(self, epoch: int, step: int, steps: int) -> None:
         self.bars.update(self.trial_task, total=self._epochs * steps, completed=epoch * steps + step + 1)
 
     def on_epoch(self, metrics: dict[str, Any]) -> None:
         done = metrics["epochs_trained"]
-        text = (f"trial epoch {done}/{self._epochs}  loss {metrics['train_loss_curve'][-1]:.3f}  "
+        text = (f"epoch {done}/{self._epochs}  loss {metrics['train_loss_curve'][-1]:.3f}  "
                 f"val_acc {metrics['val_accuracy']:.4f}  {metrics['images_per_second']:.0f} img/s")
-        self.bars.update(self.trial_task, description=text)
+        if self.live:
+            self.bars.update(self.trial_task, description=f"trial {text}")
+        elif time.monotonic() - self.last_line >= EPOCH_LINE_SECONDS:
+            self._line(f"trial {self.trial_number} {text}")
+
+    def _line(self, text: str) -> None:
+        self.console.print(f"{self.prefix}{text}", highlight=False)
+        self.last_line = time.monotonic()
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         trials = study.get_trials(deepcopy=False)
@@ -61,16 +93,16 @@ class StudyProgress:
             description=self._study_text(count[TrialState.COMPLETE], count[TrialState.PRUNED], count[TrialState.FAIL], best),
         )
         value = "-" if trial.value is None else f"{trial.value:.4f}"
-        params = " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
+        params = " ".join(f"{k}={fmt_setting(v)}" for k, v in trial.params.items())
         reason = trial.user_attrs.get("fail_reason", "")
-        self.console.print(f"{self.prefix}trial {trial.number} {trial.state.name.lower():8} val_acc {value}  {params}  {reason}".rstrip())
+        self._line(f"trial {trial.number} {trial.state.name.lower():8} val_acc {value}  {params}  {reason}".rstrip())
 
 
 def top_trials_table(study: optuna.Study, n: int = 10) -> Table:
     done = [t for t in study.get_trials(deepcopy=False) if t.value is not None and t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     done.sort(key=lambda t: (t.state != TrialState.COMPLETE, -t.value))
     names = sorted({k for t in done for k in t.params})
-    table = Table(title=f"top trials of {study.study_name}")
+    table = Table(title=f"top trials of {study.study_name}", box=TABLE_BOX)
     for col in ["#", "state", "val_acc", "epochs", "params", "img/s", *names]:
         table.add_column(col, justify="right")
     for t in done[:n]:
@@ -78,12 +110,14 @@ def top_trials_table(study: optuna.Study, n: int = 10) -> Table:
         table.add_row(
             str(t.number), t.state.name.lower(), f"{t.value:.4f}", str(attrs.get("epochs_trained", "")),
             f"{attrs.get('params', 0):,}", f"{attrs.get('images_per_second', 0):.0f}",
-            *[_fmt(t.params.get(k)) for k in names],
+            *[fmt_setting(t.params.get(k)) for k in names],
         )
     return table
 
 
-def _fmt(value: Any) -> str:
+def fmt_setting(value: Any) -> str:
+    """A setting at 3 significant digits, a whole float kept visibly a float: 1.0, 0.838, 1.85e-05, 0.0001."""
     if isinstance(value, float):
-        return f"{value:.3g}"
+        text = f"{value:.3g}"
+        return text if any(c in text for c in ".einf") else f"{text}.0"
     return "" if value is None else str(value)

@@ -1,7 +1,7 @@
 """Space files: plain Python modules that say what to search.
 
 A space file holds module-level settings (any Config field, e.g. `model = "naivenet"`), a few
-study settings (`trials`, `sampler`, `pruner`, `seeds`), a docstring whose first line describes it,
+study settings (`budget_epochs`, `trials`, `sampler`, `pruner`, `seeds`), a docstring whose first line describes it,
 and either `suggest(trial) -> dict`, which samples settings (each Optuna parameter named after the
 setting it sets), or `components`, which makes it an ablation space:
 
@@ -27,12 +27,12 @@ import optuna
 from study.config import NAMES, Config, coerce
 from study.errors import UserError
 
-SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("hyperband", "median", "successive_halving", "none")
+SAMPLERS = ("tpe", "gp", "random", "grid")
+PRUNERS = ("hyperband", "successive_halving", "median", "percentile", "none")
 DESIGNS = ("one_out", "add_one", "factorial")
 REQUIRED = ("model", "dataset")  # what every space must say explicitly
 STUDY_SETTINGS = {"trials": int, "sampler": str, "pruner": str, "seeds": int, "design": str, "components": dict,
-                  "compare": dict, "needs": tuple}
+                  "compare": dict, "needs": tuple, "budget_epochs": int}
 NEEDS = ("cuda", "full_data")
 
 
@@ -53,6 +53,7 @@ class Space:
     description: str
     defaults: Config
     trials: int = 30
+    budget_epochs: int | None = None  # a compute budget (study.budget): epochs trained by all trials
     sampler: str = "tpe"
     pruner: str = "hyperband"
     suggest: Callable[[Any], dict[str, Any]] | None = None
@@ -84,6 +85,8 @@ class Space:
     def config(self, trial: Any, fixed: dict[str, Any]) -> Config:
         """The configuration for one trial: defaults, then --set values, then what suggest samples."""
         sampled = self.suggest(FixingTrial(trial, fixed)) if self.suggest else {}
+        if not isinstance(sampled, dict):
+            raise UserError(f"must return a dict of settings, not {type(sampled).__name__}")
         return self.defaults.replace(**{**fixed, **sampled})
 
 
@@ -151,6 +154,8 @@ def load(path: str | Path) -> Space:
         raise UserError(f"{path}: {exc}") from None
     if study.get("trials", 1) < 1:
         raise UserError(f"{path}: trials={study['trials']} is invalid: it must be >= 1")
+    if study.get("budget_epochs", 1) < 1:
+        raise UserError(f"{path}: budget_epochs={study['budget_epochs']} is invalid: it must be >= 1")
     if study.get("seeds", 1) < 1:
         raise UserError(f"{path}: seeds={study['seeds']} is invalid: it must be >= 1")
     _choice(path, "sampler", study.get("sampler", "tpe"), SAMPLERS)
@@ -232,3 +237,5 @@ def _check_suggest(space: Space) -> None:
             f"{space.path}: suggest() does not fit the defaults ({exc}); name each parameter after its "
             "setting and make every range (low <= high) include the setting's default"
         ) from None
+    except Exception as exc:  # the space file's own code: any bug in it is the file's, said in one line
+        raise UserError(f"{space.path}: suggest() failed on the defaults ({type(exc).__name__}: {exc}); fix the space file") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import json
+import logging
 import math
 import resource
 import tempfile
@@ -21,6 +22,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from study import augment, data, models
 from study.config import Config
 from study.errors import UserError
+from study.optim import Schedule, ScheduledSGD
+from study.step import Replay, TrainStep
 
 # The seed's OneCycle: peak at 5x lr after 30% of the steps, from lr/25... to peak/1e4, cosine.
 ONECYCLE_PEAK = 5.0
@@ -115,8 +118,11 @@ def precision(config: Config, device: torch.device) -> str:
     return "bf16" if bf16_native(device) else "fp32"
 
 
-def _autocast(config: Config, device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision(config, device) == "bf16")
+def _autocast(config: Config, device: torch.device, cache: bool = True) -> torch.autocast:
+    # a training step uses each weight once, so caching its bf16 copy buys nothing there; and a CUDA
+    # graph must not capture the cache (PyTorch's CUDA graph notes: cache_enabled=False)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision(config, device) == "bf16",
+                          cache_enabled=cache)
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: Config,
@@ -140,14 +146,21 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, confi
     return matrix.diagonal().sum().item() / n, loss.item() / n, matrix.tolist()
 
 
-def _scheduler(config: Config, optimizer: torch.optim.Optimizer, total_steps: int):
+def optimizer_and_schedule(config: Config, model: nn.Module, total_steps: int,
+                           device: torch.device) -> tuple[ScheduledSGD, Schedule]:
+    """SGD with momentum and weight decay, its lr (and OneCycle's momentum) precomputed for every step."""
     if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=ONECYCLE_PEAK * config.lr, total_steps=total_steps,
-            pct_start=ONECYCLE_PCT_START, div_factor=ONECYCLE_DIV, final_div_factor=ONECYCLE_FINAL_DIV,
-            anneal_strategy="cos",
-        )
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+        def make(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+            return torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=ONECYCLE_PEAK * config.lr, total_steps=total_steps,
+                pct_start=ONECYCLE_PCT_START, div_factor=ONECYCLE_DIV, final_div_factor=ONECYCLE_FINAL_DIV,
+                anneal_strategy="cos",
+            )
+    else:
+        def make(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    schedule = Schedule.from_torch(make, config.lr, config.momentum, total_steps, device)
+    return ScheduledSGD(model.parameters(), schedule, config.weight_decay), schedule
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -183,7 +196,8 @@ def _weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 def _save(path: Path, epoch: int, train_seconds: float, model: nn.Module, optimizer: torch.optim.Optimizer,
           scheduler: Any, metrics: dict[str, Any]) -> None:
-    """Everything needed to go on after `epoch`, written atomically (a kill mid-write keeps the old file)."""
+    """Everything needed to go on after `epoch`, written atomically (a kill mid-write keeps the old
+    file; a failed write, e.g. a full disk, leaves no partial file behind)."""
     state = {
         "epoch": epoch, "train_seconds": train_seconds, "model": model.state_dict(),
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -192,22 +206,42 @@ def _save(path: Path, epoch: int, train_seconds: float, model: nn.Module, optimi
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(state, tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
             metrics: dict[str, Any]) -> tuple[int, float]:
-    """Load a checkpoint written by `_save` (tensors and plain values only); returns (epoch, train seconds)."""
-    state = torch.load(path, weights_only=True, map_location="cpu")
+    """Load a checkpoint written by `_save` (tensors and plain values only); returns (epoch, train seconds).
+
+    A checkpoint that cannot be read, or that was written for another configuration than
+    `metrics["config"]`, is deleted and logged, and training starts over: (0, 0.0).
+    """
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        saved = json.loads(state["metrics"])
+    except Exception as exc:
+        return _discard(path, f"it cannot be read ({type(exc).__name__})")
+    if saved.get("config") != json.loads(json.dumps(metrics["config"])):
+        return _discard(path, "it was written for another configuration")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"])
     if state["cuda_rng"]:
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    metrics.update(json.loads(state["metrics"]), resumed_from_epoch=state["epoch"])
+    metrics.update(saved, resumed_from_epoch=state["epoch"])
     return state["epoch"], state["train_seconds"]
+
+
+def _discard(path: Path, why: str) -> tuple[int, float]:
+    logging.getLogger(__name__).warning("checkpoint %s discarded: %s; training from the start", path, why)
+    path.unlink(missing_ok=True)
+    return 0, 0.0
 
 
 def train(
@@ -219,6 +253,7 @@ def train(
     on_epoch: EpochCallback | None = None,
     artifact_store: Any = None,
     checkpoint: Path | None = None,
+    cuda_graph: bool = True,
 ) -> dict[str, Any]:
     """Train `config` and return its metrics (accuracies are fractions in [0, 1]).
 
@@ -226,15 +261,15 @@ def train(
     the run (optuna.TrialPruned), and the metrics so far are stored as the trial's user attributes
     however it ends (big ones in `artifact_store` when given). `test=True` also scores the test
     set, kept apart as `test_accuracy`. With `checkpoint`, the run saves its state there after every
-    epoch and, when the file exists, resumes from it instead of starting over.
+    epoch and, when the file exists, resumes from it instead of starting over. On CUDA the training
+    step is replayed as a CUDA graph unless `cuda_graph` is False (`step_mode` says what ran).
     """
     start = time.perf_counter()
     device = resolve_device(config.device)
     if device.type == "cpu":
         keep_freed_memory()
     d = device_data(config, device, test)
-    cifar = data.load(config.dataset, config.data_dir)
-    num_classes = config.num_classes or cifar.num_classes
+    num_classes = config.num_classes or data.load(config.dataset, config.data_dir).num_classes
     torch.manual_seed(config.seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -242,75 +277,42 @@ def train(
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = models.build(config, num_classes).to(device, memory_format=memory_format)
     forward = torch.compile(model) if config.compile else model  # evaluation stays eager: no recompile
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, foreach=True
-    )
-    n = len(d["train_y"])
-    batch = min(config.batch_size, n)
-    steps = n // batch  # the last partial batch is dropped: a batch of one breaks BatchNorm
-    scheduler = _scheduler(config, optimizer, config.epochs * steps)
-
-    metrics: dict[str, Any] = {
-        "config": config.to_dict(),
-        "seed": config.seed,
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "precision": precision(config, device),
-        "params": sum(p.numel() for p in model.parameters()),
-        "flops_per_image": flops_per_image(model, config.resolution, device),
-        "train_images": n, "val_images": len(d["val_y"]),
-        "val_accuracy_curve": [], "val_loss_curve": [], "train_accuracy_curve": [], "train_loss_curve": [],
-        "seconds_per_epoch": [],
-    }
+    batch = min(config.batch_size, len(d["train_y"]))
+    steps = len(d["train_y"]) // batch  # the last partial batch is dropped: a batch of one breaks BatchNorm
+    optimizer, scheduler = optimizer_and_schedule(config, model, config.epochs * steps, device)
+    metrics = _first_metrics(config, device, model, d)
     weights = _weights(model) if config.record_grad_norms else []
-    grad_norms: list[torch.Tensor] = []
     train_seconds = 0.0
     first_epoch = 0
     if checkpoint is not None and checkpoint.is_file():
         first_epoch, train_seconds = _resume(checkpoint, model, optimizer, scheduler, metrics)
+    step = TrainStep(config, forward, optimizer, d, batch, num_classes, [p for _, p in weights],
+                     functools.partial(_autocast, config, device, cache=False))
+    replay = Replay(step, device, cuda_graph)
     try:
         for epoch in range(first_epoch, config.epochs):
             epoch_start = time.perf_counter()
-            order = torch.randperm(n, device=device)
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device)
-            for step in range(steps):
-                idx = order[step * batch:(step + 1) * batch]
-                labels = d["train_y"][idx]
-                x, target = augment.train_batch(d["train_x"][idx], labels, config, num_classes, d["mean"], d["std"])
-                x = x.contiguous(memory_format=memory_format)
-                with _autocast(config, device):
-                    out = forward(x)
-                    loss = F.cross_entropy(out, target, label_smoothing=config.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if weights and epoch == 0:
-                    grad_norms.append(torch.stack([p.grad.detach().float().norm() for _, p in weights]))
-                optimizer.step()
-                scheduler.step()
-                # accumulated on the device: one host sync per epoch, not per step
-                loss_sum += loss.detach().float()
-                correct += (out.detach().argmax(1) == labels).sum()
-                if on_step:
-                    on_step(epoch, step, steps)
-            train_loss = loss_sum.item() / steps  # syncs, so the epoch's time below is real
+            train_loss, train_accuracy = run_epoch(replay, step, epoch, on_step)
             train_seconds += time.perf_counter() - epoch_start
             if not math.isfinite(train_loss):
                 raise Diverged(f"training loss became {train_loss} in epoch {epoch + 1}: lower lr or weight_decay")
-            if grad_norms and epoch == 0:
-                per_layer = torch.stack(grad_norms).T.tolist()
+            if weights and epoch == 0:
+                per_layer = step.grad_norms[:steps].T.tolist()
                 metrics["grad_norms"] = {name: norms for (name, _), norms in zip(weights, per_layer)}
             val_acc, val_loss, confusion = evaluate(
                 model, d["val_x"], d["val_y"], config, d["mean"], d["std"], device, num_classes
             )
             metrics["train_loss_curve"].append(train_loss)
-            metrics["train_accuracy_curve"].append(correct.item() / (steps * batch))
+            metrics["train_accuracy_curve"].append(train_accuracy)
             metrics["val_accuracy_curve"].append(val_acc)
             metrics["val_loss_curve"].append(val_loss)
             metrics["seconds_per_epoch"].append(time.perf_counter() - epoch_start)
+            metrics["step_mode"], metrics["step_mode_reason"] = replay.step_mode()
             metrics.update(
                 epochs_trained=epoch + 1, val_accuracy=val_acc, confusion_matrix=confusion,
                 images_per_second=(epoch + 1) * steps * batch / train_seconds,
                 seconds=time.perf_counter() - start, peak_memory_mb=_peak_memory_mb(device),
+                capture_seconds=replay.seconds,
             )
             if checkpoint is not None:
                 _save(checkpoint, epoch + 1, train_seconds, model, optimizer, scheduler, metrics)
@@ -329,3 +331,28 @@ def train(
     finally:
         if trial is not None:
             record(trial, metrics, artifact_store)
+
+
+def run_epoch(replay: Replay, step: TrainStep, epoch: int, on_step: StepCallback | None = None) -> tuple[float, float]:
+    """One pass over a new permutation of the training split: (mean loss, accuracy), one host sync."""
+    step.begin_epoch()
+    for i in range(step.steps):
+        replay()
+        if on_step:
+            on_step(epoch, i, step.steps)
+    return step.epoch_sums()
+
+
+def _first_metrics(config: Config, device: torch.device, model: nn.Module, d: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """What is known before training; the curves grow by one value per epoch."""
+    return {
+        "config": config.to_dict(),
+        "seed": config.seed,
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "precision": precision(config, device),
+        "params": sum(p.numel() for p in model.parameters()),
+        "flops_per_image": flops_per_image(model, config.resolution, device),
+        "train_images": len(d["train_y"]), "val_images": len(d["val_y"]),
+        "val_accuracy_curve": [], "val_loss_curve": [], "train_accuracy_curve": [], "train_loss_curve": [],
+        "seconds_per_epoch": [],
+    }

@@ -109,3 +109,21 @@ def test_ablation_path_walks_from_reference_to_best(data_dir, tmp_path):
 
     ablation_path(storage, None, {}, seeds=1)  # resumes: nothing new to train
     assert len(optuna.load_study(study_name="search-ablation-path", storage=storage).trials) == 7
+
+
+def test_ablation_path_table_rounds_settings_and_marks_gains_within_noise():
+    from rich.console import Console
+
+    from study.ablation_path import _step, path_table
+
+    start = _step(0, "reference", None, None, [0.80, 0.85], None)
+    noisy = _step(1, "mixup_alpha", 1.0, 0.8379179943092606, [0.83, 0.83], start)  # +0.5 pp, seeds disagree by 5 pp
+    steady = _step(2, "lr", 0.0001, 1.846455695582041e-05, [0.89, 0.89], noisy)  # +6 pp on both seeds
+    assert noisy["gain"] == pytest.approx(0.005) and noisy["within_noise"] is True
+    assert steady["within_noise"] is False and start["within_noise"] is None
+    console = Console(record=True, width=200)
+    console.print(path_table([start, noisy, steady], "path"))
+    text = console.export_text()
+    assert "1.0 -> 0.838" in text and "0.0001 -> 1.85e-05" in text and "0.8379179943" not in text
+    assert text.count("~ within noise") == 1  # the noisy step only
+    assert "+0.50" in text and "82.50 ± 3.54" in text

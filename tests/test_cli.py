@@ -50,6 +50,13 @@ def test_run_fixes_set_values_for_every_trial(data_dir, tmp_path):
     assert len(study.trials) == 2
     assert all(t.user_attrs["config"]["lr"] == 0.02 and "lr" not in t.params for t in study.trials)
     assert "optuna-dashboard sqlite:///runs/naivenet32_cifar10.db" in r.stdout
+    # stdout is a pipe here, as in CI or nohup: plain lines, no bars, nothing clipped at 80 columns
+    lines = r.stdout.splitlines()
+    assert not any(c in r.stdout for c in "━╸╺\r\x1b…")  # bar glyphs, carriage returns, escape codes, clipping
+    rule = max((line for line in lines if set(line.strip()) == {"─"}), key=len)  # the top-trials table's rule
+    assert max(map(len, lines)) <= len(rule)
+    finished = [line for line in lines if line.startswith(("trial 0 ", "trial 1 ")) and " val_acc " in line and "epoch" not in line]
+    assert len(finished) == 2 and all("weight_decay=" in line and "aug_strength=" in line for line in finished)
 
 
 def test_end_to_end_search_prunes_and_learns_then_resumes(data_dir, tmp_path):
@@ -59,7 +66,10 @@ def test_end_to_end_search_prunes_and_learns_then_resumes(data_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     study = optuna.load_study(study_name="naivenet32_cifar10", storage=storage)
     states = [t.state for t in study.trials]
-    assert states.count(TrialState.COMPLETE) >= 3 and states.count(TrialState.PRUNED) >= 1
+    # trial 0 always finishes; successive halving (factor 2 at this budget) keeps a trial only when it
+    # ranks in the top half at epoch 2, so how many more finish depends on the draw
+    assert states.count(TrialState.COMPLETE) >= 2 and states.count(TrialState.PRUNED) >= 1
+    assert all(len(t.intermediate_values) == 2 for t in study.trials if t.state == TrialState.PRUNED)  # the first rung
     assert study.best_value > 0.25  # chance is 0.10
     reference = study.trials[0]
     assert reference.user_attrs["reference"] and reference.params["lr"] == 0.05 and reference.params["se"] == "both"

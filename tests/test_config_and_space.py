@@ -54,7 +54,7 @@ def write(tmp_path, text):
     (HEAD + "def suggest(t):\n    return {'lr': t.suggest_float('lr', 0.1, 0.01)}\n", "low <= high"),
     (HEAD + "def suggest(t):\n    return {'lr': t.suggest_float('lr', 0.05, 0.1)}\n", "include the setting's default"),
     (HEAD + "def suggest(t):\n    return {'speed': t.suggest_float('speed', 0.05, 0.1)}\n", "suggest"),
-    (HEAD + "sampler = 'bayes'\n", "tpe, random, grid"),
+    (HEAD + "sampler = 'bayes'\n", "tpe, gp, random, grid"),
 ])
 def test_bad_space_files_fail_on_load_with_one_line(tmp_path, text, match):
     with pytest.raises(UserError, match=match) as info:

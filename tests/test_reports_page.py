@@ -17,8 +17,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from reports import cli, sections, sources
+from reports.importance_check import synthetic_trials
 from study.errors import UserError
-from test_reports_studies import add, ablation_study, comparison_study, factorial_study, new_study, path_study
+from test_reports_studies import add, ablation_study, comparison_study, factorial_study, final_study, new_study, path_study
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIL = "<script>alert(1)</script>"
@@ -47,7 +48,7 @@ def evil_study(storage: str) -> None:
 
 def synthetic_db(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'synthetic.db'}"
-    for make in (ablation_study, factorial_study, path_study, comparison_study):
+    for make in (ablation_study, factorial_study, path_study, comparison_study, final_study):
         make(url)
     evil_study(url)
     new_study("empty", url)
@@ -72,14 +73,15 @@ def test_empty_and_failed_studies_are_reported_not_raised(tmp_path):
 
 def test_every_section_is_present_with_its_tables(tmp_path):
     built = sections.build(sources.load([synthetic_db(tmp_path)]))
-    assert [s.title for s in built] == ["Overview", "Search", "Ablation", "Baselines", "Diagnostics"]
+    assert [s.title for s in built] == ["Overview", "Search", "Ablation", "Baselines", "Final test", "Diagnostics"]
     names = {(p.study, getattr(i, "name", None)) for s in built for p in s.parts for i in p.items}
     for expected in [("ablation", "ablation"), ("factorial", "interactions"), ("search-ablation-path", "ablation_path"),
-                     ("search-ablation-path", "ablation_path"), ("baselines", "baselines"), ("baselines", "data_requirements"),
-                     (EVIL, "importances"), (EVIL, "reference_vs_best"), ("ablation", "per_class")]:
+                     ("search-ablation-path", "ablation_path"), ("baselines", "baselines"), ("baselines", "data_requirements"), ("baselines-final", "final"),
+                     (EVIL, "reference_vs_best"), ("ablation", "per_class"), ("ablation", "forest")]:
         assert expected in names
-    left_out = dict(built[4].left_out)
+    left_out = dict(built[5].left_out)
     assert "not recorded for trial" in left_out["ablation: gradient norms"]
+    assert dict(built[1].left_out)[f"{EVIL}: parameter importances"].startswith("withheld: 3 completed trial(s)")
 
 
 def test_tables_only_writes_csv_markdown_latex_and_no_html(tmp_path):
@@ -142,16 +144,22 @@ def real_search(data_dir, tmp_path_factory) -> str:
     return str(db)
 
 
+def chromium(page: Path, profile: Path, width: int = 1400) -> subprocess.CompletedProcess:
+    """The page in headless Chromium at `width` px, after its scripts ran: the DOM on stdout, the console on stderr."""
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", "--disable-sync", f"--user-data-dir={profile}",
+         f"--window-size={width},900", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000",
+         "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium); the browser check needs it")
 def test_report_opens_in_headless_chromium(real_search, tmp_path):
     out = report(tmp_path, real_search, synthetic_db(tmp_path), extra=("--no-dashboard",))
     html = out.read_text()
-    result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000", "--dump-dom", out.as_uri()],
-        capture_output=True, text=True, timeout=180,
-    )
+    result = chromium(out, tmp_path / "profile")
     dom = result.stdout
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line]
     assert not [line for line in console if "Uncaught" in line or "Error" in line], console
@@ -166,3 +174,35 @@ def test_report_opens_in_headless_chromium(real_search, tmp_path):
     best = max((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
     assert f"<td>{100 * best.value:.2f}</td>" in dom  # the stored accuracy, in the top-trials table
     assert f"{best.user_attrs['train_images']:,} train" in dom
+    assert "<td>python -m study run spaces/naivenet32_cifar10.py --data-dir" in dom  # the command as typed
+    assert "__main__.py" not in dom
+
+
+MEASURE = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const right = Math.max(0, ...[...document.querySelectorAll(".main-svg")].map(e => e.getBoundingClientRect().right));
+  document.body.dataset.widths = [document.documentElement.scrollWidth, window.innerWidth, Math.ceil(right)].join(",");
+}, 3000));
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium); the browser check needs it")
+def test_report_fits_a_1400_px_window(tmp_path):
+    """No horizontal scrollbar and no figure cut off: a six-parameter search's slices, wide ablation tables."""
+    db = synthetic_db(tmp_path)
+    search = optuna.create_study(study_name="six-parameters", storage=f"sqlite:///{db}", direction="maximize")
+    search.add_trials(synthetic_trials("spaces/naivenet128.py", 40, seed=0))
+    out = report(tmp_path, db, extra=("--no-dashboard",))
+    out.write_text(out.read_text().replace("</body>", MEASURE + "</body>"))
+    dom = chromium(out, tmp_path / "profile").stdout
+    found = re.search(r'data-widths="(\d+),(\d+),(\d+)"', dom)
+    assert found, "the measuring script did not run"
+    scroll_width, inner_width, figure_right = map(int, found.groups())
+    assert inner_width == 1400
+    assert scroll_width <= inner_width  # document.documentElement.scrollWidth: no horizontal overflow
+    assert figure_right <= inner_width  # and no figure drawn past the window's edge
+
+
+def test_commands_stored_before_they_were_recorded_as_typed_read_as_typed():
+    assert sections.as_typed("/work/w9/study/__main__.py run spaces/x.py --trials 3") == "python -m study run spaces/x.py --trials 3"
+    assert sections.as_typed("python -m study run x") == "python -m study run x"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 from scipy import stats as sp
 
-from reports import ablation, baselines, search, stats
-from test_reports_studies import ABLATION, PATH, ablation_study, comparison_study, factorial_study, path_study
+from reports import ablation, baselines, final, search, stats
+from test_reports_studies import (ABLATION, FACTORIAL, FINAL, PATH, ablation_study, comparison_study, factorial_study,
+                                  final_study, path_study)
 
 
 def welch_by_hand(a: list[float], b: list[float]) -> tuple[float, float, float, float]:
@@ -39,6 +41,75 @@ def test_welch_matches_the_formula_and_the_hand_computed_values():
     assert 0.005 < c.p < 0.05
 
 
+def sign_flip_by_hand(d) -> float:
+    """Every one of the 2^n sign patterns: the share whose |mean| is at least the observed one."""
+    observed = abs(np.mean(d))
+    means = [abs(np.mean(np.multiply(d, signs))) for signs in itertools.product((1, -1), repeat=len(d))]
+    return sum(m >= observed - 1e-12 for m in means) / len(means)
+
+
+# eight seeds whose accuracy varies by seed far more than B's small, steady gain over A
+SEED_LEVEL = [0.60, 0.70, 0.65, 0.75, 0.62, 0.72, 0.68, 0.58]
+A = SEED_LEVEL
+B = [a + g for a, g in zip(SEED_LEVEL, [0.010, 0.012, 0.008, 0.011, 0.009, 0.013, 0.010, 0.007])]
+
+
+def test_paired_t_matches_scipy_and_finds_what_welch_misses():
+    c = stats.paired(B, A)
+    expected = sp.ttest_rel(B, A)
+    ci = expected.confidence_interval()
+    assert c.test == "paired t" and c.n == 8
+    assert (c.delta, c.ci_low, c.ci_high, c.p) == pytest.approx((np.mean(np.subtract(B, A)), ci.low, ci.high, expected.pvalue))
+    assert c.p < 1e-5  # the gain is there on every seed
+    assert stats.welch(B, A).p > 0.5  # unpaired, the seed-to-seed spread swallows it
+
+
+def test_sign_flip_below_eight_pairs_is_exact():
+    a, b = B[:5], A[:5]
+    c = stats.paired(a, b)
+    assert c.test == "sign-flip exact"
+    assert c.p == pytest.approx(sign_flip_by_hand(np.subtract(a, b)))  # 2 / 32: all five gains positive
+    assert c.p == pytest.approx(2 / 32)
+    mixed = stats.paired([0.71, 0.69, 0.72, 0.70], [0.70, 0.70, 0.70, 0.70])
+    assert mixed.p == pytest.approx(sign_flip_by_hand([0.01, -0.01, 0.02, 0.0]))
+
+
+def test_holm_against_a_hand_calculation():
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> kept at the running max 0.06
+    got = stats.holm([0.01, 0.04, 0.03, float("nan"), 0.005])
+    assert got[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(got[3]) and got[4] == pytest.approx(0.02)
+    assert stats.holm([0.6, 0.5]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+@pytest.mark.parametrize("delta, spread, alpha", [(0.01, 0.02, 0.05), (0.004, 0.006, 0.05 / 3)])
+def test_seeds_needed_reaches_its_power_in_a_simulation(delta, spread, alpha):
+    n = int(stats.seeds_needed(delta, spread, alpha))
+    rng = np.random.default_rng(0)
+
+    def power(k: int) -> float:
+        d = rng.normal(delta, spread, size=(4000, k))
+        return float(np.mean(sp.ttest_1samp(d, 0.0, axis=1).pvalue < alpha))
+
+    assert n >= stats.PAIRED_T_MIN  # the paired t-test is the one the table uses at that many seeds
+    assert 0.77 < power(n) < 0.86  # the simulated power at n is the 80% aimed for
+    assert power(max(2, n - 3)) < 0.8  # and fewer seeds fall short
+
+
+def test_seeds_needed_for_small_effects_and_no_spread():
+    assert stats.seeds_needed(0.01, 0.0, 0.05) != stats.seeds_needed(0.01, 0.0, 0.05)  # NaN: nothing to go on
+    assert stats.seeds_needed(0.5, 0.01, 0.05) == 6  # huge effect: the sign-flip test's own floor, 2 / 2^6 < 0.05
+    assert stats.seeds_needed(-0.1, 0.010000000000000009, 0.05) == 6  # where scipy's noncentral t gives NaN
+    assert stats.seeds_needed(1e-6, 0.05, 0.05) == math.inf
+
+
+def test_unmatched_cells_fall_back_to_welch():
+    table = ablation.variants(factorial_study())  # its trials store no seed
+    rows = table.data.set_index("variant")
+    assert set(rows.loc[["se", "mixup", "bare"], "test"]) == {"Welch"}
+    assert rows.loc["bare", "p"] == pytest.approx(welch_by_hand(FACTORIAL["bare"], FACTORIAL["full"])[3])
+    assert table.shown.set_index("variant").loc["bare", "test"] == "Welch (n=2)"
+
+
 def test_welch_needs_two_values_per_side():
     c = stats.welch([0.7], [0.6, 0.65])
     assert c.delta == pytest.approx(0.075) and math.isnan(c.ci_low) and math.isnan(c.p)
@@ -59,11 +130,18 @@ def test_ablation_rows_against_the_full_model():
     assert list(rows["n"]) == [3, 3, 2]  # the failed trial does not count
     assert rows.loc["no se", "val_accuracy_mean"] == pytest.approx(0.62)
     assert rows.loc["no se", "val_accuracy_std"] == pytest.approx(math.sqrt(0.0007))
-    for variant in ("no se", "no mixup"):
-        got = rows.loc[variant, ["delta", "ci_low", "ci_high", "p"]].tolist()
-        assert got == pytest.approx(welch_by_hand(ABLATION[variant], ABLATION["full"]))
-    assert rows.loc["no mixup", "delta"] == pytest.approx(-0.02)
+    # every variant ran seeds 0.. as the reference did: paired, seed by seed
+    expected = sp.ttest_rel(ABLATION["no se"], ABLATION["full"]).confidence_interval()
+    assert rows.loc["no se", ["ci_low", "ci_high"]].tolist() == pytest.approx([expected.low, expected.high])
+    assert rows.loc["no se", "p"] == pytest.approx(sign_flip_by_hand(np.subtract(ABLATION["no se"], ABLATION["full"])))
+    assert rows.loc["no se", "test"] == "sign-flip exact" and rows.loc["no se", "pairs"] == 3
+    # "no mixup" lost exactly 1 point on both of its seeds: no spread, so neither an interval nor a test
+    assert rows.loc["no mixup", "pairs"] == 2 and math.isnan(rows.loc["no mixup", "ci_low"]) and math.isnan(rows.loc["no mixup", "p"])
+    assert rows.loc["no se", "p"] == pytest.approx(0.25)  # 3 seeds, all lower: 2 of 8 sign patterns are as extreme
+    assert rows.loc["no se", "p_holm"] == pytest.approx(0.25)  # the only arm with a p: Holm leaves it
+    assert rows.loc["no mixup", "delta"] == pytest.approx(-0.01)  # on its two seeds, not against all three of full
     assert rows.loc["full", "delta"] == 0 and math.isnan(rows.loc["full", "p"])
+    assert rows.loc["no se", "seeds_needed"] == 6  # the one tested arm: a sign-flip test needs 6 seeds to reach p < 0.05 at all
     assert rows.loc["no se", "params"] == 900 and rows.loc["full", "seconds"] == pytest.approx(11.0)
     shown = table.shown.set_index("variant")
     assert shown.loc["no se", "val acc (%)"] == "62.00 ± 2.65"
@@ -89,6 +167,8 @@ def test_ablation_path_table_holds_the_stored_path():
     assert table.data["gain"].tolist() == pytest.approx([s["gain"] for s in PATH])
     assert table.shown["change"].tolist() == ["", "0.01 → 0.05", "both → none"]
     assert table.shown["gain (pp)"].tolist() == ["+0.00", "+6.00", "-1.00"]
+    assert table.shown["note"].tolist() == ["", "", "within noise"]  # -1 point inside its ± 2 points
+    assert table.shown["± 95% (pp)"].tolist() == ["–", "3.00", "2.00"]
 
 
 def test_baselines_one_row_per_model_at_full_budget(monkeypatch):
@@ -107,6 +187,20 @@ def test_baselines_one_row_per_model_at_full_budget(monkeypatch):
     assert fractions.loc[("naivenet", 0.25), "val_accuracy_mean"] == pytest.approx(0.51)
     curve = baselines.effort(comparison_study()).query("model == 'resnet18'")["val_accuracy"].tolist()
     assert curve == pytest.approx([0.72, 0.82])
+
+
+def test_final_scores_fill_the_test_column_and_the_literature_gap(monkeypatch):
+    published = {("resnet18", "cifar10"): 0.95}
+    monkeypatch.setattr(baselines, "published_lookup", lambda: lambda model, dataset: published.get((model, dataset)))
+    scored = final_study()
+    table = baselines.models(comparison_study(), final.of([scored], "baselines"))
+    rows = table.data.set_index("model")
+    assert rows.loc["resnet18", "test_accuracy_mean"] == pytest.approx(0.84)  # the final runs, not the search's
+    assert rows.loc["resnet18", "gap"] == pytest.approx(0.84 - 0.95)
+    assert "scored once, not used for selection" in table.title
+    own = final.scores(scored)
+    assert own.data.set_index("candidate").loc["model=naivenet", "test_accuracy_mean"] == pytest.approx(np.mean(FINAL["naivenet"]))
+    assert "scored once, not used for selection" in own.title and list(own.data["n"]) == [2, 2]
 
 
 def test_overview_counts_states_and_names_a_subset():

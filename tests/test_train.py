@@ -33,3 +33,24 @@ def test_same_seed_same_curve_fp32(data_dir):
     cfg = small(data_dir, epochs=1, data_fraction=0.1, precision="fp32")
     a, b = train(cfg), train(cfg)
     assert math.isclose(a["train_loss_curve"][0], b["train_loss_curve"][0], rel_tol=1e-4)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_run_stopped_after_an_epoch_resumes_to_the_same_numbers(data_dir, tmp_path):
+    cfg = small(data_dir, epochs=2, data_fraction=0.1, batch_size=32, precision="fp32", device="cpu",
+                mixup_alpha=0.4, cutout=8.0)
+    whole = train(cfg)
+
+    def stop(metrics):
+        raise _Stop
+
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(_Stop):
+        train(cfg, checkpoint=checkpoint, on_epoch=stop)
+    resumed = train(cfg, checkpoint=checkpoint)
+    assert resumed["resumed_from_epoch"] == 1
+    assert resumed["train_loss_curve"] == whole["train_loss_curve"]
+    assert resumed["val_loss_curve"] == whole["val_loss_curve"]

@@ -1,0 +1,125 @@
+"""Never lose a trial: who owns each running trial, what re-queues a trial that can no longer
+finish, and Ctrl-C / SIGTERM as a clean interrupt.
+
+Every running trial records its owner (host, process id, process start time). A run on the same
+host fails and re-queues the trials of owners that are gone at once; trials owned elsewhere keep
+Optuna's heartbeat rule (FAILED once silent for the storage's grace period, then re-queued with the
+same parameters). Retries resume from the trial's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from study.errors import Terminated
+
+INTERRUPTED = "interrupted"
+# fail_reason prefix of trials that failed through no fault of their configuration: re-queued by the next run
+ENVIRONMENT = "environment: "
+OWNER = "owner"  # trial system attribute: who runs it
+
+
+def _stop(signum: int, _frame: Any) -> None:
+    # One is enough: a second signal while the trial is being marked would leave it RUNNING.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def handle_stop_signals() -> None:
+    """Ctrl-C and SIGTERM interrupt the running trial: marked interrupted, its checkpoint kept."""
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+# hostname plus boot id: a rebooted machine's process ids start over
+HOST = f"{socket.gethostname()}/{_boot_id()}"
+
+
+def _process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), None where it is not running.
+
+    Stored with the pid because a process id is reused: a live process that started at another
+    time is not the trial's owner. Elsewhere than Linux, only whether the pid exists is known (0).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return 0
+    fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces and brackets
+    return None if fields[0] == "Z" else int(fields[19])  # a zombie has exited already
+
+
+def own(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Record this process as the trial's owner, so that a rerun here can tell at once if it died."""
+    pid = os.getpid()
+    owner = {"host": HOST, "pid": pid, "process_start": _process_start(pid), "trial": trial.number,
+             "started": time.time()}
+    study._storage.set_trial_system_attr(trial._trial_id, OWNER, owner)
+
+
+def _owner_gone(trial: optuna.trial.FrozenTrial) -> bool:
+    owner = trial.system_attrs.get(OWNER)
+    # "trial" tells the owner apart from the attributes a retry copies from the trial it retries
+    if not owner or owner.get("trial") != trial.number or owner["host"] != HOST:
+        return False
+    return _process_start(owner["pid"]) not in (owner["process_start"], 0)
+
+
+def _fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
+    """FAIL a running trial and re-queue it the way Optuna's heartbeat does (the retry resumes its checkpoint)."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            return
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return  # another process finished or failed it first
+    failed = copy.deepcopy(storage.get_trial(trial._trial_id))
+    failed.user_attrs.pop("fail_reason")  # the retry starts without the failure's reason
+    storage.get_heartbeat_stale_trial_callback()(study, failed)
+
+
+def recover(study: optuna.Study) -> None:
+    """Re-queue every trial that can no longer finish: those of dead workers (retry_dead), and those
+    failed by their environment (interrupted, device, disk) rather than their configuration."""
+    retry_dead(study)
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    for t in trials:
+        reason = t.user_attrs.get("fail_reason", "")
+        if t.state == TrialState.FAIL and (reason == INTERRUPTED or reason.startswith(ENVIRONMENT)) and t.number not in retried:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "reference": t.user_attrs.get("reference", False)})
+
+
+def retry_dead(study: optuna.Study) -> None:
+    """FAIL and re-queue running trials whose owner on this host is gone (at once) or whose heartbeat
+    went stale (owners elsewhere). Safe to run in several workers at once: each trial fails once."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _owner_gone(t):
+            _fail_and_retry(study, t, f"its worker (process {t.system_attrs[OWNER]['pid']} on {socket.gethostname()}) died")
+    optuna.storages.fail_stale_trials(study)

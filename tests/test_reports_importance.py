@@ -1,0 +1,48 @@
+"""Importances only from enough trials, with their spread over bootstrap fits and the methods' disagreements."""
+
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+import pytest
+
+from reports import importance, search, sections, sources
+from reports.importance_check import synthetic_trials
+
+
+def study_of(n: int) -> optuna.Study:
+    study = optuna.create_study(study_name=f"synthetic-{n}", direction="maximize")
+    study.add_trials(synthetic_trials("spaces/naivenet128.py", n, seed=0))
+    return study
+
+
+def test_importances_are_withheld_below_the_minimum_with_the_reason(tmp_path):
+    few = importance.MIN_TRIALS - 1
+    text = search.importances(study_of(few))
+    assert isinstance(text, str)
+    assert f"withheld: {few} completed trial(s) varying 6 parameter(s)" in text
+    assert f"need {importance.MIN_TRIALS} completed trials" in text
+    url = f"sqlite:///{tmp_path / 'few.db'}"
+    optuna.copy_study(from_study_name=f"synthetic-{few}", from_storage=study_of(few)._storage, to_storage=url)
+    left_out = dict(sections.search_section(sources.load([str(tmp_path / "few.db")])).left_out)
+    assert left_out[f"synthetic-{few}: parameter importances"] == text  # the page says why, where the table would be
+
+
+def test_importances_show_the_spread_of_bootstrap_fits():
+    table = search.importances(study_of(importance.MIN_TRIALS))
+    rows = table.data.set_index("parameter")
+    assert sorted(rows.index) == ["aug_strength", "depth", "lr", "se", "weight_decay", "width"]
+    for method in importance.METHODS:
+        assert rows[f"{method}_mean"].sum() == pytest.approx(1.0)  # each fit sums to 1, so their mean does
+        assert (rows[f"{method}_std"] > 0).any()  # resampled trials give different fits
+    assert f"over {importance.RESAMPLES} bootstrap fits" in table.title
+    assert " ± " in table.shown.set_index("parameter").loc["lr", "PED-ANOVA"]
+
+
+def test_disagreements_are_named():
+    ped = pd.DataFrame({"lr": [0.7, 0.6, 0.65], "aug_strength": [0.3, 0.4, 0.35]})
+    fan = pd.DataFrame({"lr": [0.1, 0.12, 0.08], "aug_strength": [0.9, 0.88, 0.92]})
+    said = importance.disagreements(importance.Fits(ped, fan))
+    assert said[0] == "PED-ANOVA ranks lr first, fANOVA ranks aug_strength first"
+    assert "lr: PED-ANOVA 0.65 against fANOVA 0.10" in said
+    assert importance.disagreements(importance.Fits(ped, ped)) == []

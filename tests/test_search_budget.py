@@ -1,0 +1,162 @@
+"""Compute budgets (study.budget), search defaults sized to them, and the search bench's figures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from study import budget as budgets
+from study import runner, search_bench, search_defaults
+from study import space as spaces
+from study.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = '''"""tiny: a one-knob space for budget tests."""
+model = "naivenet"
+dataset = "cifar10"
+resolution = 32
+width = 0.5
+pruner = "none"
+def suggest(trial):
+    return {"lr": trial.suggest_float("lr", 1e-3, 1e-1, log=True)}
+'''
+
+
+@pytest.fixture
+def tiny(tmp_path) -> spaces.Space:
+    path = tmp_path / "tiny.py"
+    path.write_text(TINY)
+    return spaces.load(path)
+
+
+def _fixed(data_dir: str, epochs: int = 3) -> dict:
+    return {"data_dir": data_dir, "epochs": epochs, "data_fraction": 0.05, "device": "cpu"}
+
+
+def _epochs(study: optuna.Study) -> int:
+    return sum(len(t.intermediate_values) for t in study.get_trials() if t.state in runner.FINISHED)
+
+
+def test_epoch_budget_ends_at_exactly_its_epochs_cutting_the_last_trial(tiny, data_dir, tmp_path):
+    study = runner.run(tiny, _fixed(data_dir), storage=f"sqlite:///{tmp_path}/a.db", compute={"epochs": 10})
+    trials = study.get_trials()
+    assert _epochs(study) == 10
+    assert [len(t.intermediate_values) for t in trials] == [3, 3, 3, 1]
+    assert trials[-1].state == TrialState.PRUNED and trials[-1].user_attrs["stopped_by"] == budgets.BUDGET_STOP
+
+
+def test_pruned_trials_epochs_buy_more_trials(tiny, data_dir, tmp_path, monkeypatch):
+    # a pruner that stops every trial after its second epoch: each trial then costs 2 of the 10 epochs
+    monkeypatch.setattr(runner, "make_pruner", lambda *a, **k: optuna.pruners.ThresholdPruner(lower=1.0, n_warmup_steps=2))
+    study = runner.run(tiny, _fixed(data_dir), storage=f"sqlite:///{tmp_path}/a.db", compute={"epochs": 10})
+    trials = study.get_trials()
+    assert _epochs(study) == 10
+    assert len(trials) == 5 > 10 // 3  # a trial budget would have bought 3 whatever pruning saved
+    assert all(t.state == TrialState.PRUNED and len(t.intermediate_values) == 2 for t in trials)
+
+
+def test_resume_continues_to_the_same_epoch_total(tiny, data_dir, tmp_path):
+    url = f"sqlite:///{tmp_path}/a.db"
+    first = runner.run(tiny, _fixed(data_dir), storage=url, trials=2, compute={"epochs": 10})  # stopped early
+    assert _epochs(first) == 6
+    second = runner.run(tiny, _fixed(data_dir), storage=url, compute={"epochs": 10})
+    assert _epochs(second) == 10 and len(second.get_trials()) == 4
+    assert runner.run(tiny, _fixed(data_dir), storage=url, compute={"epochs": 10}).get_trials() == second.get_trials()
+
+
+def test_two_workers_share_an_epoch_budget_exactly(tiny, data_dir, tmp_path):
+    db = tmp_path / "a.db"
+    r = subprocess.run([sys.executable, "-m", "study", "run", str(tiny.path), "--data-dir", data_dir, "--epochs", "2",
+                        "--budget", "9ep", "--workers", "2", "--storage", f"sqlite:///{db}", "--set", "data_fraction=0.05"],
+                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    assert _epochs(study) == 9
+    assert len({t.number for t in study.get_trials()}) == len(study.get_trials())
+
+
+@pytest.mark.parametrize("text, parsed", [("120ep", {"epochs": 120}), ("600s", {"seconds": 600.0}),
+                                          ("10m", {"seconds": 600.0}), ("1.5h", {"seconds": 5400.0})])
+def test_budget_flag_parses(text, parsed):
+    assert budgets.parse(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["120", "12x", "0ep", "1.5ep", ""])
+def test_bad_budget_flag_is_one_line(text):
+    with pytest.raises(UserError, match="--budget .* 120ep"):
+        budgets.parse(text)
+
+
+def test_space_budget_epochs_sets_a_compute_budget(tmp_path):
+    path = tmp_path / "b.py"
+    path.write_text(TINY + "budget_epochs = 50\n")
+    space = spaces.load(path)
+    assert budgets.resolve(space, None, None) == budgets.Budget(epochs=50)
+    assert budgets.resolve(space, 4, {"seconds": 60.0}) == budgets.Budget(trials=4, seconds=60.0)
+    path.write_text(TINY + "budget_epochs = 0\n")
+    with pytest.raises(UserError, match="budget_epochs=0 is invalid"):
+        spaces.load(path)
+
+
+def test_defaults_follow_the_budget():
+    assert search_defaults.first_rung(10) == 7 and search_defaults.first_rung(6) == 4
+    assert search_defaults.startup_trials(10) == 3 and search_defaults.startup_trials(60) == 10
+    assert search_defaults.full_trials(budgets.Budget(epochs=100), 10) == 10
+    hb = search_defaults.pruner("hyperband", 10, 10)
+    assert (hb._min_resource, hb._reduction_factor) == (7, 2)
+    assert search_defaults.pruner("hyperband", 10, 40)._reduction_factor == 3
+    # wrapped, Hyperband no longer narrows the sampler's view to one bracket's trials
+    study = optuna.create_study(pruner=budgets.Budget(epochs=100).pruner(hb, 10))
+    trial = study.ask()
+    assert optuna.pruners._filter_study(study, study._storage.get_trial(trial._trial_id)) is study
+
+
+def _trial(number_values: list[float], complete: bool, reference: bool = False) -> optuna.trial.FrozenTrial:
+    return create_trial(
+        state=TrialState.COMPLETE if complete else TrialState.PRUNED,
+        value=number_values[-1] if complete else None,
+        intermediate_values=dict(enumerate(number_values, 1)),
+        params={"lr": 0.01}, distributions={"lr": FloatDistribution(1e-3, 1e-1, log=True)},
+        user_attrs={"reference": reference},
+    )
+
+
+def test_search_bench_figures_from_hand_made_studies():
+    random = [
+        [_trial([0.2, 0.3], True, True), _trial([0.2, 0.4], True), _trial([0.1, 0.35], True)],
+        [_trial([0.2, 0.32], True, True), _trial([0.2, 0.30], True), _trial([0.1, 0.2], True)],
+    ]
+    default = [  # seed 0: reaches 0.4 after 2 + 1 + 2 = 5 of random's 6 epochs; seed 1 never reaches 0.32
+        [_trial([0.2, 0.3], True, True), _trial([0.1], False), _trial([0.3, 0.45], True), _trial([0.1], False)],
+        [_trial([0.2, 0.32], True, True), _trial([0.1, 0.31], True), _trial([0.1, 0.2], True)],
+    ]
+    result = search_bench.summarize({"random": random, "default": default})
+    arm = result["arms"]["default"]
+    assert arm["bests"] == [0.45, 0.32] and arm["beats_random"] == 1
+    assert arm["epochs_to_reach_random_best"] == [5, 2]  # a tie with random's best counts as reached
+    assert arm["median_share_of_random_compute"] == pytest.approx((5 / 6 + 2 / 6) / 2)
+    assert result["arms"]["random"]["beats_random"] == 0
+    assert arm["trials"] == [4, 3] and arm["epochs_per_trial"] == [[2, 1, 2, 1], [2, 2, 2]]
+    assert result["defaults"]["values"] == [0.3, 0.32]
+    assert result["defaults"]["range"] == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["run", "spaces/naivenet32_cifar10.py", "--budget", "12x"], "error: --budget '12x' is invalid"),
+    (["bench", "--only", "search", "--arms", "random,bogus"], "error: --arms: unknown arm(s) bogus"),
+])
+def test_bad_budget_or_arm_on_the_command_line_is_one_line(args, match, capsys, monkeypatch):
+    from study import cli
+
+    monkeypatch.chdir(ROOT)
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(match) and err.count("\n") == 1
