@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -60,20 +61,46 @@ class Schedule:
         self.steps_taken.fill_(state["last_epoch"])
 
 
+@dataclass(frozen=True)
+class Members:
+    """Per-member settings of a fused array (study/models/fused.py), each a [K] tensor: member k owns
+    the k-th block of every parameter's first dimension. lr and momentum scale the schedule's
+    values (the schedule is built from one member's config; OneCycle's lr is proportional to the
+    lr it starts from); weight_decay replaces the group's."""
+
+    lr_scale: torch.Tensor
+    momentum_scale: torch.Tensor
+    weight_decay: torch.Tensor
+
+
+def _per_element(values: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """[K] member values broadcast to `param`'s shape and memory format: same-shape tensors keep every
+    foreach call on its fast path (broadcasting ones fall back to a per-tensor loop)."""
+    k = values.numel()
+    out = torch.empty_like(param, memory_format=torch.preserve_format)
+    return out.copy_(values.view(k, *[1] * param.ndim).expand(k, param.shape[0] // k, *param.shape[1:]).reshape(param.shape))
+
+
 class ScheduledSGD(torch.optim.Optimizer):
     """SGD with momentum (no dampening, not Nesterov) and L2 weight decay, as torch.optim.SGD computes
     it, with lr and momentum from `schedule` at each step; `step()` also advances the schedule.
 
     Momentum buffers exist from the start (zeros: 0 * momentum + g is exactly SGD's first-step copy
     of g), so their memory stays put for a CUDA graph; state is saved as SGD's "momentum_buffer".
+    With `members`, the parameters are a fused array's and every member gets its own lr, momentum
+    and weight decay, still one foreach call per operation (torch.optim.SGD takes one lr for all).
     """
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], schedule: Schedule, weight_decay: float) -> None:
+    def __init__(self, params: Iterable[torch.nn.Parameter], schedule: Schedule, weight_decay: float,
+                 members: Members | None = None) -> None:
         super().__init__(params, {"weight_decay": weight_decay})
-        self.schedule = schedule
+        self.schedule, self.members = schedule, members
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if members is not None:
+                    for name in ("lr_scale", "momentum_scale", "weight_decay"):
+                        self.state[p][name] = _per_element(getattr(members, name).to(p.device), p)
 
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]
@@ -82,6 +109,9 @@ class ScheduledSGD(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             grads = [p.grad for p in params]
             buffers = [self.state[p]["momentum_buffer"] for p in params]
+            if self.members is not None:
+                self._member_step(params, grads, buffers, lr, momentum)
+                continue
             if group["weight_decay"]:
                 grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
             torch._foreach_mul_(buffers, momentum)
@@ -90,3 +120,21 @@ class ScheduledSGD(torch.optim.Optimizer):
             # a product then a sum would round twice and drift from torch's numbers in the last bit
             torch._foreach_addcmul_(params, buffers, [-lr] * len(params))
         self.schedule.step()
+
+    def _member_step(self, params: list[torch.Tensor], grads: list[torch.Tensor], buffers: list[torch.Tensor],
+                     lr: torch.Tensor, momentum: torch.Tensor) -> None:
+        state = [self.state[p] for p in params]
+        grads = torch._foreach_addcmul(grads, [s["weight_decay"] for s in state], params)
+        torch._foreach_mul_(buffers, momentum)
+        torch._foreach_mul_(buffers, [s["momentum_scale"] for s in state])
+        torch._foreach_add_(buffers, grads)
+        torch._foreach_addcmul_(params, buffers, torch._foreach_mul([s["lr_scale"] for s in state], -lr))
+
+    def stop(self, member: int) -> None:
+        """Member `member` takes no more updates (its lr becomes 0); the others go on untouched."""
+        assert self.members is not None, "stop() is for fused arrays"
+        keep = torch.ones_like(self.members.lr_scale)
+        keep[member] = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["lr_scale"].mul_(_per_element(keep.to(p.device), p))

@@ -1,4 +1,5 @@
-"""Fused members compute what each member computes alone: models, BatchNorm statistics, SGD."""
+"""Fused members compute what each member computes alone: models, BatchNorm statistics, SGD
+(ScheduledSGD with per-member settings against torch.optim.SGD on each member)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from torch import nn
 
 from study import models
 from study.config import Config
-from study.fused_sgd import FusedSGD
 from study.models.fused import NotFusible, fuse, member_state
+from study.optim import Members, Schedule, ScheduledSGD
 
 K = 3
 
@@ -48,14 +49,14 @@ def test_stochastic_depth_makes_a_model_unfusible() -> None:
         fuse(_members(config, [0, 1]))
 
 
-def _step_both(fused: nn.Module, sgd: FusedSGD, members: list[nn.Module],
+def _step_both(fused: nn.Module, sgd: ScheduledSGD, members: list[nn.Module],
                optimizers: list[torch.optim.Optimizer], skip: set[int]) -> tuple[list[float], list[float]]:
     """One step of the fused array and of each member alone (members in `skip` stopped)."""
     x, y = torch.randn(K, 16, 3, 32, 32), torch.randint(0, 10, (K, 16))
     loss = F.cross_entropy(fused(x).reshape(-1, 10), y.reshape(-1), reduction="none").view(K, -1).mean(1)
     fused.zero_grad(set_to_none=True)
     loss.sum().backward()  # a sum, so each member's gradient is its own loss's
-    sgd.step(torch.tensor(0.5))
+    sgd.step()
     alone = []
     for k, (member, optimizer) in enumerate(zip(members, optimizers)):
         if k in skip:
@@ -74,8 +75,10 @@ def test_fused_sgd_matches_torch_sgd_per_member_and_a_stopped_member_freezes() -
     members = _members(config, [0, 1, 2])
     fused = fuse(members)
     lr, decay, momentum = torch.tensor([0.05, 0.01, 0.1]), torch.tensor([1e-4, 5e-4, 0.0]), torch.tensor([0.9, 0.9, 0.8])
-    sgd = FusedSGD(list(fused.parameters()), lr, decay, momentum)
-    optimizers = [  # the schedule factor 0.5 that _step_both passes, applied to each lr
+    steps = 6
+    schedule = Schedule(torch.full((steps,), 0.5), torch.full((steps,), 0.9))  # lr factor 0.5, momentum 0.9
+    sgd = ScheduledSGD(fused.parameters(), schedule, 0.0, Members(lr, momentum / 0.9, decay))
+    optimizers = [  # each member's lr is the schedule's 0.5 times its own
         torch.optim.SGD(m.parameters(), lr=0.5 * lr[k].item(), momentum=momentum[k].item(),
                         weight_decay=decay[k].item(), foreach=True)
         for k, m in enumerate(members)
@@ -83,7 +86,7 @@ def test_fused_sgd_matches_torch_sgd_per_member_and_a_stopped_member_freezes() -
     torch.manual_seed(5)
     skip: set[int] = set()
     frozen: dict[str, torch.Tensor] = {}
-    for step in range(6):
+    for step in range(steps):
         if step == 3:  # member 1 is pruned: no more updates, the others go on
             sgd.stop(1)
             skip.add(1)
