@@ -59,7 +59,8 @@ def overview_column(study: optuna.Study) -> dict[str, Any]:
         "trials failed": states[TrialState.FAIL],
         "trials running or waiting": states[TrialState.RUNNING] + states[TrialState.WAITING],
         "compute time (s)": sum(durations),
-        "budget (trials)": attrs.get("budget", "not recorded"),
+        # a trial budget is stored as its count, a compute budget as text ("100 epochs")
+        "budget": f"{attrs['budget']} trials" if isinstance(attrs.get("budget"), int) else attrs.get("budget", "not recorded"),
         "sampler": attrs.get("sampler", "not recorded"),
         "pruner": attrs.get("pruner", "not recorded"),
     }
