@@ -77,7 +77,7 @@ def final(storage: str, study_name: str | None, fixed: dict[str, Any], top: int 
         console.print(f"{study.study_name} already holds a test score for each of the {len(cells)} runs; nothing trained")
     else:
         store = runner.artifact_store(storage)
-        with StudyProgress(console, len(cells), len(cells) - len(todo)) as progress:
+        with StudyProgress(console, len(cells), len(cells) - len(todo), metric="test_acc") as progress:
             for c, seed in todo:
                 attrs = {"candidate": c.label, "variant": c.label, "source_trial": c.source_trial, "seed": seed,
                          "model": c.config.model, "scored_once": True}

@@ -36,9 +36,11 @@ def make_console(stderr: bool = False, plain: bool = False) -> Console:
 class StudyProgress:
     """Live bars while a study runs in a terminal, plain lines otherwise; also an Optuna callback after each trial."""
 
-    def __init__(self, console: Console, budget: int, done: int, live: bool = True, prefix: str = "") -> None:
+    def __init__(self, console: Console, budget: int, done: int, live: bool = True, prefix: str = "",
+                 metric: str = "val_acc") -> None:
         # parallel workers (live=False) and plain consoles print lines instead of drawing bars
         self.console, self.live, self.prefix = console, live and console.is_terminal, prefix
+        self.metric = metric  # what a trial's value is: validation accuracy, or test accuracy (final scoring)
         self.last_line = time.monotonic()
         self.trial_number = -1
         self.bars = Progress(
@@ -95,7 +97,7 @@ class StudyProgress:
         value = "-" if trial.value is None else f"{trial.value:.4f}"
         params = " ".join(f"{k}={fmt_setting(v)}" for k, v in trial.params.items())
         reason = trial.user_attrs.get("fail_reason", "")
-        self._line(f"trial {trial.number} {trial.state.name.lower():8} val_acc {value}  {params}  {reason}".rstrip())
+        self._line(f"trial {trial.number} {trial.state.name.lower():8} {self.metric} {value}  {params}  {reason}".rstrip())
 
 
 def top_trials_table(study: optuna.Study, n: int = 10) -> Table:
