@@ -129,7 +129,3 @@ def member_state(fused: Fused, k: int) -> dict[str, torch.Tensor]:
             out[name] = tensor.view(fused.members, -1, *tensor.shape[1:])[k]
     return out
 
-
-def member_view(tensor: torch.Tensor, members: int) -> torch.Tensor:
-    """A fused parameter as [K, ...]: member k's values are the k-th block of the first dimension."""
-    return tensor.view(members, -1)
