@@ -1,0 +1,39 @@
+"""A study database written by the 2026-11 release still opens and reports the same tables.
+
+tests/fixtures/release/studies.db was made with that release's code (commit e01d889) by:
+
+    run spaces/naivenet32_cifar10.py --trials 3 --epochs 2 --set data_fraction=0.1
+    run spaces/stage3_modern.py --epochs 1 --set data_fraction=0.05
+    run spaces/stage2_scaling.py --epochs 1 --set data_fraction=0.05 --set width=1.0
+    ablation-path studies.db --study-name naivenet32_cifar10 --seeds 2
+    final studies.db --study-name naivenet32_cifar10 --top 2 --seeds 2
+
+and tables/ holds the CSV tables that release's `report --tables-only` wrote from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reports import cli
+
+FIXTURE = Path(__file__).parent / "fixtures" / "release"
+
+
+def test_a_database_of_the_previous_release_reports_the_same_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "studies.db"
+    shutil.copy(FIXTURE / "studies.db", db)  # the report saves its figures into the studies
+    monkeypatch.chdir(tmp_path)
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    cli.main(parser.parse_args([str(db), "--tables-only", "--no-dashboard"]))
+    expected = sorted(p.name for p in (FIXTURE / "tables").glob("*.csv"))
+    assert sorted(p.name for p in (tmp_path / "report_tables").glob("*.csv")) == expected
+    for name in expected:
+        got, want = pd.read_csv(tmp_path / "report_tables" / name), pd.read_csv(FIXTURE / "tables" / name)
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9, obj=name)
