@@ -1,0 +1,195 @@
+"""What a study stores, defined once: its own attributes, each trial's attributes, and how to read them.
+
+Optuna keeps a trial's parameters and values; everything else a study of ours holds is a user
+attribute, named here and nowhere else. `StudyInfo` is what a study says about itself (its space,
+kind, design, data set, budget), `TrialInfo` what a trial says: which cell it is (variant, seed,
+components), its configuration and metrics, and why it failed. Writers take keyword arguments and
+refuse names that are not fields, so a typo fails where it is written, not as a blank report cell.
+
+Values of more than ARTIFACT_NUMBERS numbers (a CIFAR-100 confusion matrix) go to the artifact
+store as JSON, and the attribute `<name>_artifact` holds the artifact's id: a big user attribute
+slows every storage read, and optuna-dashboard reads them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from study.config import Config
+
+ARTIFACT_NUMBERS = 400
+ARTIFACT_SUFFIX = "_artifact"
+OWNER = "owner"  # trial system attribute (study/recovery.py): the process that runs it
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """A study's user attributes. Studies of earlier releases may lack some: they read as the defaults."""
+
+    kind: str = "search"  # search, ablation, comparison; ablation_path and final for derived studies
+    uid: str | None = None  # unique to the study, set last at creation; keys its checkpoint folder
+    space: str | None = None
+    space_path: str | None = None
+    description: str = ""
+    sampler: str | None = None
+    pruner: str | None = None
+    seeds: int | None = None
+    dataset: dict[str, Any] | None = None  # name, root, classes, train_images, test_images
+    budget: int | str | None = None  # a trial count, or a compute budget's text ("100 epochs")
+    commands: list[str] = field(default_factory=list)  # every command line that ran the study
+    trials_per_gpu: float | None = None
+    # ablations and comparisons
+    design: str | None = None
+    reference_variant: str = "full"
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> setting, full, ablated
+    compare: dict[str, list[Any]] = field(default_factory=dict)
+    # studies derived from another (ablation path, final scoring)
+    source_study: str | None = None
+    source_kind: str | None = None
+    path: list[dict[str, Any]] | None = None  # the ablation path's steps
+
+
+@dataclass(frozen=True)
+class TrialInfo:
+    """A trial's user attributes: what it is, then the metrics `train` measured (study.train)."""
+
+    # what the trial is
+    reference: bool = False  # a search's trial 0: the space's defaults
+    variant: str | None = None
+    seed: int | None = None
+    model: str | None = None
+    components_on: list[str] = field(default_factory=list)
+    retry_of: int | None = None
+    fail_reason: str | None = None
+    stopped_by: str | None = None  # "budget": the compute budget cut it short
+    candidate: str | None = None  # final scoring
+    source_trial: int | None = None
+    scored_once: bool = False
+    changed: list[str] = field(default_factory=list)  # ablation path
+    path_step: int | None = None
+    # what training measured
+    config: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None
+    precision: str | None = None
+    params: int | None = None
+    flops_per_image: int | None = None
+    train_images: int | None = None
+    val_images: int | None = None
+    epochs_trained: int | None = None
+    val_accuracy: float | None = None
+    test_accuracy: float | None = None
+    test_loss: float | None = None
+    train_loss_curve: list[float] = field(default_factory=list)
+    train_accuracy_curve: list[float] = field(default_factory=list)
+    val_accuracy_curve: list[float] = field(default_factory=list)
+    val_loss_curve: list[float] = field(default_factory=list)
+    seconds_per_epoch: list[float] = field(default_factory=list)
+    images_per_second: float | None = None
+    seconds: float | None = None
+    peak_memory_mb: float | None = None
+    capture_seconds: float | None = None
+    step_mode: str | None = None
+    step_mode_reason: str | None = None
+    resumed_from_epoch: int | None = None
+    # may be in the artifact store instead: read them with `confusion_matrix` and `grad_norms`
+    confusion_matrix: list[list[int]] | None = None
+    grad_norms: dict[str, list[float]] | None = None
+
+
+STUDY_FIELDS = frozenset(f.name for f in dataclasses.fields(StudyInfo))
+TRIAL_FIELDS = frozenset(f.name for f in dataclasses.fields(TrialInfo))
+
+
+def _checked(attrs: dict[str, Any], known: frozenset[str], what: str) -> dict[str, Any]:
+    unknown = sorted(set(attrs) - known)
+    if unknown:
+        raise TypeError(f"{what} has no attribute {', '.join(unknown)}; add it to study/record.py")
+    return attrs
+
+
+def study_info(study: optuna.Study | Any) -> StudyInfo:
+    """What `study` (or a StudySummary) says about itself; keys of other releases are ignored."""
+    return StudyInfo(**{k: v for k, v in study.user_attrs.items() if k in STUDY_FIELDS})
+
+
+def write_study(study: optuna.Study, **attrs: Any) -> None:
+    for key, value in _checked(attrs, STUDY_FIELDS, "a study").items():
+        study.set_user_attr(key, value)
+
+
+def trial_info(trial: FrozenTrial) -> TrialInfo:
+    return TrialInfo(**{k: v for k, v in trial.user_attrs.items() if k in TRIAL_FIELDS})
+
+
+def trial_attrs(**attrs: Any) -> dict[str, Any]:
+    """Checked attributes for a trial not made yet (`study.enqueue_trial(..., user_attrs=...)`)."""
+    return _checked(attrs, TRIAL_FIELDS, "a trial")
+
+
+def write_trial(trial: optuna.Trial, **attrs: Any) -> None:
+    for key, value in trial_attrs(**attrs).items():
+        trial.set_user_attr(key, value)
+
+
+def write_stored_trial(study: optuna.Study, trial: FrozenTrial, **attrs: Any) -> None:
+    """Attributes of a trial this process does not run (a dead worker's, one the budget stops)."""
+    for key, value in trial_attrs(**attrs).items():
+        study._storage.set_trial_user_attr(trial._trial_id, key, value)
+
+
+def config(trial: FrozenTrial) -> Config:
+    """The trial's configuration as trained (settings of a later release than the database are dropped)."""
+    stored = trial_info(trial).config
+    return Config(**{k: v for k, v in stored.items() if k in Config.__dataclass_fields__})
+
+
+def setting(trial: FrozenTrial, name: str, default: Any = None) -> Any:
+    """One setting of the trial's configuration, `default` where it was not stored."""
+    return trial_info(trial).config.get(name, default)
+
+
+def store_metrics(trial: optuna.Trial, metrics: dict[str, Any], artifact_store: Any = None) -> None:
+    """Store `train`'s metrics as the trial's attributes; big values go to the artifact store."""
+    for key, value in trial_attrs(**metrics).items():
+        text = json.dumps(value)
+        if artifact_store is not None and text.count(",") >= ARTIFACT_NUMBERS:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"{key}.json"
+                path.write_text(text)
+                artifact_id = optuna.artifacts.upload_artifact(
+                    artifact_store=artifact_store, file_path=str(path), study_or_trial=trial
+                )
+            trial.set_user_attr(key + ARTIFACT_SUFFIX, artifact_id)
+        else:
+            trial.set_user_attr(key, value)
+
+
+def confusion_matrix(trial: FrozenTrial, artifacts: Any) -> list[list[int]] | None:
+    """The last epoch's validation confusion matrix (rows: true class), from wherever it was stored."""
+    return _maybe_artifact(trial, "confusion_matrix", artifacts)
+
+
+def grad_norms(trial: FrozenTrial, artifacts: Any) -> dict[str, list[float]] | None:
+    """The first epoch's gradient norm per layer and step, where the trial recorded them."""
+    return _maybe_artifact(trial, "grad_norms", artifacts)
+
+
+def _maybe_artifact(trial: FrozenTrial, name: str, artifacts: Any) -> Any:
+    if name in trial.user_attrs:
+        return trial.user_attrs[name]
+    artifact_id = trial.user_attrs.get(name + ARTIFACT_SUFFIX)
+    if artifact_id is None or artifacts is None:
+        return None
+    try:
+        with artifacts.open_reader(artifact_id) as reader:
+            return json.loads(reader.read())
+    except Exception:
+        return None  # a moved or deleted artifact folder leaves the diagnostic out, not the report
