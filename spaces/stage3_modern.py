@@ -12,13 +12,7 @@ depth = 4
 epochs = 15
 lr = 0.05
 schedule = "cosine"
-translate = 4.0
-rotate = 0.0
-shear = 0.0
-brightness = 0.0
-contrast = 0.0
-saturation = 0.0
-hue = 0.0
+augmentation = "crop_flip"  # +-4 px crop and a flip, no rotation, shear or colour jitter
 record_grad_norms = True
 
 design = "one_out"

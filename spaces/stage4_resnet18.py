@@ -13,13 +13,7 @@ lr = 0.1
 weight_decay = 5e-4
 schedule = "cosine"
 label_smoothing = 0.0
-translate = 4.0
-rotate = 0.0
-shear = 0.0
-brightness = 0.0
-contrast = 0.0
-saturation = 0.0
-hue = 0.0
+augmentation = "crop_flip"  # +-4 px crop and a flip, no rotation, shear or colour jitter
 
 needs = ("cuda", "full_data")
 seeds = 1

@@ -18,32 +18,32 @@ from rich.console import Console
 from rich.table import Table
 from scipy import stats
 
-from study import runner
-from study.config import Config
+from study import record, storage
 from study.errors import UserError
 from study.progress import TABLE_BOX, StudyProgress, fmt_setting
+from study.trial import train_told
 
 
 # studies that commands derive from a search and store beside it
 DERIVED = ("-ablation-path", "-final")
 
 
-def load_source(storage: str, study_name: str | None) -> optuna.Study:
-    store = runner.open_storage(storage)
+def load_source(url: str, study_name: str | None) -> optuna.Study:
+    store = storage.open_storage(url)
     names = optuna.get_all_study_names(store)
     if study_name is None:
         searches = [n for n in names if not n.endswith(DERIVED)]
         if len(searches) != 1:
-            raise UserError(f"{storage} holds studies {names}; pick one with --study-name")
+            raise UserError(f"{url} holds studies {names}; pick one with --study-name")
         study_name = searches[0]
     if study_name not in names:
-        raise UserError(f"no study {study_name!r} in {storage}; it holds: {', '.join(names) or 'none'}")
+        raise UserError(f"no study {study_name!r} in {url}; it holds: {', '.join(names) or 'none'}")
     return optuna.load_study(study_name=study_name, storage=store)
 
 
 def _endpoints(source: optuna.Study) -> tuple[optuna.trial.FrozenTrial, optuna.trial.FrozenTrial]:
     complete = [t for t in source.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    reference = next((t for t in complete if t.user_attrs.get("reference")), None)
+    reference = next((t for t in complete if record.trial_info(t).reference), None)
     if reference is None or not complete:
         raise UserError(f"study {source.study_name} has no completed reference trial (trial 0); run the search first")
     return reference, max(complete, key=lambda t: t.value)
@@ -54,7 +54,7 @@ def _label(changed: frozenset[str]) -> str:
 
 
 def ablation_path(
-    storage: str,
+    url: str,
     study_name: str | None,
     fixed: dict[str, Any],
     seeds: int | None = None,
@@ -63,26 +63,25 @@ def ablation_path(
     """Walk the path, store it as `<source>-ablation-path`, and return its steps."""
     console = console or Console()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    source = load_source(storage, study_name)
+    source = load_source(url, study_name)
+    info = record.study_info(source)
     reference, best = _endpoints(source)
-    start = Config(**reference.user_attrs["config"]).replace(**fixed)
-    goal = {p: best.user_attrs["config"][p] for p in best.params if best.params[p] != reference.params.get(p)}
-    n_seeds = seeds or source.user_attrs.get("seeds", 3)
+    start = record.config(reference).replace(**fixed)
+    goal = {p: record.setting(best, p) for p in best.params if best.params[p] != reference.params.get(p)}
+    n_seeds = seeds or info.seeds or 3
     seed_list = [start.seed + i for i in range(n_seeds)]
 
     path_study = optuna.create_study(
-        storage=runner.open_storage(storage, heartbeat=False), study_name=f"{source.study_name}-ablation-path",
+        storage=storage.open_storage(url, heartbeat=False), study_name=f"{source.study_name}-ablation-path",
         direction="maximize", load_if_exists=True, pruner=optuna.pruners.NopPruner(),
     )
-    for key, value in {"kind": "ablation_path", "source_study": source.study_name, "seeds": n_seeds,
-                       "dataset": source.user_attrs.get("dataset"), "space": source.user_attrs.get("space"),
-                       "space_path": source.user_attrs.get("space_path")}.items():
-        path_study.set_user_attr(key, value)
+    record.write_study(path_study, kind="ablation_path", source_study=source.study_name, seeds=n_seeds,
+                       dataset=info.dataset, space=info.space, space_path=info.space_path)
     done = {
-        (frozenset(t.user_attrs["changed"]), t.user_attrs["seed"]): t.value
+        (frozenset(record.trial_info(t).changed), record.trial_info(t).seed): t.value
         for t in path_study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE
     }
-    store = runner.artifact_store(storage)
+    store = storage.artifact_store(url)
     steps = len(goal)
     budget = n_seeds * (1 + steps * (steps + 1) // 2)
 
@@ -92,10 +91,10 @@ def ablation_path(
             values = []
             for seed in seed_list:
                 if (changed, seed) not in done:
-                    attrs = {"changed": sorted(changed), "seed": seed, "path_step": step, "variant": _label(changed)}
                     config = start.replace(**{p: goal[p] for p in changed}, seed=seed)
                     # a failed run (NaN) counts as no evidence for its change
-                    done[(changed, seed)] = runner.train_told(path_study, attrs, config, progress, store)
+                    done[(changed, seed)] = train_told(path_study, config, progress, store, changed=sorted(changed),
+                                                       seed=seed, path_step=step, variant=_label(changed))
                 values.append(done[(changed, seed)])
             return values
 
@@ -107,7 +106,7 @@ def ablation_path(
             param = max(tried, key=lambda p: _mean(tried[p]))
             current = current | {param}
             path.append(_step(len(current), param, start.to_dict()[param], goal[param], tried[param], path[-1]))
-    path_study.set_user_attr("path", path)
+    record.write_study(path_study, path=path)
     console.print(path_table(path, path_study.study_name))
     return path
 

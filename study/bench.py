@@ -14,6 +14,7 @@ Three parts, all on the current machine in one run (`--only search`: study.searc
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import multiprocessing
@@ -30,11 +31,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from study import augment, data, models, runner, search_bench, seedway
+from study import augment, data, models, record, runner, search_bench, seedway
 from study import space as spaces
 from study import train as training
 from study.config import Config
 from study.errors import UserError
+from study.workers import TRIALS_PER_GPU
 
 ROWS = (("naivenet", 32), ("naivenet", 128), ("resnet18", 32))
 CUDA_BATCHES = (128, 512)  # batch 128 is the recipe's, and the only row on CPU; 512 fills a GPU better
@@ -183,14 +185,11 @@ def _quiet() -> Console:
     return Console(file=io.StringIO())
 
 
-def _search_space(folder: str, sampler: str, pruner: str) -> spaces.Space:
-    """The shipped 32x32 CIFAR-10 space with another sampler and pruner, written as a space file in
-    `folder`: the runner loads trials' spaces from their files, so an in-memory change would not hold."""
+def _search_space(sampler: str, pruner: str) -> spaces.Space:
+    """The shipped 32x32 CIFAR-10 space with another sampler and pruner."""
     if not SEARCH_SPACE.is_file():
         raise UserError(f"{SEARCH_SPACE} is missing: run the bench from a checkout of the project")
-    path = Path(folder) / f"{SEARCH_SPACE.stem}_{sampler}_{pruner}.py"
-    path.write_text(f"{SEARCH_SPACE.read_text()}\nsampler = {sampler!r}\npruner = {pruner!r}\n")
-    return spaces.load(path)
+    return dataclasses.replace(spaces.load(SEARCH_SPACE), sampler=sampler, pruner=pruner)
 
 
 def overhead(budget: Budget, data_dir: str | None, device: str) -> dict[str, float]:
@@ -200,12 +199,12 @@ def overhead(budget: Budget, data_dir: str | None, device: str) -> dict[str, flo
     training._device_data.cache_clear()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        space = _search_space(tmp, "tpe", "none")  # full-length trials, as the target says
+        space = _search_space("tpe", "none")  # full-length trials, as the target says
         study = runner.run(space, fixed, storage=f"sqlite:///{tmp}/overhead.db", trials=budget.overhead_trials,
                            console=_quiet())
         wall = time.perf_counter() - start
     trials = study.get_trials(deepcopy=False)
-    epochs = sum(sum(t.user_attrs["seconds_per_epoch"]) for t in trials)
+    epochs = sum(sum(record.trial_info(t).seconds_per_epoch) for t in trials)
     trial_wall = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
     return {
         # in trials: sampling, model construction, storage writes; the issue's target is on this share
@@ -269,8 +268,8 @@ def run(budget: Budget, data_dir: str | None, device: str, workers: int, console
     console.log("throughput: the seed's way and ours")
     result.update(throughput(budget, data_dir, device, workers))
     if training.resolve_device(device).type == "cuda":
-        console.log(f"{runner.TRIALS_PER_GPU} concurrent trials on one GPU")
-        result["trials_per_gpu"] = concurrent_trials(budget, data_dir, device, runner.TRIALS_PER_GPU)
+        console.log(f"{TRIALS_PER_GPU} concurrent trials on one GPU")
+        result["trials_per_gpu"] = concurrent_trials(budget, data_dir, device, TRIALS_PER_GPU)
     aug: dict[str, Any] = {}
     for resolution in (32, 128):
         ips = augmentation(row_config("naivenet", resolution, data_dir, device), budget)

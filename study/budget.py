@@ -27,6 +27,7 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from study import record
 from study.errors import UserError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -102,7 +103,7 @@ class Budget:
             if self.spent(trials):
                 study.stop()
             reason = f"budget of {self.describe()} already taken by other workers"
-            trial.set_user_attr("fail_reason", reason)
+            record.write_trial(trial, fail_reason=reason)
             raise BudgetReached(reason)
         return next(t for t in trials if t.number == trial.number)
 
@@ -158,7 +159,7 @@ class BudgetPruner(optuna.pruners.BasePruner):
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         step = trial.last_step or 0
         if self.budget.compute and step < self.epochs and not self.budget.may_continue(study):
-            study._storage.set_trial_user_attr(trial._trial_id, "stopped_by", BUDGET_STOP)
+            record.write_stored_trial(study, trial, stopped_by=BUDGET_STOP)
             return True
         return self.inner.prune(study, trial)
 

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from study import space as spaces
+from study import storage
 from study.config import Config, parse_overrides
 from study.errors import Terminated, UserError
 from study.progress import make_console, top_trials_table
@@ -39,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     run.add_argument("--workers", type=int,
                      help="worker processes sharing the study (CPU threads are split); default: 1 on CPU, "
-                          "4 per GPU (runner.TRIALS_PER_GPU)")
+                          "4 per GPU (workers.TRIALS_PER_GPU)")
     run.add_argument("--devices", help="comma-separated devices dealt out to the workers, e.g. cuda:0,cuda:1")
     run.add_argument("--force", action="store_true", help="run a space even without the GPU / full data it needs")
     run.add_argument("--plain", action="store_true", help="plain log lines instead of live bars (the default when output is not a terminal)")
@@ -91,9 +92,9 @@ def _fixed(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, console: Console) -> None:
-    from study import budget, runner
+    from study import budget, recovery, runner
 
-    runner.handle_stop_signals()
+    recovery.handle_stop_signals()
     space = spaces.load(args.space)
     if args.trials is not None and args.trials < 1:
         raise UserError(f"--trials {args.trials} is invalid: it must be >= 1")
@@ -111,21 +112,8 @@ def _run(args: argparse.Namespace, console: Console) -> None:
         console=console,
     )
     console.print(top_trials_table(study))
-    url = args.storage or runner.default_storage(space)
+    url = args.storage or storage.default_url(space.name)
     console.print(f"browse it: optuna-dashboard {url}")
-
-
-def storage_url(text: str) -> str:
-    """A bare path to a .db file means SQLite; anything with :// is an SQLAlchemy URL."""
-    return text if "://" in text else f"sqlite:///{text}"
-
-
-def existing_storage(text: str) -> str:
-    """The URL of a study storage that must already exist (commands that read a finished study)."""
-    url = storage_url(text)
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise UserError(f"{text} does not exist; pass the .db file that `python -m study run` wrote")
-    return url
 
 
 def _ablation_path(args: argparse.Namespace, console: Console) -> None:
@@ -133,7 +121,7 @@ def _ablation_path(args: argparse.Namespace, console: Console) -> None:
 
     if args.seeds is not None and args.seeds < 1:
         raise UserError(f"--seeds {args.seeds} is invalid: it must be >= 1")
-    url = existing_storage(args.storage)
+    url = storage.existing_url(args.storage)
     ablation_path(url, args.study_name, _fixed(args), args.seeds, console)
 
 
@@ -143,14 +131,12 @@ def _final(args: argparse.Namespace, console: Console) -> None:
     for flag in ("top", "seeds"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UserError(f"--{flag} {getattr(args, flag)} is invalid: it must be >= 1")
-    url = existing_storage(args.storage)
+    url = storage.existing_url(args.storage)
     final(url, args.study_name, _fixed(args), args.top, args.seeds, console)
 
 
 def _spaces(args: argparse.Namespace, console: Console) -> None:
     from rich.table import Table
-
-    from study import ablation
 
     table = Table(title="spaces/")
     for col in ("space", "kind", "budget", "description"):
@@ -161,10 +147,9 @@ def _spaces(args: argparse.Namespace, console: Console) -> None:
         except UserError as exc:
             table.add_row(path.name, "error", "", str(exc))
             continue
-        cells = len(ablation.variants(space)) * space.seeds
-        trials = space.trials if space.kind == "search" else cells
+        trials = space.kind.trials()
         size = f"{space.budget_epochs} ep in all" if space.budget_epochs else f"{trials} x {space.defaults.epochs} ep"
-        table.add_row(path.stem, space.kind, size, space.summary)
+        table.add_row(path.stem, space.kind.name, size, space.summary)
     console.print(table)
 
 

@@ -173,3 +173,12 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             value = text.strip()  # a bare word such as `se=none` is a string
         out[name] = coerce(name, value)
     return out
+
+
+# Named augmentation settings a space file picks with `augmentation = "..."` (its own settings win).
+# "seed": Config's defaults; "crop_flip": the usual CIFAR recipe, +-4 px crop at 32 px and a flip.
+AUGMENTATION_PRESETS: dict[str, dict[str, Any]] = {
+    "seed": {},
+    "crop_flip": dict(translate=4.0, rotate=0.0, shear=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0),
+    "none": dict(aug_strength=0.0),
+}

@@ -18,11 +18,12 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
-from study import runner
+from study import record, storage
 from study.ablation_path import load_source
 from study.config import Config
 from study.errors import UserError
 from study.progress import TABLE_BOX, StudyProgress
+from study.trial import train_told
 
 SUFFIX = "-final"
 
@@ -39,49 +40,48 @@ def candidates(source: optuna.Study, top: int) -> list[Candidate]:
     done = [t for t in source.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
     if not done:
         raise UserError(f"study {source.study_name} has no completed trial; run it first")
-    if source.user_attrs.get("kind", "search") == "search":
+    if record.study_info(source).kind == "search":
         ranked = sorted(done, key=lambda t: -t.value)[:top]
-        return [Candidate(f"trial {t.number}", t.number, Config(**t.user_attrs["config"])) for t in ranked]
+        return [Candidate(f"trial {t.number}", t.number, record.config(t)) for t in ranked]
     first: dict[str, optuna.trial.FrozenTrial] = {}
-    for t in sorted(done, key=lambda t: (t.user_attrs.get("seed", 0), t.number)):
-        first.setdefault(str(t.user_attrs.get("variant", t.params.get("variant"))), t)
-    return [Candidate(name, t.number, Config(**t.user_attrs["config"])) for name, t in first.items()]
+    for t in sorted(done, key=lambda t: (record.trial_info(t).seed or 0, t.number)):
+        first.setdefault(str(record.trial_info(t).variant), t)
+    return [Candidate(name, t.number, record.config(t)) for name, t in first.items()]
 
 
-def open_final(storage: str, source: optuna.Study, seeds: int) -> optuna.Study:
+def open_final(url: str, source: optuna.Study, seeds: int) -> optuna.Study:
     study = optuna.create_study(
-        storage=runner.open_storage(storage, heartbeat=False), study_name=source.study_name + SUFFIX,
+        storage=storage.open_storage(url, heartbeat=False), study_name=source.study_name + SUFFIX,
         direction="maximize", load_if_exists=True, pruner=optuna.pruners.NopPruner(),
     )
-    for key, value in {"kind": "final", "source_study": source.study_name, "source_kind": source.user_attrs.get("kind", "search"),
-                       "seeds": seeds, "dataset": source.user_attrs.get("dataset"), "space": source.user_attrs.get("space"),
-                       "space_path": source.user_attrs.get("space_path")}.items():
-        study.set_user_attr(key, value)
+    info = record.study_info(source)
+    record.write_study(study, kind="final", source_study=source.study_name, source_kind=info.kind, seeds=seeds,
+                       dataset=info.dataset, space=info.space, space_path=info.space_path)
     return study
 
 
-def final(storage: str, study_name: str | None, fixed: dict[str, Any], top: int = 1, seeds: int | None = None,
+def final(url: str, study_name: str | None, fixed: dict[str, Any], top: int = 1, seeds: int | None = None,
           console: Console | None = None) -> optuna.Study:
     """Score every candidate with `seeds` seeds on the test set, once; returns the `-final` study."""
     console = console or Console()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    source = load_source(storage, study_name)
+    source = load_source(url, study_name)
     picks = candidates(source, top)
-    n_seeds = seeds or source.user_attrs.get("seeds") or 3
-    study = open_final(storage, source, n_seeds)
-    scored = {(t.user_attrs.get("candidate"), t.user_attrs.get("seed"))
+    n_seeds = seeds or record.study_info(source).seeds or 3
+    study = open_final(url, source, n_seeds)
+    scored = {(record.trial_info(t).candidate, record.trial_info(t).seed)
               for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE}
     cells = [(c, c.config.seed + i) for c in picks for i in range(n_seeds)]
     todo = [(c, seed) for c, seed in cells if (c.label, seed) not in scored]
     if not todo:
         console.print(f"{study.study_name} already holds a test score for each of the {len(cells)} runs; nothing trained")
     else:
-        store = runner.artifact_store(storage)
+        store = storage.artifact_store(url)
         with StudyProgress(console, len(cells), len(cells) - len(todo), metric="test_acc") as progress:
             for c, seed in todo:
-                attrs = {"candidate": c.label, "variant": c.label, "source_trial": c.source_trial, "seed": seed,
-                         "model": c.config.model, "scored_once": True}
-                runner.train_told(study, attrs, c.config.replace(**fixed, seed=seed), progress, store, test=True)
+                train_told(study, c.config.replace(**fixed, seed=seed), progress, store, test=True, candidate=c.label,
+                           variant=c.label, source_trial=c.source_trial, seed=seed, model=c.config.model,
+                           scored_once=True)
     console.print(final_table(study))
     return study
 
@@ -90,12 +90,16 @@ def final_table(study: optuna.Study) -> Table:
     """Per candidate: seeds, validation and test accuracy (mean over seeds)."""
     rows: dict[str, list[optuna.trial.FrozenTrial]] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        rows.setdefault(t.user_attrs["candidate"], []).append(t)
+        rows.setdefault(str(record.trial_info(t).candidate), []).append(t)
     table = Table(title=f"{study.study_name}: test accuracy, scored once, not used for selection", box=TABLE_BOX)
     for col in ("candidate", "seeds", "val_acc", "test_acc"):
         table.add_column(col, justify="right")
     for label, trials in rows.items():
-        val = sum(t.user_attrs.get("val_accuracy", float("nan")) for t in trials) / len(trials)
+        val = sum(_or_nan(record.trial_info(t).val_accuracy) for t in trials) / len(trials)
         test = sum(t.value for t in trials) / len(trials)
         table.add_row(label, str(len(trials)), f"{val:.4f}", f"{test:.4f}")
     return table
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value

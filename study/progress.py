@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from study import record
+
 
 EPOCH_LINE_SECONDS = 5.0
 PLAIN_WIDTH = 400
@@ -96,7 +98,7 @@ class StudyProgress:
         )
         value = "-" if trial.value is None else f"{trial.value:.4f}"
         params = " ".join(f"{k}={fmt_setting(v)}" for k, v in trial.params.items())
-        reason = trial.user_attrs.get("fail_reason", "")
+        reason = record.trial_info(trial).fail_reason or ""
         self._line(f"trial {trial.number} {trial.state.name.lower():8} {self.metric} {value}  {params}  {reason}".rstrip())
 
 

@@ -193,3 +193,8 @@ def _maybe_artifact(trial: FrozenTrial, name: str, artifacts: Any) -> Any:
             return json.loads(reader.read())
     except Exception:
         return None  # a moved or deleted artifact folder leaves the diagnostic out, not the report
+
+
+def clear_failure(trial: FrozenTrial) -> None:
+    """Drop the failure's reason from a copy of a failed trial: its retry starts without it."""
+    trial.user_attrs.pop("fail_reason", None)

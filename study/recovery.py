@@ -20,12 +20,13 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from study import record
 from study.errors import Terminated
+from study.record import OWNER
 
 INTERRUPTED = "interrupted"
 # fail_reason prefix of trials that failed through no fault of their configuration: re-queued by the next run
 ENVIRONMENT = "environment: "
-OWNER = "owner"  # trial system attribute: who runs it
 
 
 def _stop(signum: int, _frame: Any) -> None:
@@ -94,13 +95,13 @@ def _fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason
     """FAIL a running trial and re-queue it the way Optuna's heartbeat does (the retry resumes its checkpoint)."""
     storage = study._storage
     try:
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        record.write_stored_trial(study, trial, fail_reason=reason)
         if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
             return
     except optuna.exceptions.UpdateFinishedTrialError:
         return  # another process finished or failed it first
     failed = copy.deepcopy(storage.get_trial(trial._trial_id))
-    failed.user_attrs.pop("fail_reason")  # the retry starts without the failure's reason
+    record.clear_failure(failed)
     storage.get_heartbeat_stale_trial_callback()(study, failed)
 
 
@@ -109,11 +110,12 @@ def recover(study: optuna.Study) -> None:
     failed by their environment (interrupted, device, disk) rather than their configuration."""
     retry_dead(study)
     trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
+    retried = {record.trial_info(t).retry_of for t in trials}
     for t in trials:
-        reason = t.user_attrs.get("fail_reason", "")
+        info = record.trial_info(t)
+        reason = info.fail_reason or ""
         if t.state == TrialState.FAIL and (reason == INTERRUPTED or reason.startswith(ENVIRONMENT)) and t.number not in retried:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "reference": t.user_attrs.get("reference", False)})
+            study.enqueue_trial(t.params, user_attrs=record.trial_attrs(retry_of=t.number, reference=info.reference))
 
 
 def retry_dead(study: optuna.Study) -> None:

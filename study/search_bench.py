@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
-from study import runner
+from study import record, runner
 from study import space as spaces
 from study.errors import UserError
 
@@ -81,7 +81,7 @@ def best(trials: list[optuna.trial.FrozenTrial]) -> float:
 
 
 def _reference(trials: list[optuna.trial.FrozenTrial]) -> float:
-    return next(t.value for t in trials if t.user_attrs.get("reference") and t.state == TrialState.COMPLETE)
+    return next(t.value for t in trials if record.trial_info(t).reference and t.state == TrialState.COMPLETE)
 
 
 def summarize(studies: dict[str, list[list[optuna.trial.FrozenTrial]]]) -> dict[str, Any]:
@@ -116,8 +116,8 @@ def summarize(studies: dict[str, list[list[optuna.trial.FrozenTrial]]]) -> dict[
 def run(plan: Plan, space_path: str | Path, data_dir: str | None, device: str, console: Console) -> dict[str, Any]:
     """Every arm of `plan` on every seed, in a temporary storage; returns `summarize`'s figures."""
     space = spaces.load(space_path)
-    if space.kind != "search":
-        raise UserError(f"{space_path} is a {space.kind} space; the search bench needs a space with suggest()")
+    if space.kind.name != "search":
+        raise UserError(f"{space_path} is a {space.kind.name} space; the search bench needs a space with suggest()")
     epochs = plan.epochs or space.defaults.epochs
     budget = plan.budget_epochs or space.budget_epochs or epochs * space.trials
     studies: dict[str, list[list[optuna.trial.FrozenTrial]]] = {arm: [] for arm in ("random", *plan.arms)}

@@ -17,9 +17,11 @@ in docs/search.md (`python docs/probes/first_rung.py`, `python -m study bench --
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import optuna
+
+from study.errors import UserError
 
 MIN_STARTUP = 3  # fewer and TPE's "good" group is one trial: it only copies the best so far
 MAX_STARTUP = 10  # Optuna's default
@@ -41,17 +43,26 @@ def startup_trials(full: int) -> int:
     return max(MIN_STARTUP, min(MAX_STARTUP, full // 3))
 
 
+# name -> sampler(seed, full-length trials the budget buys); the torchvision-style registry
+SAMPLERS: dict[str, Callable[[int, int], optuna.samplers.BaseSampler]] = {
+    "tpe": lambda seed, full: optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(full),
+                                                         multivariate=True),
+    "gp": lambda seed, full: optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(full)),
+    "random": lambda seed, full: optuna.samplers.RandomSampler(seed=seed),
+    "grid": lambda seed, full: optuna.samplers.BruteForceSampler(seed=seed),
+    "tpe_optuna": lambda seed, full: optuna.samplers.TPESampler(seed=seed),  # Optuna's own defaults: a bench arm
+}
+
+
+def _known(registry: dict[str, Any], what: str, name: str) -> Any:
+    if name not in registry:
+        raise UserError(f"unknown {what} {name!r}; choose one of: {', '.join(registry)}")
+    return registry[name]
+
+
 def sampler(name: str, seed: int, full: int = DEFAULT_FULL_TRIALS) -> optuna.samplers.BaseSampler:
-    """The space's sampler (tpe, gp, random, grid), its start-up sized to `full` trials."""
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        return optuna.samplers.BruteForceSampler(seed=seed)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(full))
-    if name == "tpe_optuna":  # Optuna's own defaults, kept as an arm of the search bench
-        return optuna.samplers.TPESampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(full), multivariate=True)
+    """The sampler called `name`, its start-up sized to `full` trials."""
+    return _known(SAMPLERS, "sampler", name)(seed, full)
 
 
 def first_rung(epochs: int) -> int:
@@ -62,18 +73,24 @@ def reduction_factor(full: int) -> int:
     return 2 if full < SMALL_BUDGET_TRIALS else 3
 
 
+# name -> pruner(epochs, full-length trials); each built from the measured first rung and factor
+PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner]] = {
+    "hyperband": lambda epochs, full: optuna.pruners.HyperbandPruner(
+        min_resource=first_rung(epochs), max_resource=epochs, reduction_factor=reduction_factor(full)),
+    "successive_halving": lambda epochs, full: optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=first_rung(epochs), reduction_factor=reduction_factor(full)),
+    "median": lambda epochs, full: optuna.pruners.MedianPruner(
+        n_startup_trials=startup_trials(full), n_warmup_steps=first_rung(epochs) - 1),
+    # keeps the top third at every epoch from the first rung: a stricter median
+    "percentile": lambda epochs, full: optuna.pruners.PercentilePruner(
+        100 * 2 / 3, n_startup_trials=startup_trials(full), n_warmup_steps=first_rung(epochs) - 1),
+    "none": lambda epochs, full: optuna.pruners.NopPruner(),
+    # the former default (rung 1, factor 3), kept as a bench arm
+    "hyperband_optuna": lambda epochs, full: optuna.pruners.HyperbandPruner(
+        min_resource=1, max_resource=epochs, reduction_factor=3),
+}
+
+
 def pruner(name: str, epochs: int, full: int = DEFAULT_FULL_TRIALS) -> optuna.pruners.BasePruner:
-    """The space's pruner, its first rung at the measured epoch and its reduction factor from the budget."""
-    rung, eta = first_rung(epochs), reduction_factor(full)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=rung, max_resource=epochs, reduction_factor=eta)
-    if name == "hyperband_optuna":  # the former default (rung 1, factor 3), kept as a bench arm
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=rung, reduction_factor=eta)
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=startup_trials(full), n_warmup_steps=rung - 1)
-    if name == "percentile":  # keeps the top third at every epoch from the first rung: a stricter median
-        return optuna.pruners.PercentilePruner(100 * 2 / 3, n_startup_trials=startup_trials(full),
-                                               n_warmup_steps=rung - 1)
-    return optuna.pruners.NopPruner()
+    """The pruner called `name`, its first rung at the measured epoch and its reduction factor from the budget."""
+    return _known(PRUNERS, "pruner", name)(epochs, full)

@@ -1,7 +1,9 @@
 """Space files: plain Python modules that say what to search.
 
 A space file holds module-level settings (any Config field, e.g. `model = "naivenet"`), a few
-study settings (`budget_epochs`, `trials`, `sampler`, `pruner`, `seeds`), a docstring whose first line describes it,
+study settings (`budget_epochs`, `trials`, `sampler`, `pruner`, `seeds`, and `augmentation`, a named
+preset of augmentation settings from study/config.py that the file's own settings override), a
+docstring whose first line describes it,
 and either `suggest(trial) -> dict`, which samples settings (each Optuna parameter named after the
 setting it sets), or `components`, which makes it an ablation space:
 
@@ -15,6 +17,7 @@ typo fails before any training.
 
 from __future__ import annotations
 
+import dataclasses
 import runpy
 import types
 import warnings
@@ -24,15 +27,15 @@ from typing import Any, Callable
 
 import optuna
 
+from study import kinds, search_defaults
+from study.config import AUGMENTATION_PRESETS as PRESETS
 from study.config import NAMES, Config, coerce
 from study.errors import UserError
 
-SAMPLERS = ("tpe", "gp", "random", "grid")
-PRUNERS = ("hyperband", "successive_halving", "median", "percentile", "none")
 DESIGNS = ("one_out", "add_one", "factorial")
 REQUIRED = ("model", "dataset")  # what every space must say explicitly
 STUDY_SETTINGS = {"trials": int, "sampler": str, "pruner": str, "seeds": int, "design": str, "components": dict,
-                  "compare": dict, "needs": tuple, "budget_epochs": int}
+                  "compare": dict, "needs": tuple, "budget_epochs": int, "augmentation": str}
 NEEDS = ("cuda", "full_data")
 
 
@@ -57,7 +60,6 @@ class Space:
     sampler: str = "tpe"
     pruner: str = "hyperband"
     suggest: Callable[[Any], dict[str, Any]] | None = None
-    settings: dict[str, Any] = field(default_factory=dict)  # what the file itself set
     components: tuple[Component, ...] = ()
     design: str = "one_out"
     seeds: int = 3  # repeats of every ablation variant, and of every ablation-path step
@@ -65,50 +67,25 @@ class Space:
     needs: tuple[str, ...] = ()  # "cuda", "full_data": what a faithful run requires
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> kinds.Kind:
+        """What the space's study trains: kinds.Search, kinds.Ablation or kinds.Comparison."""
         if self.components:
-            return "ablation"
-        return "comparison" if self.compare else "search"
+            return kinds.Ablation(self)
+        return kinds.Comparison(self) if self.compare else kinds.Search(self)
 
     @property
     def summary(self) -> str:
         return self.description.strip().splitlines()[0] if self.description.strip() else self.name
 
-    def reference_params(self, fixed: dict[str, Any]) -> dict[str, Any]:
-        """The default value of every parameter `suggest` samples: the study's reference trial."""
-        if self.suggest is None:
-            return {}
-        probe = optuna.trial.FixedTrial(self.defaults.to_dict())
-        self.suggest(FixingTrial(probe, fixed))
-        return probe.params
-
-    def config(self, trial: Any, fixed: dict[str, Any]) -> Config:
-        """The configuration for one trial: defaults, then --set values, then what suggest samples."""
-        sampled = self.suggest(FixingTrial(trial, fixed)) if self.suggest else {}
-        if not isinstance(sampled, dict):
-            raise UserError(f"must return a dict of settings, not {type(sampled).__name__}")
-        return self.defaults.replace(**{**fixed, **sampled})
+    def __reduce__(self) -> tuple[Any, ...]:
+        # suggest() lives in the space file's namespace, which a spawned worker cannot import: the
+        # space travels as its path, is loaded there once, and keeps in-memory changes (a bench's pruner)
+        changes = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "suggest"}
+        return (_reloaded, (self.path, changes))
 
 
-class FixingTrial:
-    """Wraps a trial so that suggest_* returns the --set value for fixed names instead of sampling.
-
-    A fixed setting then never appears among the trial's parameters, so the sampler and the
-    importance analyses only see what really varied.
-    """
-
-    def __init__(self, trial: Any, fixed: dict[str, Any]) -> None:
-        self._trial, self._fixed = trial, fixed
-
-    def __getattr__(self, attr: str) -> Any:
-        value = getattr(self._trial, attr)
-        if not attr.startswith("suggest_"):
-            return value
-
-        def suggest(name: str, *args: Any, **kwargs: Any) -> Any:
-            return self._fixed[name] if name in self._fixed else value(name, *args, **kwargs)
-
-        return suggest
+def _reloaded(path: Path, changes: dict[str, Any]) -> Space:
+    return dataclasses.replace(load(path), **changes)
 
 
 def _choice(path: Path, name: str, value: str, options: tuple[str, ...]) -> str:
@@ -130,6 +107,10 @@ def load(path: str | Path) -> Space:
 
     settings: dict[str, Any] = {}
     study: dict[str, Any] = {}
+    preset = namespace.get("augmentation", "seed")
+    if preset not in PRESETS:
+        raise UserError(f"{path}: augmentation={preset!r} is not a preset; choose one of: {', '.join(PRESETS)}")
+    settings.update(PRESETS[preset])
     for key, value in namespace.items():
         if key.startswith("_") or key == "suggest" or isinstance(value, (types.ModuleType, type)):
             continue
@@ -158,8 +139,9 @@ def load(path: str | Path) -> Space:
         raise UserError(f"{path}: budget_epochs={study['budget_epochs']} is invalid: it must be >= 1")
     if study.get("seeds", 1) < 1:
         raise UserError(f"{path}: seeds={study['seeds']} is invalid: it must be >= 1")
-    _choice(path, "sampler", study.get("sampler", "tpe"), SAMPLERS)
-    _choice(path, "pruner", study.get("pruner", "hyperband"), PRUNERS)
+    study.pop("augmentation", None)
+    _choice(path, "sampler", study.get("sampler", "tpe"), tuple(search_defaults.SAMPLERS))
+    _choice(path, "pruner", study.get("pruner", "hyperband"), tuple(search_defaults.PRUNERS))
     _choice(path, "design", study.get("design", "one_out"), DESIGNS)
     components = _components(path, study.pop("components", {}), defaults)
     compare = _compare(path, study.pop("compare", {}), defaults)
@@ -173,7 +155,7 @@ def load(path: str | Path) -> Space:
 
     space = Space(
         name=path.stem, path=path, description=namespace.get("__doc__") or "", defaults=defaults,
-        suggest=namespace.get("suggest"), settings=settings, components=components, compare=compare, **study,
+        suggest=namespace.get("suggest"), components=components, compare=compare, **study,
     )
     _check_suggest(space)
     return space
@@ -228,8 +210,9 @@ def _check_suggest(space: Space) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # Optuna warns when a fixed value is outside its range
-            space.reference_params({})
-            space.config(optuna.trial.FixedTrial(space.defaults.to_dict()), {})
+            search = kinds.Search(space)
+            search.reference_params({})
+            search.config(optuna.trial.FixedTrial(space.defaults.to_dict()), {})
     except UserError as exc:
         raise UserError(f"{space.path}: suggest() {exc}") from None
     except (ValueError, UserWarning) as exc:

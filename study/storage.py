@@ -1,5 +1,6 @@
-"""Opening a study's storage: SQLite files made safe for several processes, server databases
-whose schema several machines may create at once, and every bad storage said in one line.
+"""Where a study is stored and how it is opened: URLs, SQLite files made safe for several processes,
+server databases whose schema several machines may create at once, the artifact and checkpoint
+folders beside them, and every bad storage said in one line. `reports/` opens storages through here too.
 
 - SQLite is opened in WAL mode with a 60 s busy timeout and immediate transactions, so several
   workers and optuna-dashboard read and write one file without "database is locked" errors or two
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -97,6 +99,62 @@ def sqlite_path(url: str) -> Path | None:
     if not url.startswith("sqlite:"):
         return None
     return Path(url.removeprefix("sqlite:").removeprefix("///").partition("?")[0] or ":memory:")
+
+
+def default_url(space_name: str) -> str:
+    return f"sqlite:///runs/{space_name}.db"
+
+
+def url(text: str) -> str:
+    """A bare path to a .db file means SQLite; anything with :// is an SQLAlchemy URL."""
+    return text if "://" in text else f"sqlite:///{text}"
+
+
+def existing_url(text: str) -> str:
+    """The URL of a study storage that must already exist (commands that read a finished study)."""
+    found = url(text)
+    path = sqlite_path(found)
+    if path is not None and not path.is_file():
+        raise UserError(f"{text} does not exist; pass the .db file that `python -m study run` wrote")
+    return found
+
+
+def run_dir(url: str) -> Path:
+    """Where artifacts and checkpoints go: beside an SQLite file, else ./runs."""
+    path = sqlite_path(url)
+    return path.parent if path is not None else Path("runs")
+
+
+def checkpoint_dir(url: str, uid: str) -> Path:
+    """A study's own checkpoint folder, named by its uid: another study (a new database in the same
+    folder, or this one deleted and recreated) never picks up its checkpoints."""
+    return run_dir(url) / "checkpoints" / uid
+
+
+def artifact_store(url: str, create: bool = True) -> optuna.artifacts.FileSystemArtifactStore | None:
+    """The artifact store beside the storage (None when it is missing and not to be created)."""
+    folder = run_dir(url) / "artifacts"
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
+    return optuna.artifacts.FileSystemArtifactStore(str(folder)) if folder.is_dir() else None
+
+
+@contextlib.contextmanager
+def removed_unless_used(url: str, default: bool) -> Iterator[None]:
+    """An SQLite file this run creates is deleted again when the run fails before it stored anything
+    (with the default runs/ folder, when that was new too)."""
+    path = sqlite_path(url)
+    new = path is not None and not path.exists()
+    folder_new = default and path is not None and not path.parent.exists()
+    try:
+        yield
+    except BaseException:
+        if new:
+            for leftover in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+                leftover.unlink(missing_ok=True)
+            if folder_new:
+                shutil.rmtree(path.parent, ignore_errors=True)
+        raise
 
 
 def _check_sqlite(url: str, path: Path, create_folder: bool) -> None:

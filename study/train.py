@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import resource
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from study import augment, data, models
+from study import augment, data, models, record
 from study.config import Config
 from study.errors import UserError
 from study.optim import Schedule, ScheduledSGD
@@ -31,7 +30,6 @@ ONECYCLE_PCT_START = 0.3
 ONECYCLE_DIV = 25.0
 ONECYCLE_FINAL_DIV = 1e4
 EVAL_BATCH = 500
-ARTIFACT_NUMBERS = 400  # values with more numbers than this go to the artifact store
 
 StepCallback = Callable[[int, int, int], None]  # (epoch, step, steps per epoch) after each step
 EpochCallback = Callable[[dict[str, Any]], None]  # one epoch's metrics
@@ -167,26 +165,6 @@ def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process's peak RSS
-
-
-def record(trial: Any, metrics: dict[str, Any], artifact_store: Any = None) -> None:
-    """Store metrics as the trial's user attributes; big values go to the artifact store as JSON.
-
-    A user attribute above a few hundred numbers slows every storage read (the dashboard reads them
-    all), so those are uploaded as `<key>.json` and the attribute `<key>_artifact` holds its id.
-    """
-    for key, value in metrics.items():
-        text = json.dumps(value)
-        if artifact_store is not None and text.count(",") >= ARTIFACT_NUMBERS:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / f"{key}.json"
-                path.write_text(text)
-                artifact_id = optuna.artifacts.upload_artifact(
-                    artifact_store=artifact_store, file_path=str(path), study_or_trial=trial
-                )
-            trial.set_user_attr(f"{key}_artifact", artifact_id)
-        else:
-            trial.set_user_attr(key, value)
 
 
 def _weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -330,7 +308,7 @@ def train(
         return metrics
     finally:
         if trial is not None:
-            record(trial, metrics, artifact_store)
+            record.store_metrics(trial, metrics, artifact_store)
 
 
 def run_epoch(replay: Replay, step: TrainStep, epoch: int, on_step: StepCallback | None = None) -> tuple[float, float]:

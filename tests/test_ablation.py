@@ -6,7 +6,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from study import ablation, runner
+from study import runner
+from study.storage import artifact_store
 from study import space as spaces
 from study.ablation_path import ablation_path
 from study.config import Config
@@ -32,12 +33,12 @@ components = {"se": ("both", "none"), "augmentation": {"aug_strength": (1.0, 0.0
 def test_designs_enumerate_their_variants(tmp_path):
     body = TINY.replace("}\n", ', "mixup": {"mixup_alpha": (0.2, 0.0)}}\n')
     one_out = spaces.load(write_space(tmp_path, body))
-    assert [v.name for v in ablation.variants(one_out)] == ["full", "no se", "no augmentation", "no mixup"]
+    assert [v.name for v in one_out.kind.variants()] == ["full", "no se", "no augmentation", "no mixup"]
     add_one = spaces.load(write_space(tmp_path, body + 'design = "add_one"\n'))
-    variants = ablation.variants(add_one)
+    variants = add_one.kind.variants()
     assert [v.name for v in variants] == ["bare", "only se", "only augmentation", "only mixup"]
     assert variants[1].settings == {"se": "both", "aug_strength": 0.0, "mixup_alpha": 0.0}
-    factorial = ablation.variants(spaces.load(write_space(tmp_path, body + 'design = "factorial"\n')))
+    factorial = spaces.load(write_space(tmp_path, body + 'design = "factorial"\n')).kind.variants()
     assert len(factorial) == 8 == len({v.name for v in factorial}) == len({tuple(v.settings.items()) for v in factorial})
     assert {"full", "bare", "se+mixup"} <= {v.name for v in factorial}
 
@@ -70,7 +71,7 @@ def test_one_out_grid_runs_each_cell_once_and_stores_diagnostics(data_dir, tmp_p
 
     confusion = trials[0].user_attrs["confusion_matrix"]
     assert len(confusion) == 10 and sum(map(sum, confusion)) == trials[0].user_attrs["val_images"]
-    store = runner.artifact_store(storage)
+    store = artifact_store(storage)
     with store.open_reader(trials[0].user_attrs["grad_norms_artifact"]) as f:
         norms = json.load(f)
     assert "backend.6" in norms and all(len(v) == len(norms["backend.6"]) > 1 for v in norms.values())

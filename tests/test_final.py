@@ -2,7 +2,8 @@
 
 import optuna
 
-from study import cli, data, final, runner
+from study import cli, data, final
+from study import trial as trial_module
 from study import train as training
 from study.config import Config
 
@@ -46,7 +47,7 @@ def test_final_scores_the_test_set_once_and_a_rerun_trains_nothing(data_dir, tmp
     def no_training(*args, **kwargs):
         raise AssertionError("a rerun must not train")
 
-    monkeypatch.setattr(runner, "train", no_training)
+    monkeypatch.setattr(trial_module, "train", no_training)
     assert cli.main(["final", f"{tmp_path}/search.db", "--top", "2", "--seeds", "2"]) == 0
     assert len(optuna.load_study(study_name="search-final", storage=storage).trials) == 4
     assert sum(scored) == 4

@@ -17,7 +17,8 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from study import models, recovery, runner
+from study import models, recovery, runner, studies
+from study import trial as trial_module
 from study import storage as study_storage
 from study.errors import UserError
 from study import space as spaces
@@ -143,7 +144,7 @@ def test_sigterm_to_the_parent_reaches_every_worker(data_dir, tmp_path):
 def _open_new_storage(url: str, barrier, results) -> None:
     barrier.wait()  # every process opens the missing file at the same moment
     try:
-        runner.open_storage(url, heartbeat=False)
+        study_storage.open_storage(url, heartbeat=False)
         results.put("ok")
     except Exception as exc:
         results.put(repr(exc))
@@ -413,7 +414,7 @@ def test_an_environment_failure_of_the_reference_trial_is_retried_by_the_next_ru
         raise OSError(28, "No space left on device", "checkpoints/trial-0.pt")
 
     with monkeypatch.context() as m:
-        m.setattr(runner, "train", no_space)
+        m.setattr(trial_module, "train", no_space)
         with pytest.raises(UserError, match="No space left on device"):
             runner.run(space, fixed, storage=url, trials=2)
     (failed,) = load(url, "robust")
@@ -422,7 +423,7 @@ def test_an_environment_failure_of_the_reference_trial_is_retried_by_the_next_ru
     trials = runner.run(space, fixed, storage=url, trials=2).get_trials()
     retry = trials[1]
     assert retry.user_attrs["retry_of"] == 0 and retry.user_attrs["reference"] and retry.state == TrialState.COMPLETE
-    assert retry.params == space.reference_params(fixed) and len(trials) == 3
+    assert retry.params == space.kind.reference_params(fixed) and len(trials) == 3
 
 
 @pytest.fixture
@@ -470,7 +471,7 @@ def test_processes_opening_a_fresh_postgresql_database_at_once_all_succeed(fresh
 @pytest.mark.parametrize("driver", ["postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://"])
 def test_postgresql_urls_work_as_typed(driver, fresh_postgres):
     url = driver + fresh_postgres.split("://", 1)[1]
-    storage = runner.open_storage(url, heartbeat=False)
+    storage = study_storage.open_storage(url, heartbeat=False)
     assert optuna.get_all_study_names(storage) == []
     storage.engine.dispose()
 
@@ -479,7 +480,7 @@ def test_a_run_that_fails_before_its_first_trial_leaves_no_database(data_dir, tm
     def refuse(*args, **kwargs):
         raise UserError("refused while setting the study up")
 
-    monkeypatch.setattr(runner, "open_study", refuse)
+    monkeypatch.setattr(studies, "open_study", refuse)
     monkeypatch.chdir(tmp_path)
     space = spaces.load(write_space(tmp_path, SMALL))
     for storage in (f"sqlite:///{tmp_path}/new.db", None):  # an explicit file, and the default runs/ folder

@@ -13,7 +13,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from study import budget as budgets
-from study import runner, search_bench, search_defaults
+from study import runner, search_bench, search_defaults, studies
 from study import space as spaces
 from study.errors import UserError
 
@@ -54,7 +54,7 @@ def test_epoch_budget_ends_at_exactly_its_epochs_cutting_the_last_trial(tiny, da
 
 def test_pruned_trials_epochs_buy_more_trials(tiny, data_dir, tmp_path, monkeypatch):
     # a pruner that stops every trial after its second epoch: each trial then costs 2 of the 10 epochs
-    monkeypatch.setattr(runner, "make_pruner", lambda *a, **k: optuna.pruners.ThresholdPruner(lower=1.0, n_warmup_steps=2))
+    monkeypatch.setattr(studies, "pruner", lambda *a, **k: optuna.pruners.ThresholdPruner(lower=1.0, n_warmup_steps=2))
     study = runner.run(tiny, _fixed(data_dir), storage=f"sqlite:///{tmp_path}/a.db", compute={"epochs": 10})
     trials = study.get_trials()
     assert _epochs(study) == 10

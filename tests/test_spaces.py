@@ -4,26 +4,27 @@ from pathlib import Path
 
 import pytest
 
-from study import ablation, models
+from study import kinds, models
 from study import space as spaces
 from study.errors import UserError
-from study.runner import _check_needs
+from study.preflight import _check_needs
 from study.train import train
 
 SPACES = sorted((Path(__file__).resolve().parents[1] / "spaces").glob("*.py"))
 
 
 def first_config(space):
-    if space.kind == "search":
+    if space.kind.name == "search":
         return space.defaults
-    return space.defaults.replace(**ablation.variants(space)[0].settings)
+    return space.defaults.replace(**space.kind.variants()[0].settings)
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
 def test_space_loads_builds_and_trains_an_epoch(path, data_dir):
     space = spaces.load(path)
-    assert space.summary and space.kind in ("search", "ablation", "comparison")
-    configs = [space.defaults] + [space.defaults.replace(**v.settings) for v in ablation.variants(space)] * (space.kind != "search")
+    assert space.summary and space.kind.name in ("search", "ablation", "comparison")
+    variants = space.kind.variants() if isinstance(space.kind, kinds.Grid) else []
+    configs = [space.defaults] + [space.defaults.replace(**v.settings) for v in variants]
     for config in {c.model for c in configs}:
         for resolution in (32, 128):
             models.build(space.defaults.replace(model=config, resolution=resolution), 10)
@@ -33,8 +34,8 @@ def test_space_loads_builds_and_trains_an_epoch(path, data_dir):
 
 def test_comparison_grid_and_set_narrowing():
     space = spaces.load(Path(spaces.__file__).parents[1] / "spaces" / "baselines.py")
-    assert len(ablation.variants(space)) == 5 * 4 * 2
-    narrowed = ablation.variants(space, {"data_fraction": 0.1, "epochs": 1})
+    assert len(space.kind.variants()) == 5 * 4 * 2
+    narrowed = space.kind.variants({"data_fraction": 0.1, "epochs": 1})
     assert [v.settings["model"] for v in narrowed] == ["naivenet", "resnet18", "se_resnet18", "mobilenet_v2", "efficientnet_b0"]
 
 

@@ -1,0 +1,38 @@
+"""What `run` checks before it opens the storage, so that a missing GPU, bad data or a space run
+where it cannot mean what it says fails as the command's error, never as trial 0's."""
+
+from __future__ import annotations
+
+import torch
+
+from study import data
+from study.config import Config
+from study.errors import UserError
+from study.space import Space
+from study.train import resolve_device
+
+
+def check(space: Space, config: Config, devices: list[str] | None, force: bool) -> None:
+    """The devices, the data and its split, and the space's needs."""
+    for device in {config.device, *(devices or [])}:
+        _check_device(device)
+    cifar = data.load(config.dataset, config.data_dir)
+    data.split(cifar.train_labels, config.val_fraction, config.data_fraction, config.split_seed)
+    _check_needs(space, config, len(cifar.train_labels), force)
+
+
+def _check_device(name: str) -> None:
+    device = resolve_device(name)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"device={name}: only {torch.cuda.device_count()} CUDA device(s) visible; pick one of them")
+
+
+def _check_needs(space: Space, config: Config, train_images: int, force: bool) -> None:
+    """A space written for a GPU and the full data set says so before it starts, unless forced."""
+    missing = []
+    if "cuda" in space.needs and resolve_device(config.device).type != "cuda":
+        missing.append("a CUDA device")
+    if "full_data" in space.needs and train_images < data.FULL_TRAIN_IMAGES:
+        missing.append(f"the full data set (this one has {train_images:,} of {data.FULL_TRAIN_IMAGES:,} training images)")
+    if missing and not force:
+        raise UserError(f"{space.path} needs {' and '.join(missing)} to mean what it says; pass --force to run it anyway")

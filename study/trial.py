@@ -1,0 +1,88 @@
+"""One trial trained and its outcome stored: a diverged or out-of-memory run fails alone with its reason,
+a failure of the environment is stored as such so that the next run re-queues it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from study import record
+from study.config import Config
+from study.errors import UserError, one_line
+from study.progress import StudyProgress
+from study.recovery import ENVIRONMENT, INTERRUPTED
+from study.train import Diverged, train
+
+CPU_OUT_OF_MEMORY = "can't allocate memory"  # in the message of torch's CPU allocator when it runs out
+
+
+def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, store: Any,
+                checkpoint: Path | None = None, test: bool = False) -> float:
+    """Train one trial; a diverged or out-of-memory run fails alone with its reason stored.
+
+    A failure of the environment (interrupt, device, disk) is stored as such, so that the next run
+    re-queues the trial, and its checkpoint is kept for that retry; the checkpoint outlives the
+    trial only then.
+    Returns the validation accuracy, or with `test` (the final scoring only) the test accuracy.
+    """
+    progress.start_trial(trial.number, config.epochs)
+    try:
+        metrics = train(config, trial, test=test, on_step=progress.on_step, on_epoch=progress.on_epoch,
+                        artifact_store=store, checkpoint=checkpoint)
+    except KeyboardInterrupt:
+        record.write_trial(trial, fail_reason=INTERRUPTED)
+        raise
+    except (Diverged, RuntimeError) as exc:
+        # torch raises OutOfMemoryError on GPUs only; its CPU allocator raises a plain RuntimeError
+        oom = isinstance(exc, torch.OutOfMemoryError) or CPU_OUT_OF_MEMORY in str(exc)
+        if not (oom or isinstance(exc, Diverged)):
+            raise
+        reason = one_line(exc) if not oom else "OutOfMemoryError: " + str(exc)[str(exc).find("Default"):].splitlines()[0]
+        record.write_trial(trial, fail_reason=reason)
+        _remove(checkpoint)
+        if oom and not isinstance(exc, torch.OutOfMemoryError):
+            raise torch.OutOfMemoryError(reason) from None  # among the failures optimize catches
+        raise
+    except optuna.TrialPruned:
+        _remove(checkpoint)
+        raise
+    except (UserError, OSError) as exc:
+        message = str(exc) if isinstance(exc, UserError) else f"{exc.strerror}: {exc.filename}"
+        record.write_trial(trial, fail_reason=ENVIRONMENT + message)
+        raise UserError(f"trial {trial.number} stopped: {message}; fix it and run the same command to resume") from None
+    _remove(checkpoint)
+    return metrics["test_accuracy" if test else "val_accuracy"]
+
+
+def train_told(study: optuna.Study, config: Config, progress: StudyProgress, store: Any, test: bool = False,
+               **attrs: Any) -> float:
+    """Ask `study` for a trial outside `optimize`, label it with `attrs` (record.TrialInfo fields),
+    train `config` in it and tell the result.
+
+    For studies that walk their own list of runs (ablation path, final scoring): a diverged or
+    out-of-memory run is told FAILED and returns NaN; an interrupt is told FAILED and re-raised,
+    so that the storage holds no trial left RUNNING.
+    """
+    trial = study.ask()
+    record.write_trial(trial, **attrs)
+    try:
+        value = train_trial(config, trial, progress, store, test=test)
+    except (Diverged, torch.OutOfMemoryError):
+        study.tell(trial, state=TrialState.FAIL)
+        value = float("nan")
+    except BaseException:
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    else:
+        study.tell(trial, value)
+    progress(study, study.get_trials(deepcopy=False)[trial.number])
+    return value
+
+
+def _remove(checkpoint: Path | None) -> None:
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
