@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from reports import ablation, baselines, final, search, stats
-from test_reports_studies import (ABLATION, FACTORIAL, FINAL, PATH, ablation_study, comparison_study, factorial_study,
-                                  final_study, path_study)
+from reports import ablation, baselines, final, literature, search, stats
+from stored_studies import (ABLATION, FACTORIAL, FINAL, PATH, ablation_study, comparison_study, factorial_study,
+                            final_study, path_study)
+from study import record
 
 
 def welch_by_hand(a: list[float], b: list[float]) -> tuple[float, float, float, float]:
@@ -150,7 +151,7 @@ def test_ablation_rows_against_the_full_model():
 
 def test_reference_variant_missing_is_said():
     study = ablation_study()
-    study.set_user_attr("reference_variant", "bare")
+    record.write_study(study, reference_variant="bare")
     assert "'bare' has no completed trial" in ablation.variants(study)
 
 
@@ -173,7 +174,7 @@ def test_ablation_path_table_holds_the_stored_path():
 
 def test_baselines_one_row_per_model_at_full_budget(monkeypatch):
     published = {("resnet18", "cifar10"): 0.95}
-    monkeypatch.setattr(baselines, "published_lookup", lambda: lambda model, dataset: published.get((model, dataset)))
+    monkeypatch.setattr(literature, "published", lambda model, dataset: published.get((model, dataset)))
     table = baselines.models(comparison_study())
     rows = table.data.set_index("model")
     assert rows.loc["naivenet", "n"] == 2  # the quarter-data runs stay on the data axis
@@ -191,7 +192,7 @@ def test_baselines_one_row_per_model_at_full_budget(monkeypatch):
 
 def test_final_scores_fill_the_test_column_and_the_literature_gap(monkeypatch):
     published = {("resnet18", "cifar10"): 0.95}
-    monkeypatch.setattr(baselines, "published_lookup", lambda: lambda model, dataset: published.get((model, dataset)))
+    monkeypatch.setattr(literature, "published", lambda model, dataset: published.get((model, dataset)))
     scored = final_study()
     table = baselines.models(comparison_study(), final.of([scored], "baselines"))
     rows = table.data.set_index("model")
