@@ -6,13 +6,16 @@ import itertools
 import math
 
 import numpy as np
+import optuna
 import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
 from scipy import stats as sp
 
 from reports import ablation, baselines, final, literature, search, stats
 from stored_studies import (ABLATION, FACTORIAL, FINAL, PATH, ablation_study, comparison_study, factorial_study,
-                            final_study, path_study)
-from study import record
+                            final_study, new_study, path_study)
+from study import progress, record
 
 
 def welch_by_hand(a: list[float], b: list[float]) -> tuple[float, float, float, float]:
@@ -208,3 +211,23 @@ def test_overview_counts_states_and_names_a_subset():
     column = search.overview_column(ablation_study())
     assert (column["trials complete"], column["trials failed"]) == (8, 1)
     assert column["data set"] == "cifar10 (subset: 5,438 train / 1,017 test images of 50,000 / 10,000)"
+
+
+def test_the_run_table_and_the_report_show_the_same_top_trials():
+    study = new_study("top")
+    lr = FloatDistribution(1e-3, 1.0, log=True)
+    for value, state, attrs in [(0.5, TrialState.COMPLETE, {"params": 1000}), (0.9, TrialState.PRUNED, {}),
+                                (0.7, TrialState.COMPLETE, {"params": 2000, "epochs_trained": 3})]:
+        study.add_trial(optuna.trial.create_trial(state=state, value=value, params={"lr": value / 10},
+                                                  distributions={"lr": lr}, user_attrs=record.trial_attrs(**attrs)))
+    report = search.top_trials(study).data
+    assert report["trial"].tolist() == [2, 0]  # completed only, best first; the pruned 0.9 is no result
+    assert report["model_params"].tolist() == [2000, 1000] and report["lr"].tolist() == pytest.approx([0.07, 0.05])
+    console = progress.make_console(plain=True)
+    with console.capture() as captured:
+        console.print(progress.top_trials_table(study))
+    lines = [line.split() for line in captured.get().splitlines() if line.split()[:1] in (["0"], ["1"], ["2"])]
+    # after `run`, pruned trials follow the completed ones; a trial that stored no epochs shows none
+    assert lines == [["2", "complete", "0.7000", "3", "2,000", "0", "0.07"],
+                     ["0", "complete", "0.5000", "1,000", "0", "0.05"],
+                     ["1", "pruned", "0.9000", "0", "0", "0.09"]]
