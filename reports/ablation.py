@@ -26,8 +26,7 @@ def _variants(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:
 
 
 def _seed(t: optuna.trial.FrozenTrial) -> object:
-    """The seed the trial trained with; a derived study's trials also say it beside their configuration."""
-    return record.setting(t, "seed", record.trial_info(t).seed)
+    return record.setting(t, "seed")
 
 
 def compare(trials: list[optuna.trial.FrozenTrial], base: list[optuna.trial.FrozenTrial]) -> stats.Comparison:

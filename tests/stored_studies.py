@@ -42,9 +42,10 @@ def ablation_study(storage: Any = None, name: str = "ablation") -> optuna.Study:
     on = {"full": ["se", "mixup"], "no se": ["mixup"], "no mixup": ["se"]}
     for variant, values in ABLATION.items():
         for seed, v in enumerate(values):
-            add(study, v, variant=variant, components_on=on[variant], seed=seed, params=1000 if "se" in on[variant] else 900,
-                flops_per_image=2e6, seconds=10.0 + seed, confusion_matrix=[[5, 1, 0], [2, 4, 0], [0, 0, 6]],
-                train_accuracy_curve=[0.5, v + 0.1], val_accuracy_curve=[0.4, v])
+            add(study, v, config={"seed": seed}, variant=variant, components_on=on[variant],
+                params=1000 if "se" in on[variant] else 900, flops_per_image=2e6, seconds=10.0 + seed,
+                confusion_matrix=[[5, 1, 0], [2, 4, 0], [0, 0, 6]], train_accuracy_curve=[0.5, v + 0.1],
+                val_accuracy_curve=[0.4, v])
     add(study, None, TrialState.FAIL, variant="no se", fail_reason="Diverged: loss became nan")
     return study
 
