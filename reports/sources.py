@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
