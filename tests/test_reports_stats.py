@@ -231,3 +231,12 @@ def test_the_run_table_and_the_report_show_the_same_top_trials():
     assert lines == [["2", "complete", "0.7000", "3", "2,000", "0", "0.07"],
                      ["0", "complete", "0.5000", "1,000", "0", "0.05"],
                      ["1", "pruned", "0.9000", "0", "0", "0.09"]]
+
+
+def test_a_study_that_stored_no_attributes_says_what_was_not_recorded():
+    bare = optuna.create_study(direction="maximize")  # as a release before an attribute was stored left it
+    bare.add_trial(optuna.trial.create_trial(value=0.5))
+    column = search.overview_column(bare)
+    assert column["kind"] == "search"
+    assert [column[k] for k in ("space file", "data set", "device", "budget", "sampler", "pruner")] == ["not recorded"] * 6
+    assert column["per trial"] == "– train / – validation images at – px, data_fraction –"
