@@ -10,7 +10,8 @@ import optuna
 import pandas as pd
 
 from reports import stats
-from reports.tables import Table, ci, complete, count, number, pct, pm, pvalue, seconds, seeds_text
+from reports.tables import Table, ci, complete, count, mean, number, pct, pm, pvalue, seconds, seeds_text
+from study import record
 
 ALPHA = 0.05  # the table's significance level, family-wise across its arms
 
@@ -19,17 +20,13 @@ def _variants(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:
     """Completed trials by variant, in the order the design enqueued them."""
     by_variant: dict[str, list[optuna.trial.FrozenTrial]] = defaultdict(list)
     for t in sorted(complete(study), key=lambda t: t.number):
-        by_variant[str(t.user_attrs.get("variant", t.params.get("variant", "?")))].append(t)
+        variant = record.trial_info(t).variant
+        by_variant["?" if variant is None else str(variant)].append(t)
     return dict(by_variant)
 
 
-def _mean(trials: list[optuna.trial.FrozenTrial], key: str) -> float:
-    values = [t.user_attrs[key] for t in trials if t.user_attrs.get(key) is not None]
-    return float(np.mean(values)) if values else float("nan")
-
-
 def _seed(t: optuna.trial.FrozenTrial) -> object:
-    return t.params.get("seed", t.user_attrs.get("seed"))
+    return record.setting(t, "seed")
 
 
 def compare(trials: list[optuna.trial.FrozenTrial], base: list[optuna.trial.FrozenTrial]) -> stats.Comparison:
@@ -49,7 +46,7 @@ def _needed(c: stats.Comparison, alpha: float) -> float:
 def variants(study: optuna.Study, alpha: float = ALPHA) -> Table | str:
     """n seeds, accuracy mean ± std, delta against the reference (paired where seeds match), raw and Holm p, seeds needed."""
     groups = _variants(study)
-    reference = study.user_attrs.get("reference_variant", "full")
+    reference = record.study_info(study).reference_variant
     if not groups:
         return "no completed trial"
     if reference not in groups:
@@ -65,12 +62,12 @@ def variants(study: optuna.Study, alpha: float = ALPHA) -> Table | str:
         s = stats.summary([t.value for t in trials])
         c = comparisons.get(name, stats.Comparison(0.0, *[float("nan")] * 3, test=""))
         rows.append({
-            "variant": name, "components_on": " ".join(trials[0].user_attrs.get("components_on", [])),
+            "variant": name, "components_on": " ".join(record.trial_info(trials[0]).components_on),
             "n": s.n, "val_accuracy_mean": s.mean, "val_accuracy_std": s.std,
             "delta": c.delta, "ci_low": c.ci_low, "ci_high": c.ci_high, "test": c.test, "pairs": c.n if c.test else None,
             "p": c.p, "p_holm": adjusted.get(name, float("nan")), "seeds_needed": _needed(c, level),
-            "params": _mean(trials, "params"), "flops_per_image": _mean(trials, "flops_per_image"),
-            "seconds": _mean(trials, "seconds"),
+            "params": mean(trials, lambda i: i.params), "flops_per_image": mean(trials, lambda i: i.flops_per_image),
+            "seconds": mean(trials, lambda i: i.seconds),
         })
     data = pd.DataFrame(rows)
     shown = pd.DataFrame({
@@ -91,15 +88,13 @@ def variants(study: optuna.Study, alpha: float = ALPHA) -> Table | str:
 
 def interactions(study: optuna.Study) -> Table | str:
     """For each pair of components of a factorial design: accuracy with both, either and neither, and their interaction."""
-    names = list(study.user_attrs.get("components", {}))
-    done = complete(study)
+    names = list(record.study_info(study).components)
+    done = [(t.value, record.trial_info(t).components_on) for t in complete(study)]
     if len(names) < 2:
         return "a factorial design of fewer than two components has no interactions"
     rows = []
     for a, b in itertools.combinations(names, 2):
-        cells = {(ia, ib): [t.value for t in done
-                            if (a in t.user_attrs.get("components_on", [])) == ia
-                            and (b in t.user_attrs.get("components_on", [])) == ib]
+        cells = {(ia, ib): [value for value, on in done if (a in on) == ia and (b in on) == ib]
                  for ia in (True, False) for ib in (True, False)}
         if not all(cells.values()):
             continue
@@ -122,7 +117,7 @@ def interactions(study: optuna.Study) -> Table | str:
 
 def path(study: optuna.Study) -> Table | str:
     """The stored ablation path: each step's change and the accuracy it added."""
-    steps = study.user_attrs.get("path")
+    steps = record.study_info(study).path
     if not steps:
         return "the path is not stored yet: `python -m study ablation-path` writes it when it finishes"
     data = pd.DataFrame([{
@@ -138,7 +133,7 @@ def path(study: optuna.Study) -> Table | str:
         "± 95% (pp)": data["gain_ci_half_width"].map(pct),
         "note": data["within_noise"].map(lambda w: "within noise" if w is True else ""),
     })
-    source = study.user_attrs.get("source_study", "?")
+    source = record.study_info(study).source_study or "?"
     title = (f"Ablation path from the reference to the best trial of {source} (a gain inside the 95% interval of "
              "its paired seed differences is marked within noise)")
     return Table("ablation_path", title, data, shown)

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import importlib
 from collections import defaultdict
-from typing import Callable
 
 import numpy as np
 import optuna
 import pandas as pd
 
 from reports import final as final_scores
-from reports import stats
-from reports.tables import MISSING, Table, complete, count, number, pct, pm, seconds, setting
+from reports import literature, stats
+from reports.tables import MISSING, Table, complete, count, mean, number, pct, pm, recorded, seconds
+from study import record
+from study.record import setting
 
 Trials = list[optuna.trial.FrozenTrial]
 
 
 def model_of(t: optuna.trial.FrozenTrial) -> str:
-    return str(t.user_attrs.get("model") or setting(t, "model", "?"))
+    return str(record.trial_info(t).model or setting(t, "model", "?"))
 
 
 def _by_model(study: optuna.Study) -> dict[str, Trials]:
@@ -35,39 +35,26 @@ def _full_budget(trials: Trials) -> Trials:
     return [t for t in trials if setting(t, "epochs", 0) == epochs and setting(t, "data_fraction", 1.0) == fraction]
 
 
-def published_lookup() -> Callable[[str, str], float | None] | None:
-    """`study.literature.published(model, dataset) -> accuracy fraction or None`, when that module exists."""
-    try:
-        return importlib.import_module("study.literature").published
-    except (ImportError, AttributeError):
-        return None
-
-
-def _attr(trials: Trials, key: str) -> list[float]:
-    return [t.user_attrs[key] for t in trials if t.user_attrs.get(key) is not None]
-
-
 def models(study: optuna.Study, final: optuna.Study | None = None) -> Table | str:
     """One row per model at its full budget; test accuracy from `final` (`study final`'s runs) when given."""
     groups = _by_model(study)
     if not groups:
         return "no completed trial"
-    dataset = (study.user_attrs.get("dataset") or {}).get("name", "")
-    published = published_lookup()
+    dataset = (record.study_info(study).dataset or {}).get("name", "")
     rows = []
     for name, trials in groups.items():
         runs = _full_budget(trials)
-        tests = final_scores.test_values(final, "model", name) if final is not None else _attr(runs, "test_accuracy")
+        tests = (final_scores.test_values(final, lambda i: i.model, name) if final is not None
+                 else recorded(runs, lambda i: i.test_accuracy))
         val, test = stats.summary([t.value for t in runs]), stats.summary(tests)
-        paper = published(name, dataset) if published else None
+        paper = literature.published(name, dataset)
         rows.append({
             "model": name, "n": val.n, "epochs": setting(runs[0], "epochs"), "data_fraction": setting(runs[0], "data_fraction"),
             "val_accuracy_mean": val.mean, "val_accuracy_std": val.std, "test_accuracy_mean": test.mean,
-            "test_accuracy_std": test.std, "params": np.mean(_attr(runs, "params") or [np.nan]),
-            "flops_per_image": np.mean(_attr(runs, "flops_per_image") or [np.nan]),
-            "images_per_second": np.mean(_attr(runs, "images_per_second") or [np.nan]),
-            "seconds": np.mean(_attr(runs, "seconds") or [np.nan]),
-            "device": ", ".join(sorted({str(t.user_attrs.get("device", "?")) for t in runs})),
+            "test_accuracy_std": test.std, "params": mean(runs, lambda i: i.params),
+            "flops_per_image": mean(runs, lambda i: i.flops_per_image),
+            "images_per_second": mean(runs, lambda i: i.images_per_second), "seconds": mean(runs, lambda i: i.seconds),
+            "device": ", ".join(sorted({str(record.trial_info(t).device or "?") for t in runs})),
             "published": paper,
             # the gap is measured on test where it was evaluated, as the literature reports test accuracy
             "gap": None if paper is None else (test.mean if test.n else val.mean) - paper,
@@ -80,13 +67,10 @@ def models(study: optuna.Study, final: optuna.Study | None = None) -> Table | st
         "params": data["params"].map(count), "FLOPs/img": data["flops_per_image"].map(count),
         "img/s": data["images_per_second"].map(lambda x: number(round(x)) if x == x else MISSING),
         "time": data["seconds"].map(seconds), "device": data["device"],
+        "published (%)": data["published"].map(pct), "gap (pp)": data["gap"].map(lambda x: pct(x, True)),
     })
-    if published is not None:
-        shown["published (%)"] = data["published"].map(pct)
-        shown["gap (pp)"] = data["gap"].map(lambda x: pct(x, True))
     title = (f"Models at their full budget (accuracy in %, mean ± std over seeds)"
-             f"{f'; test accuracy from {final.study_name}, scored once, not used for selection' if final is not None else ''}"
-             f"{'' if published else '; no literature module, so no published figures'}")
+             f"{f'; test accuracy from {final.study_name}, scored once, not used for selection' if final is not None else ''}")
     return Table("baselines", title, data, shown)
 
 
@@ -97,11 +81,11 @@ def effort(study: optuna.Study) -> pd.DataFrame:
         fraction = max(setting(t, "data_fraction", 1.0) for t in trials)
         budgets: dict[int, Trials] = defaultdict(list)
         for t in trials:
-            if setting(t, "data_fraction", 1.0) == fraction and t.user_attrs.get("val_accuracy_curve"):
+            if setting(t, "data_fraction", 1.0) == fraction and record.trial_info(t).val_accuracy_curve:
                 budgets[setting(t, "epochs", 0)].append(t)
         for epochs, runs in budgets.items():
             # a pruned or resumed run may hold fewer epochs than its budget: only whole curves are averaged
-            curves = [t.user_attrs["val_accuracy_curve"] for t in runs if len(t.user_attrs["val_accuracy_curve"]) == epochs]
+            curves = [c for c in recorded(runs, lambda i: i.val_accuracy_curve) if len(c) == epochs]
             label = name if len(budgets) == 1 else f"{name} ({epochs} epochs)"
             for epoch, accuracy in enumerate(np.mean(curves, axis=0) if curves else [], start=1):
                 rows.append({"model": label, "epoch": epoch, "val_accuracy": float(accuracy)})

@@ -8,12 +8,13 @@ import optuna_dashboard
 from reports.sections import Figure, Section
 from reports.sources import Loaded, Source
 from reports.tables import Table
+from study import record
 
 HOST = "127.0.0.1"
 
 
 def _note(study: optuna.Study, tables: list[Table]) -> str:
-    description = study.user_attrs.get("description", "").strip()
+    description = record.study_info(study).description.strip()
     body = "\n\n".join(f"**{t.title}**\n\n{t.shown.to_markdown(index=False, disable_numparse=True)}" for t in tables)
     return f"# {study.study_name}\n\n{description}\n\n## Report summary\n\n{body or 'No completed trial yet.'}\n"
 

@@ -9,8 +9,8 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from reports.sources import value
 from reports.tables import Table, pct
+from study import record
 
 
 @dataclass(frozen=True)
@@ -23,15 +23,15 @@ class Diagnostics:
 
 
 def of(trial: optuna.trial.FrozenTrial, classes: list[str], artifacts: Any) -> Diagnostics:
-    matrix = value(trial, "confusion_matrix", artifacts)
+    matrix = record.confusion_matrix(trial, artifacts)
     confusion = np.asarray(matrix, dtype=np.int64) if matrix else None
     if confusion is not None and len(classes) != len(confusion):
         classes = [str(i) for i in range(len(confusion))]  # class names not stored: number them
-    train = trial.user_attrs.get("train_accuracy_curve") or []
-    val = trial.user_attrs.get("val_accuracy_curve") or []
+    info = record.trial_info(trial)
+    train, val = info.train_accuracy_curve or [], info.val_accuracy_curve or []
     epochs = min(len(train), len(val))
     curves = pd.DataFrame({"epoch": range(1, epochs + 1), "train_accuracy": train[:epochs], "val_accuracy": val[:epochs]})
-    return Diagnostics(trial.number, classes, confusion, curves, value(trial, "grad_norms", artifacts) or None)
+    return Diagnostics(trial.number, classes, confusion, curves, record.grad_norms(trial, artifacts) or None)
 
 
 def per_class(d: Diagnostics) -> Table:

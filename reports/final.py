@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import optuna
 import pandas as pd
 
 from reports import stats
-from reports.tables import Table, complete, pm
+from reports.tables import Table, complete, pm, recorded
+from study import record
+from study.record import TrialInfo
 
 SUFFIX = "-final"  # the name `study final` gives its study: the source's name plus this
 
@@ -16,9 +20,9 @@ def of(studies: list[optuna.Study], source: str) -> optuna.Study | None:
     return next((s for s in studies if s.study_name == source + SUFFIX), None)
 
 
-def test_values(final: optuna.Study, key: str, value: str) -> list[float]:
-    """Test accuracies of the final runs whose user attribute `key` is `value` (a model, a candidate)."""
-    return [t.value for t in complete(final) if str(t.user_attrs.get(key)) == value]
+def test_values(final: optuna.Study, field: Callable[[TrialInfo], Any], value: str) -> list[float]:
+    """Test accuracies of the final runs whose `field` (`lambda i: i.model`) reads `value`."""
+    return [t.value for t in complete(final) if str(field(record.trial_info(t))) == value]
 
 
 def scores(study: optuna.Study) -> Table | str:
@@ -27,20 +31,21 @@ def scores(study: optuna.Study) -> Table | str:
     if not done:
         return "no final run completed yet"
     rows = []
-    for label in dict.fromkeys(str(t.user_attrs.get("candidate")) for t in sorted(done, key=lambda t: t.number)):
-        runs = [t for t in done if str(t.user_attrs.get("candidate")) == label]
-        val = stats.summary([t.user_attrs["val_accuracy"] for t in runs if "val_accuracy" in t.user_attrs])
+    for label in dict.fromkeys(str(record.trial_info(t).candidate) for t in sorted(done, key=lambda t: t.number)):
+        runs = [t for t in done if str(record.trial_info(t).candidate) == label]
+        val = stats.summary(recorded(runs, lambda i: i.val_accuracy))
         test = stats.summary([t.value for t in runs])
-        rows.append({"candidate": label, "source_trial": runs[0].user_attrs.get("source_trial"),
-                     "model": runs[0].user_attrs.get("model"), "n": test.n, "val_accuracy_mean": val.mean,
-                     "val_accuracy_std": val.std, "test_accuracy_mean": test.mean, "test_accuracy_std": test.std})
+        first = record.trial_info(runs[0])
+        rows.append({"candidate": label, "source_trial": first.source_trial, "model": first.model, "n": test.n,
+                     "val_accuracy_mean": val.mean, "val_accuracy_std": val.std,
+                     "test_accuracy_mean": test.mean, "test_accuracy_std": test.std})
     data = pd.DataFrame(rows)
     shown = pd.DataFrame({
         "candidate": data["candidate"], "model": data["model"], "seeds": data["n"],
         "val acc (%)": [pm(m, s) for m, s in zip(data["val_accuracy_mean"], data["val_accuracy_std"])],
         "test acc (%)": [pm(m, s) for m, s in zip(data["test_accuracy_mean"], data["test_accuracy_std"])],
     })
-    source = study.user_attrs.get("source_study", "?")
+    source = record.study_info(study).source_study or "?"
     title = (f"Test accuracy of {source}'s chosen configurations: scored once, not used for selection "
              "(accuracy in %, mean ± std over seeds)")
     return Table("final", title, data, shown)

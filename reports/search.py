@@ -10,23 +10,28 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from reports import importance
-from reports.tables import Table, best, complete, count, devices, number, pct, pm_number, seconds, setting
+from reports.tables import Table, best, complete, count, devices, number, pct, pm_number, seconds
+from study import record
+from study.data import FULL_TEST_IMAGES, FULL_TRAIN_IMAGES, STATS
+from study.progress import top_trials as top_trial_rows
+from study.record import StudyInfo, setting
 
-# The full CIFAR-10/100 training and test sets; fewer images means a subset.
-FULL_SIZE = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
 TOP = 10
+TOP_COLUMNS = ("trial", "val_accuracy", "epochs", "model_params", "flops_per_image", "seconds")
+NOT_RECORDED = "not recorded"
 
 
 def kind(study: optuna.Study) -> str:
-    return study.user_attrs.get("kind", "search")
+    return record.study_info(study).kind
 
 
-def _dataset(attrs: dict[str, Any]) -> str:
-    d = attrs.get("dataset") or {}
+def _dataset(info: StudyInfo) -> str:
+    d = info.dataset or {}
     if not d:
-        return "not recorded"
+        return NOT_RECORDED
     train, test = d.get("train_images"), d.get("test_images")
-    full = FULL_SIZE.get(d.get("name", ""))
+    # every data set study/data knows (one STATS entry each) has these full sets; fewer images is a subset
+    full = (FULL_TRAIN_IMAGES, FULL_TEST_IMAGES) if d.get("name") in STATS else None
     subset = full is not None and (train, test) != full
     size = f"{train:,} train / {test:,} test images" if train is not None and test is not None else "image counts not recorded"
     return f"{d.get('name', '?')} ({'subset: ' if subset else ''}{size}{f' of {full[0]:,} / {full[1]:,}' if subset else ''})"
@@ -36,22 +41,22 @@ def _per_trial_data(study: optuna.Study) -> str:
     done = complete(study)
     if not done:
         return "no completed trial"
-    t = done[0]
-    return (f"{number(t.user_attrs.get('train_images'))} train / {number(t.user_attrs.get('val_images'))} validation images "
+    t, info = done[0], record.trial_info(done[0])
+    return (f"{number(info.train_images)} train / {number(info.val_images)} validation images "
             f"at {number(setting(t, 'resolution'))} px, data_fraction {number(setting(t, 'data_fraction'))}")
 
 
 def overview_column(study: optuna.Study) -> dict[str, Any]:
     """One study's overview as field -> value (raw where it is a number)."""
-    attrs = study.user_attrs
+    info = record.study_info(study)
     trials = study.get_trials(deepcopy=False)
     states = {s: sum(t.state == s for t in trials) for s in TrialState}
     durations = [(t.datetime_complete - t.datetime_start).total_seconds()
                  for t in trials if t.datetime_complete is not None and t.datetime_start is not None]
     return {
-        "kind": kind(study),
-        "space file": attrs.get("space_path", "not recorded"),
-        "data set": _dataset(attrs),
+        "kind": info.kind,
+        "space file": _recorded(info.space_path),
+        "data set": _dataset(info),
         "per trial": _per_trial_data(study),
         "device": devices(study),
         "trials complete": states[TrialState.COMPLETE],
@@ -60,10 +65,15 @@ def overview_column(study: optuna.Study) -> dict[str, Any]:
         "trials running or waiting": states[TrialState.RUNNING] + states[TrialState.WAITING],
         "compute time (s)": sum(durations),
         # a trial budget is stored as its count, a compute budget as text ("100 epochs")
-        "budget": f"{attrs['budget']} trials" if isinstance(attrs.get("budget"), int) else attrs.get("budget", "not recorded"),
-        "sampler": attrs.get("sampler", "not recorded"),
-        "pruner": attrs.get("pruner", "not recorded"),
+        "budget": f"{info.budget} trials" if isinstance(info.budget, int) else _recorded(info.budget),
+        "sampler": _recorded(info.sampler),
+        "pruner": _recorded(info.pruner),
     }
+
+
+def _recorded(value: str | None) -> str:
+    """Studies of earlier releases may lack an attribute: their overview says so."""
+    return NOT_RECORDED if value is None else value
 
 
 def overview(studies: list[optuna.Study]) -> Table:
@@ -76,25 +86,21 @@ def overview(studies: list[optuna.Study]) -> Table:
 
 
 def top_trials(study: optuna.Study, n: int = TOP) -> Table:
-    ranked = sorted(complete(study), key=lambda t: -t.value)[:n]
-    names = sorted({p for t in ranked for p in t.params})
-    data = pd.DataFrame([{
-        "trial": t.number, "val_accuracy": t.value, "epochs": t.user_attrs.get("epochs_trained"),
-        "model_params": t.user_attrs.get("params"), "flops_per_image": t.user_attrs.get("flops_per_image"),
-        "seconds": t.user_attrs.get("seconds"), **{p: t.params.get(p) for p in names},
-    } for t in ranked])
+    rows = top_trial_rows(study, n)
+    names = list(rows[0]["params"]) if rows else []
+    data = pd.DataFrame([{**{c: r[c] for c in TOP_COLUMNS}, **r["params"]} for r in rows])
     shown = pd.DataFrame({
         "trial": data["trial"], "val acc (%)": data["val_accuracy"].map(pct), "epochs": data["epochs"].map(number),
         "params": data["model_params"].map(count), "FLOPs/img": data["flops_per_image"].map(count),
         "time": data["seconds"].map(seconds), **{p: data[p].map(number) for p in names},
     })
-    return Table("top_trials", f"Top {len(ranked)} completed trials", data, shown)
+    return Table("top_trials", f"Top {len(rows)} completed trials", data, shown)
 
 
 def reference_vs_best(study: optuna.Study) -> Table | str:
     """Parameter by parameter, the seed's defaults (the reference trial) against the best trial."""
     done = complete(study)
-    reference = next((t for t in done if t.user_attrs.get("reference")), None)
+    reference = next((t for t in done if record.trial_info(t).reference), None)
     if reference is None:
         return "no completed reference trial (trial 0 with the seed's defaults)"
     top = best(study)

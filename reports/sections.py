@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from reports import ablation, baselines, diagnostics, figures, final, search
 from reports.sources import Loaded
 from reports.tables import Table, best, complete, devices
+from study import record
 
 PACKAGES = ("torch", "torchvision", "optuna", "optuna-dashboard", "plotly", "pandas", "scipy")
 
@@ -66,7 +67,7 @@ def _status(study: optuna.Study) -> str | None:
         return f"Study {study.study_name} has no trials yet."
     failed = [t for t in trials if t.state == TrialState.FAIL]
     if len(failed) == len(trials):
-        reasons = sorted({t.user_attrs.get("fail_reason", "no reason stored") for t in failed})
+        reasons = sorted({record.trial_info(t).fail_reason or "no reason stored" for t in failed})
         return f"All {len(trials)} trials of {study.study_name} failed ({'; '.join(reasons)})."
     return None
 
@@ -77,7 +78,7 @@ def overview(items: list[Loaded]) -> Section:
     part.items.append(search.overview([i.study for i in items]))
     for i in items:
         text = _status(i.study)
-        description = i.study.user_attrs.get("description", "").strip()
+        description = record.study_info(i.study).description.strip()
         if text or description:
             part.items.append(f"{i.study.study_name}: {text or description.splitlines()[0]}")
     return section
@@ -116,7 +117,7 @@ def ablation_section(items: list[Loaded]) -> Section:
             section.add(table, name, "variants", figures.variant_bars)
             if not isinstance(table, str) and (table.data["test"] != "").any():
                 section.part(name).items.append(Figure("forest", figures.forest(table.data)))
-            if study.user_attrs.get("design") == "factorial":
+            if record.study_info(study).design == "factorial":
                 section.add(ablation.interactions(study), name, "interactions")
         elif kind == "ablation_path":
             section.add(ablation.path(study), name, "ablation path", figures.waterfall)
@@ -162,7 +163,7 @@ def diagnostics_section(items: list[Loaded]) -> Section:
         if top is None:
             section.left_out.append((name, _status(study) or "no completed trial"))
             continue
-        classes = (study.user_attrs.get("dataset") or {}).get("classes") or []
+        classes = (record.study_info(study).dataset or {}).get("classes") or []
         d = diagnostics.of(top, classes, i.source.artifacts)
         part = section.part(name)
         part.items.append(f"Best trial: {top.number}.")
@@ -191,14 +192,14 @@ def provenance(items: list[Loaded], command: str) -> pd.DataFrame:
     rows = [(f"{p} version", importlib.metadata.version(p)) for p in PACKAGES]
     rows.append(("python version", platform.python_version()))
     for i in items:
-        s = i.study
-        dataset = s.user_attrs.get("dataset") or {}
+        s, info = i.study, record.study_info(i.study)
+        dataset = info.dataset or {}
         rows += [
             (f"{s.study_name}: storage", i.source.label),
             (f"{s.study_name}: device", devices(s)),
             (f"{s.study_name}: data", f"{dataset.get('root', 'not recorded')} ({dataset.get('train_images', '?')} train / "
                                       f"{dataset.get('test_images', '?')} test images)"),
-            *[(f"{s.study_name}: command", as_typed(c)) for c in s.user_attrs.get("commands", [])],
+            *[(f"{s.study_name}: command", as_typed(c)) for c in info.commands],
         ]
     rows += [("report command", command), ("generated", datetime.now(timezone.utc).isoformat(timespec="seconds"))]
     return pd.DataFrame(rows, columns=["field", "value"])

@@ -1,4 +1,4 @@
-"""Open the storages named on the command line and pick their studies; read stored (or artifact) values.
+"""Open the storages named on the command line and pick their studies.
 
 An argument is a `.db` path, an SQLAlchemy URL, or a journal file. The artifact store is looked for
 where `study run` puts it: `artifacts/` beside the database (or journal) file, `runs/artifacts`
@@ -7,11 +7,9 @@ for a server URL.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
@@ -109,17 +107,3 @@ def load(arguments: list[str], names: list[str] | None = None) -> list[Loaded]:
     if not found:
         raise UserError(f"{', '.join(arguments)} hold no studies; run `python -m study run` first")
     return found
-
-
-def value(trial: optuna.trial.FrozenTrial, key: str, artifacts: FileSystemArtifactStore | None) -> Any:
-    """A trial's user attribute `key`, read from the artifact store when it was stored there as `<key>_artifact`."""
-    if key in trial.user_attrs:
-        return trial.user_attrs[key]
-    artifact_id = trial.user_attrs.get(f"{key}_artifact")
-    if artifact_id is None or artifacts is None:
-        return None
-    try:
-        with artifacts.open_reader(artifact_id) as reader:
-            return json.loads(reader.read())
-    except Exception:
-        return None  # a moved or deleted artifact folder leaves the diagnostic out, not the report

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
 from reports.stats import MAX_SEEDS
+from study import record
 from study.progress import fmt_setting
+from study.record import TrialInfo
 
 MISSING = "–"
 
@@ -37,13 +40,20 @@ def best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 def devices(study: optuna.Study) -> str:
     """The devices the study's trials ran on."""
-    found = sorted({str(t.user_attrs["device"]) for t in study.get_trials(deepcopy=False) if "device" in t.user_attrs})
-    return ", ".join(found) or "not recorded"
+    found = {record.trial_info(t).device for t in study.get_trials(deepcopy=False)}
+    return ", ".join(sorted(str(d) for d in found if d is not None)) or "not recorded"
 
 
-def setting(trial: optuna.trial.FrozenTrial, name: str, default: Any = None) -> Any:
-    """A resolved training setting of the trial (from its stored config)."""
-    return (trial.user_attrs.get("config") or {}).get(name, default)
+def recorded(trials: list[optuna.trial.FrozenTrial], field: Callable[[TrialInfo], Any]) -> list[Any]:
+    """`field` of each trial's stored attributes (`lambda i: i.seconds`), where the trial recorded it."""
+    values = (field(record.trial_info(t)) for t in trials)
+    return [v for v in values if v is not None]
+
+
+def mean(trials: list[optuna.trial.FrozenTrial], field: Callable[[TrialInfo], Any]) -> float:
+    """The mean of `field` over the trials that recorded it; NaN where none did."""
+    values = recorded(trials, field)
+    return float(np.mean(values)) if values else float("nan")
 
 
 def missing(x: Any) -> bool:

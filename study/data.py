@@ -20,6 +20,7 @@ from study.errors import UserError
 
 ENV_VAR = "STUDY_DATA_DIR"
 FULL_TRAIN_IMAGES = 50_000
+FULL_TEST_IMAGES = 10_000
 # CIFAR-100's training file, the largest, is 155 MiB: reading a file far beyond that is never right
 MAX_FILE_BYTES = 1 << 30
 

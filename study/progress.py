@@ -102,19 +102,39 @@ class StudyProgress:
         self._line(f"trial {trial.number} {trial.state.name.lower():8} {self.metric} {value}  {params}  {reason}".rstrip())
 
 
-def top_trials_table(study: optuna.Study, n: int = 10) -> Table:
-    done = [t for t in study.get_trials(deepcopy=False) if t.value is not None and t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+def top_trials(study: optuna.Study, n: int = 10, pruned: bool = False) -> list[dict[str, Any]]:
+    """The best `n` trials as plain rows, for the table `run` prints and the report's.
+
+    Completed trials come first, best first; with `pruned`, pruned trials (valued at their last
+    report) follow them. Each row's "params" holds every parameter searched by any row shown, None
+    where its trial did not search it, so all rows have the same columns.
+    """
+    states = (TrialState.COMPLETE, TrialState.PRUNED) if pruned else (TrialState.COMPLETE,)
+    done = [t for t in study.get_trials(deepcopy=False, states=states) if t.value is not None]
     done.sort(key=lambda t: (t.state != TrialState.COMPLETE, -t.value))
-    names = sorted({k for t in done for k in t.params})
+    names = sorted({k for t in done[:n] for k in t.params})
+    rows = []
+    for t in done[:n]:
+        info = record.trial_info(t)
+        rows.append({
+            "trial": t.number, "state": t.state.name.lower(), "val_accuracy": t.value, "epochs": info.epochs_trained,
+            "model_params": info.params, "flops_per_image": info.flops_per_image,
+            "images_per_second": info.images_per_second, "seconds": info.seconds,
+            "params": {k: t.params.get(k) for k in names},
+        })
+    return rows
+
+
+def top_trials_table(study: optuna.Study, n: int = 10) -> Table:
+    rows = top_trials(study, n, pruned=True)
+    names = list(rows[0]["params"]) if rows else []
     table = Table(title=f"top trials of {study.study_name}", box=TABLE_BOX)
     for col in ["#", "state", "val_acc", "epochs", "params", "img/s", *names]:
         table.add_column(col, justify="right")
-    for t in done[:n]:
-        attrs = t.user_attrs
+    for r in rows:
         table.add_row(
-            str(t.number), t.state.name.lower(), f"{t.value:.4f}", str(attrs.get("epochs_trained", "")),
-            f"{attrs.get('params', 0):,}", f"{attrs.get('images_per_second', 0):.0f}",
-            *[fmt_setting(t.params.get(k)) for k in names],
+            str(r["trial"]), r["state"], f"{r['val_accuracy']:.4f}", "" if r["epochs"] is None else str(r["epochs"]),
+            f"{r['model_params'] or 0:,}", f"{r['images_per_second'] or 0:.0f}", *map(fmt_setting, r["params"].values()),
         )
     return table
 

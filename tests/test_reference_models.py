@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from study import literature, models
+from reports import literature
+from study import models
 from study.config import Config
 from study.train import flops_per_image, train
 

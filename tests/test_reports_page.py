@@ -18,8 +18,9 @@ from optuna.trial import TrialState
 
 from reports import cli, sections, sources
 from reports.importance_check import synthetic_trials
+from stored_studies import add, ablation_study, comparison_study, factorial_study, final_study, new_study, path_study
+from study import record
 from study.errors import UserError
-from test_reports_studies import add, ablation_study, comparison_study, factorial_study, final_study, new_study, path_study
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIL = "<script>alert(1)</script>"
@@ -42,7 +43,7 @@ def evil_study(storage: str) -> None:
         study.add_trial(optuna.trial.create_trial(
             value=0.5 + i / 10, params={"se": choice, "lr": lr},
             distributions={"se": CategoricalDistribution(choices), "lr": FloatDistribution(1e-3, 1.0, log=True)},
-            intermediate_values={1: 0.4, 2: 0.5 + i / 10}, user_attrs={"reference": i == 0, "device": "cpu"},
+            intermediate_values={1: 0.4, 2: 0.5 + i / 10}, user_attrs=record.trial_attrs(reference=i == 0, device="cpu"),
         ))
 
 
@@ -173,7 +174,7 @@ def test_report_opens_in_headless_chromium(real_search, tmp_path):
     study = optuna.load_study(study_name="naivenet32_cifar10", storage=f"sqlite:///{real_search}")
     best = max((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
     assert f"<td>{100 * best.value:.2f}</td>" in dom  # the stored accuracy, in the top-trials table
-    assert f"{best.user_attrs['train_images']:,} train" in dom
+    assert f"{record.trial_info(best).train_images:,} train" in dom
     assert "<td>python -m study run spaces/naivenet32_cifar10.py --data-dir" in dom  # the command as typed
     assert "__main__.py" not in dom
 

@@ -6,12 +6,16 @@ import itertools
 import math
 
 import numpy as np
+import optuna
 import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
 from scipy import stats as sp
 
-from reports import ablation, baselines, final, search, stats
-from test_reports_studies import (ABLATION, FACTORIAL, FINAL, PATH, ablation_study, comparison_study, factorial_study,
-                                  final_study, path_study)
+from reports import ablation, baselines, final, literature, search, stats
+from stored_studies import (ABLATION, FACTORIAL, FINAL, PATH, ablation_study, comparison_study, factorial_study,
+                            final_study, new_study, path_study)
+from study import progress, record
 
 
 def welch_by_hand(a: list[float], b: list[float]) -> tuple[float, float, float, float]:
@@ -150,7 +154,7 @@ def test_ablation_rows_against_the_full_model():
 
 def test_reference_variant_missing_is_said():
     study = ablation_study()
-    study.set_user_attr("reference_variant", "bare")
+    record.write_study(study, reference_variant="bare")
     assert "'bare' has no completed trial" in ablation.variants(study)
 
 
@@ -173,7 +177,7 @@ def test_ablation_path_table_holds_the_stored_path():
 
 def test_baselines_one_row_per_model_at_full_budget(monkeypatch):
     published = {("resnet18", "cifar10"): 0.95}
-    monkeypatch.setattr(baselines, "published_lookup", lambda: lambda model, dataset: published.get((model, dataset)))
+    monkeypatch.setattr(literature, "published", lambda model, dataset: published.get((model, dataset)))
     table = baselines.models(comparison_study())
     rows = table.data.set_index("model")
     assert rows.loc["naivenet", "n"] == 2  # the quarter-data runs stay on the data axis
@@ -191,7 +195,7 @@ def test_baselines_one_row_per_model_at_full_budget(monkeypatch):
 
 def test_final_scores_fill_the_test_column_and_the_literature_gap(monkeypatch):
     published = {("resnet18", "cifar10"): 0.95}
-    monkeypatch.setattr(baselines, "published_lookup", lambda: lambda model, dataset: published.get((model, dataset)))
+    monkeypatch.setattr(literature, "published", lambda model, dataset: published.get((model, dataset)))
     scored = final_study()
     table = baselines.models(comparison_study(), final.of([scored], "baselines"))
     rows = table.data.set_index("model")
@@ -207,3 +211,32 @@ def test_overview_counts_states_and_names_a_subset():
     column = search.overview_column(ablation_study())
     assert (column["trials complete"], column["trials failed"]) == (8, 1)
     assert column["data set"] == "cifar10 (subset: 5,438 train / 1,017 test images of 50,000 / 10,000)"
+
+
+def test_the_run_table_and_the_report_show_the_same_top_trials():
+    study = new_study("top")
+    lr = FloatDistribution(1e-3, 1.0, log=True)
+    for value, state, attrs in [(0.5, TrialState.COMPLETE, {"params": 1000}), (0.9, TrialState.PRUNED, {}),
+                                (0.7, TrialState.COMPLETE, {"params": 2000, "epochs_trained": 3})]:
+        study.add_trial(optuna.trial.create_trial(state=state, value=value, params={"lr": value / 10},
+                                                  distributions={"lr": lr}, user_attrs=record.trial_attrs(**attrs)))
+    report = search.top_trials(study).data
+    assert report["trial"].tolist() == [2, 0]  # completed only, best first; the pruned 0.9 is no result
+    assert report["model_params"].tolist() == [2000, 1000] and report["lr"].tolist() == pytest.approx([0.07, 0.05])
+    console = progress.make_console(plain=True)
+    with console.capture() as captured:
+        console.print(progress.top_trials_table(study))
+    lines = [line.split() for line in captured.get().splitlines() if line.split()[:1] in (["0"], ["1"], ["2"])]
+    # after `run`, pruned trials follow the completed ones; a trial that stored no epochs shows none
+    assert lines == [["2", "complete", "0.7000", "3", "2,000", "0", "0.07"],
+                     ["0", "complete", "0.5000", "1,000", "0", "0.05"],
+                     ["1", "pruned", "0.9000", "0", "0", "0.09"]]
+
+
+def test_a_study_that_stored_no_attributes_says_what_was_not_recorded():
+    bare = optuna.create_study(direction="maximize")  # as a release before an attribute was stored left it
+    bare.add_trial(optuna.trial.create_trial(value=0.5))
+    column = search.overview_column(bare)
+    assert column["kind"] == "search"
+    assert [column[k] for k in ("space file", "data set", "device", "budget", "sampler", "pruner")] == ["not recorded"] * 6
+    assert column["per trial"] == "– train / – validation images at – px, data_fraction –"

@@ -1,4 +1,8 @@
-"""Small studies in the stored schema, built with optuna directly, for the report tests (no tests here)."""
+"""Small studies in the stored format, built with optuna and study/record.py's writers, for the report tests.
+
+The writers refuse a name that is not a field of StudyInfo or TrialInfo, so a misspelt attribute fails
+here rather than showing as a blank cell the tests would not notice.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,24 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from study import record
+
 CLASSES = ["airplane", "automobile", "bird"]
 
 
 def new_study(name: str, storage: Any = None, **attrs: Any) -> optuna.Study:
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
-    for key, value in {"dataset": {"name": "cifar10", "root": "/data", "classes": CLASSES,
-                                   "train_images": 5438, "test_images": 1017}, **attrs}.items():
-        study.set_user_attr(key, value)
+    dataset = {"name": "cifar10", "root": "/data", "classes": CLASSES, "train_images": 5438, "test_images": 1017}
+    record.write_study(study, **{"dataset": dataset, **attrs})
     return study
 
 
 def add(study: optuna.Study, value: float | None, state: TrialState = TrialState.COMPLETE,
         config: dict[str, Any] | None = None, **attrs: Any) -> None:
+    config = {"epochs": 10, "data_fraction": 1.0, **(config or {})}
     study.add_trial(optuna.trial.create_trial(
         state=state, value=value if state == TrialState.COMPLETE else None,
-        user_attrs={"config": {"epochs": 10, "data_fraction": 1.0, **(config or {})}, "device": "cpu", **attrs},
+        user_attrs=record.trial_attrs(config=config, **{"device": "cpu", **attrs}),
     ))
 
 
@@ -36,9 +42,10 @@ def ablation_study(storage: Any = None, name: str = "ablation") -> optuna.Study:
     on = {"full": ["se", "mixup"], "no se": ["mixup"], "no mixup": ["se"]}
     for variant, values in ABLATION.items():
         for seed, v in enumerate(values):
-            add(study, v, variant=variant, components_on=on[variant], seed=seed, params=1000 if "se" in on[variant] else 900,
-                flops_per_image=2e6, seconds=10.0 + seed, confusion_matrix=[[5, 1, 0], [2, 4, 0], [0, 0, 6]],
-                train_accuracy_curve=[0.5, v + 0.1], val_accuracy_curve=[0.4, v])
+            add(study, v, config={"seed": seed}, variant=variant, components_on=on[variant],
+                params=1000 if "se" in on[variant] else 900, flops_per_image=2e6, seconds=10.0 + seed,
+                confusion_matrix=[[5, 1, 0], [2, 4, 0], [0, 0, 6]], train_accuracy_curve=[0.5, v + 0.1],
+                val_accuracy_curve=[0.4, v])
     add(study, None, TrialState.FAIL, variant="no se", fail_reason="Diverged: loss became nan")
     return study
 
