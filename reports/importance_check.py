@@ -30,7 +30,7 @@ def synthetic_trials(space_path: str, n: int, seed: int) -> list[optuna.trial.Fr
     rng = np.random.default_rng(seed)
     for _ in range(n):
         trial = study.ask()
-        c = space.config(trial, {})
+        c = space.kind.config(trial, {})
         value = (0.6 - 0.08 * (math.log10(c.lr) + 1.7) ** 2 + 0.04 * c.aug_strength + 0.01 * c.width
                  + rng.normal(0, 0.01))
         study.tell(trial, value)

@@ -7,13 +7,13 @@ for a server URL.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
+from study import storage
 from study.errors import UserError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -37,52 +37,24 @@ class Loaded:
     source: Source
 
 
-def _artifact_store(folder: Path) -> FileSystemArtifactStore | None:
-    folder = folder / "artifacts"
-    return FileSystemArtifactStore(str(folder)) if folder.is_dir() else None
-
-
 def open_source(text: str) -> Source:
     """The storage behind one command-line argument; a missing file or bad URL is a UserError."""
     if "://" in text:
-        db = Path(text.removeprefix("sqlite:///").partition("?")[0]) if text.startswith("sqlite:///") else None
-        if db is not None and not db.is_file():
-            raise UserError(f"{text}: no such database file; pass the .db file that `python -m study run` wrote")
-        return Source(text, text, _rdb(_readable(db, text) if db else text), _artifact_store(db.parent if db else Path("runs")))
+        return Source(text, text, storage.open_to_read(text), storage.artifact_store(text, create=False))
     path = Path(text)
     if not path.is_file():
         raise UserError(f"{text}: no such file; pass a study database (.db), a journal file or a storage URL")
     with path.open("rb") as f:
         is_sqlite = f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    url = storage.url(str(path.resolve()))
     if is_sqlite:
-        url = f"sqlite:///{path.resolve()}"
-        return Source(text, url, _rdb(_readable(path, url)), _artifact_store(path.parent))
+        return Source(text, url, storage.open_to_read(url), storage.artifact_store(url, create=False))
     try:
-        storage = optuna.storages.journal.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        journal = optuna.storages.journal.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     except Exception as exc:
         raise UserError(f"{text} is neither an SQLite database nor an Optuna journal file ({type(exc).__name__}: {exc})") from None
-    return Source(text, str(path), storage, _artifact_store(path.parent))
-
-
-def _readable(path: Path, url: str) -> str:
-    """`url`, or where the database or its folder cannot be written (a read-only mount, a copy
-    without permissions), a URL that reads it without writing: SQLite in WAL mode would otherwise
-    fail creating its -shm file. A URL that asks for read-only (`?mode=ro`) gets it too."""
-    if "mode=ro" not in url and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
-        return url
-    # SQLite reads a WAL database read-only when its -wal (and -shm) files are there already;
-    # without them, all is in the main file, and `immutable` reads it without creating them
-    mode = "mode=ro" if path.with_name(path.name + "-wal").exists() else "immutable=1"
-    return f"sqlite:///file:{path.resolve()}?{mode}&uri=true"
-
-
-def _rdb(url: str) -> optuna.storages.RDBStorage:
-    try:
-        # a report only reads: a database of another Optuna version is fine, and no tables are created
-        return optuna.storages.RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise UserError(f"cannot open storage {url!r} ({type(exc).__name__}: {first}); check the path or URL: it must be a study database written by `python -m study run`") from None
+    # a journal's artifacts are beside it, where they would be for a database file of that name
+    return Source(text, str(path), journal, storage.artifact_store(url, create=False))
 
 
 def load(arguments: list[str], names: list[str] | None = None) -> list[Loaded]:

@@ -19,7 +19,6 @@ from typing import Any
 
 import optuna
 import torch
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from rich.console import Console
 
@@ -27,10 +26,10 @@ from study import budget as budgets
 from study import preflight, record, studies
 from study import storage as storages
 from study.progress import StudyProgress, make_console
-from study.recovery import own, recover, retry_dead
+from study.recovery import recover, retry_dead
 from study.space import Space
 from study.train import Diverged
-from study.trial import train_trial
+from study.trial import Objective
 from study.workers import resolve_workers, run_processes
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -118,26 +117,7 @@ def work(job: Job, index: int, threads: int, console: Console | None = None) -> 
     with StudyProgress(console or make_console(), budgets.progress_total(job.budget, trials, epochs),
                        sum(t.state in FINISHED for t in trials), live=live,
                        prefix="" if live else f"worker {index}: ") as progress:
-        _until_spent(study, job, Objective(study, job, progress))
-
-
-class Objective:
-    """One trial of the worker: owned, admitted by the budget, configured by the space's kind, trained."""
-
-    def __init__(self, study: optuna.Study, job: Job, progress: StudyProgress) -> None:
-        self.study, self.job, self.progress, self.attempts = study, job, progress, 0
-        self.store = storages.artifact_store(job.url)
-        self.checkpoints = storages.checkpoint_dir(job.url, record.study_info(study).uid)
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        own(self.study, trial)
-        self.attempts += 1
-        frozen = self.job.budget.claim(self.study, trial)
-        config = self.job.space.kind.config(trial, self.job.fixed, self.job.seed)
-        retry_of = record.trial_info(frozen).retry_of
-        original = retry_of if retry_of is not None else RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
-        checkpoint = self.checkpoints / f"trial-{trial.number if original is None else original}.pt"
-        return train_trial(config, trial, self.progress, self.store, checkpoint)
+        _until_spent(study, job, Objective(study, job.space.kind, job.fixed, job.seed, job.budget, job.url, progress))
 
 
 def _until_spent(study: optuna.Study, job: Job, objective: Objective) -> None:

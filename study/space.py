@@ -104,13 +104,35 @@ def load(path: str | Path) -> Space:
         raise UserError(f"{path}:{exc.lineno}: syntax error: {exc.msg}; fix the space file") from None
     except Exception as exc:
         raise UserError(f"{path} failed to load: {type(exc).__name__}: {exc}") from None
+    settings, study = _sorted_out(path, namespace)
+    try:
+        defaults = Config(**settings)
+        _check_model(defaults.model)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    _check_study_settings(path, study)
+    components = _components(path, study.pop("components", {}), defaults)
+    compare = _compare(path, study.pop("compare", {}), defaults)
+    if sum(map(bool, (components, compare, namespace.get("suggest")))) > 1:
+        raise UserError(f"{path}: a space either searches (suggest), ablates (components) or compares (compare); "
+                        "split it into several files")
+    if "pruner" not in study and (components or compare):
+        study["pruner"] = "none"  # every cell trains to the end unless the space asks
+    space = Space(
+        name=path.stem, path=path, description=namespace.get("__doc__") or "", defaults=defaults,
+        suggest=namespace.get("suggest"), components=components, compare=compare, **study,
+    )
+    _check_suggest(space)
+    return space
 
-    settings: dict[str, Any] = {}
-    study: dict[str, Any] = {}
+
+def _sorted_out(path: Path, namespace: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The file's names as (Config settings, with its augmentation preset under them; study settings)."""
     preset = namespace.get("augmentation", "seed")
     if preset not in PRESETS:
         raise UserError(f"{path}: augmentation={preset!r} is not a preset; choose one of: {', '.join(PRESETS)}")
-    settings.update(PRESETS[preset])
+    settings: dict[str, Any] = dict(PRESETS[preset])
+    study: dict[str, Any] = {}
     for key, value in namespace.items():
         if key.startswith("_") or key == "suggest" or isinstance(value, (types.ModuleType, type)):
             continue
@@ -128,37 +150,19 @@ def load(path: str | Path) -> Space:
     for required in REQUIRED:
         if required not in settings:
             raise UserError(f"{path}: missing required setting {required!r}; add e.g. {required} = {getattr(Config, required)!r}")
-    try:
-        defaults = Config(**settings)
-        _check_model(defaults.model)
-    except UserError as exc:
-        raise UserError(f"{path}: {exc}") from None
-    if study.get("trials", 1) < 1:
-        raise UserError(f"{path}: trials={study['trials']} is invalid: it must be >= 1")
-    if study.get("budget_epochs", 1) < 1:
-        raise UserError(f"{path}: budget_epochs={study['budget_epochs']} is invalid: it must be >= 1")
-    if study.get("seeds", 1) < 1:
-        raise UserError(f"{path}: seeds={study['seeds']} is invalid: it must be >= 1")
     study.pop("augmentation", None)
+    return settings, study
+
+
+def _check_study_settings(path: Path, study: dict[str, Any]) -> None:
+    for name in ("trials", "budget_epochs", "seeds"):
+        if study.get(name, 1) < 1:
+            raise UserError(f"{path}: {name}={study[name]} is invalid: it must be >= 1")
     _choice(path, "sampler", study.get("sampler", "tpe"), tuple(search_defaults.SAMPLERS))
     _choice(path, "pruner", study.get("pruner", "hyperband"), tuple(search_defaults.PRUNERS))
     _choice(path, "design", study.get("design", "one_out"), DESIGNS)
-    components = _components(path, study.pop("components", {}), defaults)
-    compare = _compare(path, study.pop("compare", {}), defaults)
-    if sum(map(bool, (components, compare, namespace.get("suggest")))) > 1:
-        raise UserError(f"{path}: a space either searches (suggest), ablates (components) or compares (compare); "
-                        "split it into several files")
-    if "pruner" not in study and (components or compare):
-        study["pruner"] = "none"  # every cell trains to the end unless the space asks
     for need in study.get("needs", ()):
         _choice(path, "needs", need, NEEDS)
-
-    space = Space(
-        name=path.stem, path=path, description=namespace.get("__doc__") or "", defaults=defaults,
-        suggest=namespace.get("suggest"), components=components, compare=compare, **study,
-    )
-    _check_suggest(space)
-    return space
 
 
 def _compare(path: Path, declared: dict[str, Any], defaults: Config) -> dict[str, tuple[Any, ...]]:

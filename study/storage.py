@@ -239,3 +239,30 @@ def open_storage(url: str, heartbeat: bool = True, create_folder: bool = True) -
         sqlalchemy.event.listen(storage.engine, "begin", _sqlite_begin)
         storage.engine.dispose()  # reconnect so the pragma applies to every pooled connection
     return storage
+
+
+def open_to_read(url: str) -> optuna.storages.RDBStorage:
+    """A storage that is only read (reports): a database of another Optuna version is fine, no tables
+    are created, and a file on a read-only mount is read without writing."""
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.is_file():
+            raise UserError(f"{url}: no such database file; pass the .db file that `python -m study run` wrote")
+        url = _readable(path, url)
+    try:
+        return optuna.storages.RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
+    except Exception as exc:
+        raise UserError(f"cannot open storage {url!r} ({one_line(exc)}); check the path or URL: it must be a "
+                        "study database written by `python -m study run`") from None
+
+
+def _readable(path: Path, url: str) -> str:
+    """`url`, or where the database or its folder cannot be written (a read-only mount, a copy
+    without permissions), a URL that reads it without writing: SQLite in WAL mode would otherwise
+    fail creating its -shm file. A URL that asks for read-only (`?mode=ro`) gets it too."""
+    if "mode=ro" not in url and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        return url
+    # SQLite reads a WAL database read-only when its -wal (and -shm) files are there already;
+    # without them, all is in the main file, and `immutable` reads it without creating them
+    mode = "mode=ro" if path.with_name(path.name + "-wal").exists() else "immutable=1"
+    return f"sqlite:///file:{path.resolve()}?{mode}&uri=true"

@@ -8,13 +8,16 @@ from typing import Any
 
 import optuna
 import torch
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from study import record
+from study import record, storage
+from study.budget import Budget
 from study.config import Config
 from study.errors import UserError, one_line
+from study.kinds import Kind
 from study.progress import StudyProgress
-from study.recovery import ENVIRONMENT, INTERRUPTED
+from study.recovery import ENVIRONMENT, INTERRUPTED, own
 from study.train import Diverged, train
 
 CPU_OUT_OF_MEMORY = "can't allocate memory"  # in the message of torch's CPU allocator when it runs out
@@ -86,3 +89,24 @@ def train_told(study: optuna.Study, config: Config, progress: StudyProgress, sto
 def _remove(checkpoint: Path | None) -> None:
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
+
+
+class Objective:
+    """A worker's objective: each trial owned, admitted by the budget, configured by the space's kind, trained."""
+
+    def __init__(self, study: optuna.Study, kind: Kind, fixed: dict[str, Any], seed: int, budget: Budget, url: str,
+                 progress: StudyProgress) -> None:
+        self.study, self.kind, self.fixed, self.seed, self.budget = study, kind, fixed, seed, budget
+        self.progress, self.attempts = progress, 0  # attempts: trials this worker started
+        self.store = storage.artifact_store(url)
+        self.checkpoints = storage.checkpoint_dir(url, record.study_info(study).uid)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        own(self.study, trial)
+        self.attempts += 1
+        frozen = self.budget.claim(self.study, trial)
+        config = self.kind.config(trial, self.fixed, self.seed)
+        retry_of = record.trial_info(frozen).retry_of
+        original = retry_of if retry_of is not None else RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+        checkpoint = self.checkpoints / f"trial-{trial.number if original is None else original}.pt"
+        return train_trial(config, trial, self.progress, self.store, checkpoint)
