@@ -81,7 +81,8 @@ def variants(study: optuna.Study, alpha: float = ALPHA) -> Table | str:
         "time": data["seconds"].map(seconds),
     })
     title = (f"Variants against {reference!r} (accuracy in %, mean ± std over seeds; p adjusted across the "
-             f"{tested} tested arm{'s' if tested != 1 else ''} by Holm; seeds for p<{alpha:g}: paired seeds that would make the observed Δ "
+             f"{tested} tested arm{'s' if tested != 1 else ''} by Holm; "
+             f"seeds for p<{alpha:g}: paired seeds that would make the observed Δ "
              f"significant after adjustment with {stats.POWER:.0%} power)")
     return Table("ablation", title, data, shown)
 

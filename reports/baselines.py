@@ -103,5 +103,6 @@ def data_requirements(study: optuna.Study) -> pd.DataFrame:
                 fractions[setting(t, "data_fraction", 1.0)].append(t.value)
         for fraction, values in sorted(fractions.items()):
             s = stats.summary(values)
-            rows.append({"model": name, "data_fraction": fraction, "n": s.n, "val_accuracy_mean": s.mean, "val_accuracy_std": s.std})
+            rows.append({"model": name, "data_fraction": fraction, "n": s.n,
+                         "val_accuracy_mean": s.mean, "val_accuracy_std": s.std})
     return pd.DataFrame(rows, columns=["model", "data_fraction", "n", "val_accuracy_mean", "val_accuracy_std"])

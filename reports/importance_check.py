@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    print(f"{'trials':>6}  {'lr first: PED':>13}  {'fANOVA':>6}  {'repeat distance: PED':>20}  {'fANOVA':>6}  {'PED to fANOVA':>13}")
+    print(f"{'trials':>6}  {'lr first: PED':>13}  {'fANOVA':>6}  "
+          f"{'repeat distance: PED':>20}  {'fANOVA':>6}  {'PED to fANOVA':>13}")
     for n in (int(x) for x in args.counts.split(",")):
         fits: dict[str, list[pd.Series]] = {m: [] for m in importance.METHODS}
         for r in range(args.repeats):

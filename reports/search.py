@@ -107,7 +107,8 @@ def reference_vs_best(study: optuna.Study) -> Table | str:
     names = sorted(set(reference.params) | set(top.params))
     rows = [{"parameter": p, "reference": reference.params.get(p), "best": top.params.get(p),
              "changed": reference.params.get(p) != top.params.get(p)} for p in names]
-    rows.append({"parameter": "val_accuracy", "reference": reference.value, "best": top.value, "changed": top.number != reference.number})
+    rows.append({"parameter": "val_accuracy", "reference": reference.value, "best": top.value,
+                 "changed": top.number != reference.number})
     data = pd.DataFrame(rows)
     shown = data.copy().astype(object)
     shown["reference"] = [pct(v) if p == "val_accuracy" else number(v) for p, v in zip(data["parameter"], data["reference"])]

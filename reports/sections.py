@@ -171,7 +171,8 @@ def diagnostics_section(items: list[Loaded]) -> Section:
             part.items.append(Figure("confusion", figures.confusion(d)))
             section.add(diagnostics.per_class(d), name, "per-class accuracy", figures.per_class)
         else:
-            section.left_out.append((f"{name}: confusion matrix", f"trial {top.number} has none stored (or its artifact is missing)"))
+            section.left_out.append((f"{name}: confusion matrix",
+                                     f"trial {top.number} has none stored (or its artifact is missing)"))
         if len(d.curves):
             part.items.append(Figure("train_vs_val", figures.train_vs_val(d)))
         else:
@@ -179,12 +180,14 @@ def diagnostics_section(items: list[Loaded]) -> Section:
         if d.grad_norms:
             part.items.append(Figure("grad_norms", figures.grad_norms(d)))
         else:
-            section.left_out.append((f"{name}: gradient norms", f"not recorded for trial {top.number} (set record_grad_norms=True)"))
+            section.left_out.append((f"{name}: gradient norms",
+                                     f"not recorded for trial {top.number} (set record_grad_norms=True)"))
     return section
 
 
 def as_typed(command: str) -> str:
-    """`/.../study/__main__.py run ...`, as studies stored before commands were recorded as typed, reads `python -m study run ...`."""
+    """`/.../study/__main__.py run ...`, as studies stored before commands were recorded as typed,
+    reads `python -m study run ...`."""
     return re.sub(r"^\S*study/__main__\.py(?=\s|$)", "python -m study", command)
 
 
@@ -217,10 +220,12 @@ def build(items: list[Loaded]) -> list[Section]:
         if chosen:
             sections.append(make(chosen))
         elif kinds == ("final",):
-            sections.append(Section(title, left_out=[("all studies", "no final study among the inputs: "
-                                                      "`python -m study final <db>` scores the chosen configurations once on the test set")]))
+            why = ("no final study among the inputs: `python -m study final <db>` scores the chosen configurations "
+                   "once on the test set")
+            sections.append(Section(title, left_out=[("all studies", why)]))
         else:
             kinds_found = ", ".join(sorted({search.kind(i.study) for i in items}))
-            sections.append(Section(title, left_out=[("all studies", f"no {' or '.join(kinds)} study among the inputs (found: {kinds_found})")]))
+            missing = f"no {' or '.join(kinds)} study among the inputs (found: {kinds_found})"
+            sections.append(Section(title, left_out=[("all studies", missing)]))
     sections.append(diagnostics_section(items))
     return sections

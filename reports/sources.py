@@ -52,7 +52,8 @@ def open_source(text: str) -> Source:
     try:
         journal = optuna.storages.journal.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     except Exception as exc:
-        raise UserError(f"{text} is neither an SQLite database nor an Optuna journal file ({type(exc).__name__}: {exc})") from None
+        raise UserError(f"{text} is neither an SQLite database nor an Optuna journal file "
+                        f"({type(exc).__name__}: {exc})") from None
     # a journal's artifacts are beside it, where they would be for a database file of that name
     return Source(text, str(path), journal, storage.artifact_store(url, create=False))
 
@@ -68,7 +69,8 @@ def load(arguments: list[str], names: list[str] | None = None) -> list[Loaded]:
         try:
             stored = optuna.get_all_study_names(source.storage)
         except Exception as exc:
-            raise UserError(f"{text} holds no Optuna studies ({type(exc).__name__}); pass a database written by `python -m study run`") from None
+            raise UserError(f"{text} holds no Optuna studies ({type(exc).__name__}); "
+                            "pass a database written by `python -m study run`") from None
         for name in stored:
             available.append(name)
             if not names or name in names:

@@ -23,7 +23,6 @@ from study.errors import UserError
 from study.progress import TABLE_BOX, StudyProgress, fmt_setting
 from study.trial import train_told
 
-
 # studies that commands derive from a search and store beside it
 DERIVED = ("-ablation-path", "-final")
 

@@ -19,8 +19,10 @@ from study.progress import make_console, top_trials_table
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("space", help="space file, e.g. spaces/naivenet128.py")
-    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ and cifar-100-python/ (default: $STUDY_DATA_DIR, else ~/.cache/study/data)")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="fix a setting, e.g. --set lr=0.05 (repeatable)")
+    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ and cifar-100-python/ "
+                   "(default: $STUDY_DATA_DIR, else ~/.cache/study/data)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix a setting, e.g. --set lr=0.05 (repeatable)")
     p.add_argument("--epochs", type=int, help="epochs per trial (same as --set epochs=N)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="training device (default auto: cuda if present)")
     p.add_argument("--seed", type=int, help="training seed (and the sampler's seed for run)")
@@ -43,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
                           "4 per GPU (workers.TRIALS_PER_GPU)")
     run.add_argument("--devices", help="comma-separated devices dealt out to the workers, e.g. cuda:0,cuda:1")
     run.add_argument("--force", action="store_true", help="run a space even without the GPU / full data it needs")
-    run.add_argument("--plain", action="store_true", help="plain log lines instead of live bars (the default when output is not a terminal)")
+    run.add_argument("--plain", action="store_true",
+                     help="plain log lines instead of live bars (the default when output is not a terminal)")
 
     sub.add_parser("spaces", help="list the space files with their kind, budget and description")
 

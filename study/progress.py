@@ -20,7 +20,6 @@ from rich.table import Table
 
 from study import record
 
-
 EPOCH_LINE_SECONDS = 5.0
 PLAIN_WIDTH = 400
 # light rules only: the heavy line (━) is the progress bar's, so a log without it has no bar left in it

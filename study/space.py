@@ -225,4 +225,5 @@ def _check_suggest(space: Space) -> None:
             "setting and make every range (low <= high) include the setting's default"
         ) from None
     except Exception as exc:  # the space file's own code: any bug in it is the file's, said in one line
-        raise UserError(f"{space.path}: suggest() failed on the defaults ({type(exc).__name__}: {exc}); fix the space file") from None
+        raise UserError(f"{space.path}: suggest() failed on the defaults ({type(exc).__name__}: {exc}); "
+                        "fix the space file") from None

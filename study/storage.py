@@ -231,7 +231,8 @@ def open_storage(url: str, heartbeat: bool = True, create_folder: bool = True) -
         storage = _rdb_storage(url, engine_kwargs={"connect_args": {"timeout": 60}} if path else {},
                                **(beats if heartbeat else {}))
     except Exception as exc:
-        raise UserError(f"cannot open storage {url!r} ({one_line(exc)}); check the URL and that the database is reachable") from None
+        raise UserError(f"cannot open storage {url!r} ({one_line(exc)}); check the URL and that the database "
+                        "is reachable") from None
     if path is not None:
         import sqlalchemy
 

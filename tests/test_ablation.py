@@ -7,11 +7,11 @@ import pytest
 from optuna.trial import TrialState
 
 from study import runner
-from study.storage import artifact_store
 from study import space as spaces
 from study.ablation_path import ablation_path
 from study.config import Config
 from study.errors import UserError
+from study.storage import artifact_store
 
 
 def write_space(tmp_path: Path, body: str) -> Path:

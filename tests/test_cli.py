@@ -55,7 +55,8 @@ def test_run_fixes_set_values_for_every_trial(data_dir, tmp_path):
     assert not any(c in r.stdout for c in "━╸╺\r\x1b…")  # bar glyphs, carriage returns, escape codes, clipping
     rule = max((line for line in lines if set(line.strip()) == {"─"}), key=len)  # the top-trials table's rule
     assert max(map(len, lines)) <= len(rule)
-    finished = [line for line in lines if line.startswith(("trial 0 ", "trial 1 ")) and " val_acc " in line and "epoch" not in line]
+    finished = [line for line in lines
+                if line.startswith(("trial 0 ", "trial 1 ")) and " val_acc " in line and "epoch" not in line]
     assert len(finished) == 2 and all("weight_decay=" in line and "aug_strength=" in line for line in finished)
 
 

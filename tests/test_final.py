@@ -3,8 +3,8 @@
 import optuna
 
 from study import cli, data, final
-from study import trial as trial_module
 from study import train as training
+from study import trial as trial_module
 from study.config import Config
 
 

@@ -15,16 +15,17 @@ import optuna_dashboard
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
+from stored_studies import ablation_study, add, comparison_study, factorial_study, final_study, new_study, path_study
 
 from reports import cli, sections, sources
 from reports.importance_check import synthetic_trials
-from stored_studies import add, ablation_study, comparison_study, factorial_study, final_study, new_study, path_study
 from study import record
 from study.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIL = "<script>alert(1)</script>"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+NO_CHROMIUM = "chromium is not installed (apt-get install -y chromium); the browser check needs it"
 
 
 def report(tmp_path: Path, *storages: str, extra: tuple[str, ...] = ()) -> Path:
@@ -77,7 +78,8 @@ def test_every_section_is_present_with_its_tables(tmp_path):
     assert [s.title for s in built] == ["Overview", "Search", "Ablation", "Baselines", "Final test", "Diagnostics"]
     names = {(p.study, getattr(i, "name", None)) for s in built for p in s.parts for i in p.items}
     for expected in [("ablation", "ablation"), ("factorial", "interactions"), ("search-ablation-path", "ablation_path"),
-                     ("search-ablation-path", "ablation_path"), ("baselines", "baselines"), ("baselines", "data_requirements"), ("baselines-final", "final"),
+                     ("search-ablation-path", "ablation_path"), ("baselines", "baselines"),
+                     ("baselines", "data_requirements"), ("baselines-final", "final"),
                      (EVIL, "reference_vs_best"), ("ablation", "per_class"), ("ablation", "forest")]:
         assert expected in names
     left_out = dict(built[5].left_out)
@@ -156,7 +158,7 @@ def chromium(page: Path, profile: Path, width: int = 1400) -> subprocess.Complet
     )
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium); the browser check needs it")
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_report_opens_in_headless_chromium(real_search, tmp_path):
     out = report(tmp_path, real_search, synthetic_db(tmp_path), extra=("--no-dashboard",))
     html = out.read_text()
@@ -187,7 +189,7 @@ window.addEventListener("load", () => setTimeout(() => {
 </script>"""
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium); the browser check needs it")
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_report_fits_a_1400_px_window(tmp_path):
     """No horizontal scrollbar and no figure cut off: a six-parameter search's slices, wide ablation tables."""
     db = synthetic_db(tmp_path)
@@ -205,5 +207,6 @@ def test_report_fits_a_1400_px_window(tmp_path):
 
 
 def test_commands_stored_before_they_were_recorded_as_typed_read_as_typed():
-    assert sections.as_typed("/work/w9/study/__main__.py run spaces/x.py --trials 3") == "python -m study run spaces/x.py --trials 3"
+    typed = "python -m study run spaces/x.py --trials 3"
+    assert sections.as_typed("/work/w9/study/__main__.py run spaces/x.py --trials 3") == typed
     assert sections.as_typed("python -m study run x") == "python -m study run x"

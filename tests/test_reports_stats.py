@@ -11,10 +11,20 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from scipy import stats as sp
+from stored_studies import (
+    ABLATION,
+    FACTORIAL,
+    FINAL,
+    PATH,
+    ablation_study,
+    comparison_study,
+    factorial_study,
+    final_study,
+    new_study,
+    path_study,
+)
 
 from reports import ablation, baselines, final, literature, search, stats
-from stored_studies import (ABLATION, FACTORIAL, FINAL, PATH, ablation_study, comparison_study, factorial_study,
-                            final_study, new_study, path_study)
 from study import progress, record
 
 
@@ -140,7 +150,8 @@ def test_ablation_rows_against_the_full_model():
     assert rows.loc["no se", "p"] == pytest.approx(sign_flip_by_hand(np.subtract(ABLATION["no se"], ABLATION["full"])))
     assert rows.loc["no se", "test"] == "sign-flip exact" and rows.loc["no se", "pairs"] == 3
     # "no mixup" lost exactly 1 point on both of its seeds: no spread, so neither an interval nor a test
-    assert rows.loc["no mixup", "pairs"] == 2 and math.isnan(rows.loc["no mixup", "ci_low"]) and math.isnan(rows.loc["no mixup", "p"])
+    assert rows.loc["no mixup", "pairs"] == 2
+    assert math.isnan(rows.loc["no mixup", "ci_low"]) and math.isnan(rows.loc["no mixup", "p"])
     assert rows.loc["no se", "p"] == pytest.approx(0.25)  # 3 seeds, all lower: 2 of 8 sign patterns are as extreme
     assert rows.loc["no se", "p_holm"] == pytest.approx(0.25)  # the only arm with a p: Holm leaves it
     assert rows.loc["no mixup", "delta"] == pytest.approx(-0.01)  # on its two seeds, not against all three of full
@@ -203,7 +214,8 @@ def test_final_scores_fill_the_test_column_and_the_literature_gap(monkeypatch):
     assert rows.loc["resnet18", "gap"] == pytest.approx(0.84 - 0.95)
     assert "scored once, not used for selection" in table.title
     own = final.scores(scored)
-    assert own.data.set_index("candidate").loc["model=naivenet", "test_accuracy_mean"] == pytest.approx(np.mean(FINAL["naivenet"]))
+    naivenet = own.data.set_index("candidate").loc["model=naivenet", "test_accuracy_mean"]
+    assert naivenet == pytest.approx(np.mean(FINAL["naivenet"]))
     assert "scored once, not used for selection" in own.title and list(own.data["n"]) == [2, 2]
 
 

@@ -18,10 +18,10 @@ import torch
 from optuna.trial import TrialState
 
 from study import models, recovery, runner, studies
-from study import trial as trial_module
-from study import storage as study_storage
-from study.errors import UserError
 from study import space as spaces
+from study import storage as study_storage
+from study import trial as trial_module
+from study.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
