@@ -106,7 +106,7 @@ def work(job: Job, index: int, threads: int, console: Console | None = None) -> 
         torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna.study._optimize").addFilter(_not_a_failed_trial)
-    epochs = job.space.defaults.replace(**job.fixed).epochs
+    epochs = job.space.defaults.replace(**job.fixed).epochs  # --set epochs=N applies to the pruner too
     study = optuna.load_study(
         study_name=job.name, storage=storages.open_storage(job.url),
         sampler=studies.sampler(job.space, job.seed + index, job.budget),  # workers must not propose the same trials

@@ -12,6 +12,7 @@ import optuna
 
 from study import data, record, search_defaults
 from study.budget import Budget
+from study.config import Config
 from study.errors import UserError
 from study.space import Space
 
@@ -31,8 +32,8 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.Bas
     if name in existing and existing[name].space not in (None, space.name):
         raise UserError(f"study {name!r} in {url} belongs to space {existing[name].space!r}; "
                         "pass --study-name to start a new one")
-    epochs = space.defaults.replace(**fixed).epochs
-    kwargs = dict(storage=storage, study_name=name, sampler=sampler(space, seed), pruner=pruner(space, epochs))
+    defaults = space.defaults.replace(**fixed)
+    kwargs = dict(storage=storage, study_name=name, sampler=sampler(space, seed), pruner=pruner(space, defaults.epochs))
     try:
         study = optuna.create_study(direction="maximize", **kwargs)
     except optuna.exceptions.DuplicatedStudyError:
@@ -40,7 +41,7 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.Bas
         if name not in existing:  # another machine created it a moment ago: it sets it up, once
             _wait_for_uid(study)
     else:
-        _set_up(study, space, fixed)
+        _set_up(study, space, fixed, defaults)
     info = record.study_info(study)
     if info.uid is None:  # studies stored before checkpoints were keyed by it get one too
         record.write_study(study, uid=uuid.uuid4().hex)
@@ -48,9 +49,8 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.Bas
     return study
 
 
-def _set_up(study: optuna.Study, space: Space, fixed: dict[str, Any]) -> None:
+def _set_up(study: optuna.Study, space: Space, fixed: dict[str, Any], defaults: Config) -> None:
     """A new study's attributes, note and first trials; the uid comes last: it says the rest is there."""
-    defaults = space.defaults.replace(**fixed)
     cifar = data.load(defaults.dataset, defaults.data_dir)
     dataset = dict(name=cifar.name, root=str(cifar.root), classes=list(cifar.classes),
                    train_images=len(cifar.train_labels), test_images=len(cifar.test_labels))
