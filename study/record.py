@@ -57,14 +57,47 @@ class StudyInfo:
     path: list[dict[str, Any]] | None = None  # the ablation path's steps
 
 
-@dataclass(frozen=True)
-class TrialInfo:
-    """A trial's user attributes: what it is, then the metrics `train` measured (study.train)."""
+@dataclass
+class Metrics:
+    """What `train` measures, filled in as it goes and stored as the trial's attributes (`store_metrics`).
+    Accuracies are fractions in [0, 1]; None is not measured (and not stored)."""
 
-    # what the trial is
+    config: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    device: str | None = None
+    precision: str | None = None
+    params: int | None = None
+    flops_per_image: int | None = None
+    train_images: int | None = None
+    val_images: int | None = None
+    val_accuracy_curve: list[float] = field(default_factory=list)
+    val_loss_curve: list[float] = field(default_factory=list)
+    train_accuracy_curve: list[float] = field(default_factory=list)
+    train_loss_curve: list[float] = field(default_factory=list)
+    seconds_per_epoch: list[float] = field(default_factory=list)
+    epochs_trained: int | None = None
+    val_accuracy: float | None = None
+    images_per_second: float | None = None
+    seconds: float | None = None
+    peak_memory_mb: float | None = None
+    capture_seconds: float | None = None
+    step_mode: str | None = None
+    step_mode_reason: str | None = None
+    resumed_from_epoch: int | None = None
+    test_accuracy: float | None = None  # only `train(test=True)`: the final scoring
+    test_loss: float | None = None
+    array_size: int | None = None  # members trained as one fused model with this trial (study/array.py)
+    # may be in the artifact store instead: read them with `confusion_matrix` and `grad_norms`
+    confusion_matrix: list[list[int]] | None = None
+    grad_norms: dict[str, list[float]] | None = None
+
+
+@dataclass
+class TrialInfo(Metrics):
+    """A trial's user attributes: the metrics `train` measured, and what the trial is."""
+
     reference: bool = False  # a search's trial 0: the space's defaults
     variant: str | None = None
-    seed: int | None = None
     model: str | None = None
     components_on: list[str] = field(default_factory=list)
     retry_of: int | None = None
@@ -75,33 +108,7 @@ class TrialInfo:
     scored_once: bool = False
     changed: list[str] = field(default_factory=list)  # ablation path
     path_step: int | None = None
-    # what training measured
-    config: dict[str, Any] = field(default_factory=dict)
-    device: str | None = None
-    precision: str | None = None
-    params: int | None = None
-    flops_per_image: int | None = None
-    train_images: int | None = None
-    val_images: int | None = None
-    epochs_trained: int | None = None
-    val_accuracy: float | None = None
-    test_accuracy: float | None = None
-    test_loss: float | None = None
-    train_loss_curve: list[float] = field(default_factory=list)
-    train_accuracy_curve: list[float] = field(default_factory=list)
-    val_accuracy_curve: list[float] = field(default_factory=list)
-    val_loss_curve: list[float] = field(default_factory=list)
-    seconds_per_epoch: list[float] = field(default_factory=list)
-    images_per_second: float | None = None
-    seconds: float | None = None
-    peak_memory_mb: float | None = None
-    capture_seconds: float | None = None
-    step_mode: str | None = None
-    step_mode_reason: str | None = None
-    resumed_from_epoch: int | None = None
-    # may be in the artifact store instead: read them with `confusion_matrix` and `grad_norms`
-    confusion_matrix: list[list[int]] | None = None
-    grad_norms: dict[str, list[float]] | None = None
+    array: str | None = None  # the fused array it trained in: its first member's trial number and K
 
 
 STUDY_FIELDS = frozenset(f.name for f in dataclasses.fields(StudyInfo))
@@ -156,9 +163,9 @@ def setting(trial: FrozenTrial, name: str, default: Any = None) -> Any:
     return trial_info(trial).config.get(name, default)
 
 
-def store_metrics(trial: optuna.Trial, metrics: dict[str, Any], artifact_store: Any = None) -> None:
+def store_metrics(trial: optuna.Trial, metrics: Metrics, artifact_store: Any = None) -> None:
     """Store `train`'s metrics as the trial's attributes; big values go to the artifact store."""
-    for key, value in trial_attrs(**metrics).items():
+    for key, value in as_dict(metrics).items():
         text = json.dumps(value)
         if artifact_store is not None and text.count(",") >= ARTIFACT_NUMBERS:
             with tempfile.TemporaryDirectory() as tmp:
@@ -198,3 +205,8 @@ def _maybe_artifact(trial: FrozenTrial, name: str, artifacts: Any) -> Any:
 def clear_failure(trial: FrozenTrial) -> None:
     """Drop the failure's reason from a copy of a failed trial: its retry starts without it."""
     trial.user_attrs.pop("fail_reason", None)
+
+
+def as_dict(metrics: Metrics) -> dict[str, Any]:
+    """The measured metrics (None left out), as stored and as `study train --json` prints them."""
+    return {k: v for k, v in dataclasses.asdict(metrics).items() if v is not None}
