@@ -216,7 +216,7 @@ def _weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 def _save(path: Path, epoch: int, train_seconds: float, model: nn.Module, optimizer: torch.optim.Optimizer,
-          scheduler: Any, metrics: dict[str, Any] | list[dict[str, Any]], *,
+          scheduler: Any, metrics: dict[str, Any] | list[dict[str, Any]],
           generators: list[torch.Generator | None] = (), ends: list[End] = ()) -> None:
     """Everything needed to go on after `epoch`, written atomically (a kill mid-write keeps the old
     file; a failed write, e.g. a full disk, leaves no partial file behind). `metrics` is a single
@@ -400,7 +400,7 @@ def train_members(
                         end(k, "pruned", f"pruned after epoch {epoch + 1} at val_accuracy {val_acc:.4f}")
             if checkpoint is not None:
                 _save(checkpoint, epoch + 1, train_seconds, model, optimizer, scheduler,
-                      metrics[0] if len(metrics) == 1 else metrics, generators=generators, ends=ends)
+                      metrics[0] if len(metrics) == 1 else metrics, generators, ends)
             if on_epoch:
                 on_epoch(metrics)
         if test and not all(ends):

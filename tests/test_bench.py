@@ -26,6 +26,12 @@ def test_quick_bench_json_has_every_figure(data_dir, capsys):
             continue
         assert all(_positive(row[k]) for k in ("seed_way_images_per_second", "ours_images_per_second", "ratio"))
         assert math.isclose(row["ratio"], row["ours_images_per_second"] / row["seed_way_images_per_second"])
+    fused = result["fused"]  # member-images/s of seeds fused into one model, beside the single trial
+    assert sorted(row["members"] for row in fused.values()) == sorted(bench.FUSE_KS["cpu"])
+    for row in fused.values():
+        assert _positive(row["member_images_per_second"])
+        assert math.isclose(row["vs_one_trial"],
+                            row["member_images_per_second"] / result["naivenet_32"]["ours_images_per_second"])
     for resolution in (32, 128):
         aug = result["augmentation"][f"augment_{resolution}"]
         assert _positive(aug["images_per_second"]) and 0 < aug["share_of_step"] < 1
