@@ -1,6 +1,7 @@
 """`python -m study bench`: our training speed against the seed's way, measured side by side.
 
-Three parts, all on the current machine in one run (`--only search`: study.search_bench instead):
+Four parts, all on the current machine in one run (`--only search`: study.search_bench instead;
+`--only fused`: the fused rows alone):
   throughput   training images/s of each model and resolution, the seed's way (study.seedway) and
                ours (study.train.train itself, so the bench measures what users get); warm-up
                steps are excluded and the median of several timed windows is reported. A window
@@ -256,7 +257,8 @@ def fused(budget: Budget, data_dir: str | None, device: str, ks: tuple[int, ...]
         one = single.get(row_key(config), {}).get("ours_images_per_second") or ours(config, budget)
         for k in ks:
             rate = one if k == 1 else ours(config, budget, k)
-            rows[f"{row_key(config)}_x{k}"] = {"members": k, "member_images_per_second": rate, "vs_one_trial": rate / one}
+            rows[f"{row_key(config)}_x{k}"] = {"members": k, "member_images_per_second": rate,
+                                               "one_trial_images_per_second": one, "vs_one_trial": rate / one}
     return rows
 
 
@@ -294,7 +296,7 @@ def run(budget: Budget, data_dir: str | None, device: str, workers: int, console
     result: dict[str, Any] = {"machine": machine(device)}
     console.log("throughput: the seed's way and ours")
     result.update(throughput(budget, data_dir, device, workers))
-    ks = FUSE_KS[training.resolve_device(device).type] if fuse_ks is None else fuse_ks
+    ks = _fuse_ks(device, fuse_ks)
     if ks:
         console.log(f"fused arrays of {', '.join(map(str, ks))} members")
         result["fused"] = fused(budget, data_dir, device, ks, result)
@@ -328,12 +330,15 @@ def table(result: dict[str, Any]) -> Table:
                       f"{row['ratio']:.1f}x")
     for key, row in result.get("fused", {}).items():
         model, resolution, *_ = key.split("_")
-        t.add_row(f"{model} @{resolution} fused x{row['members']}, member-img/s", "",
-                  f"{row['member_images_per_second']:,.0f}", f"{row['vs_one_trial']:.2f}x one trial")
+        t.add_row(f"{model} @{resolution} fused x{row['members']} img/s", "",
+                  f"{row['member_images_per_second']:,.0f}",
+                  f"{row['vs_one_trial']:.2f}x one trial ({row['one_trial_images_per_second']:,.0f})")
     if "trials_per_gpu" in result:
         c = result["trials_per_gpu"]
         t.add_row(f"{c['trials']} naivenet @32 trials at once on one GPU, img/s", "", f"{c['images_per_second']:,.0f}",
                   f"{c['images_per_second'] / result['naivenet_32']['ours_images_per_second']:.1f}x one trial")
+    if "overhead" not in result:  # --only fused
+        return t
     for key, aug in result["augmentation"].items():
         t.add_row(f"{key} img/s (share of step)", "", f"{aug['images_per_second']:,.0f}",
                   f"{aug['share_of_step']:.1%}")
@@ -356,8 +361,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="DataLoader workers for the seed's way (default: the CPU count, at most 8)")
     parser.add_argument("--fuse-ks", type=_array_sizes, default=None, metavar="K,K,...",
                         help="array sizes of the fused rows (default: 1,4,8 on CUDA, 2,4 on CPU; 0: none)")
-    parser.add_argument("--only", choices=("search",), help="search: the search A/B harness (study.search_bench) alone")
+    parser.add_argument("--only", choices=("search", "fused"),
+                        help="search: the search A/B harness (study.search_bench) alone; "
+                             "fused: the fused rows and the single trial they are compared with")
     search_bench.add_arguments(parser)
+
+
+def _fuse_ks(device: str, asked: tuple[int, ...] | None) -> tuple[int, ...]:
+    return FUSE_KS[training.resolve_device(device).type] if asked is None else asked
 
 
 def _array_sizes(text: str) -> tuple[int, ...]:
@@ -376,10 +387,15 @@ def main(args: argparse.Namespace) -> None:
     if args.workers < 0:
         raise UserError(f"--workers {args.workers} is invalid: it must be >= 0")
     console = Console(stderr=args.json)
+    budget = QUICK if args.quick else FULL
     if args.only == "search":
         result = search_bench.main(args, console)
+    elif args.only == "fused":
+        ks = _fuse_ks(args.device, args.fuse_ks)
+        result = {"machine": machine(args.device), "fused": fused(budget, args.data_dir, args.device, ks, {})}
+        console.print(table(result))
     else:
-        result = run(QUICK if args.quick else FULL, args.data_dir, args.device, args.workers, console, args.fuse_ks)
+        result = run(budget, args.data_dir, args.device, args.workers, console, args.fuse_ks)
         console.print(table(result))
     if args.json:
         print(json.dumps(result))
