@@ -21,12 +21,13 @@ from study.array import train_array
 from study.config import Config
 from study.errors import UserError
 from study.models.fused import fuse, member_state
-from study.train import train
+from study.train import optimizer_and_schedule, train
 
-# Members 0 and 1 share a seed (same initialisation and data order) and differ only in lr and weight
-# decay: the tolerances below must tell them apart. The staged CNN with BatchNorm has no dropout.
+# Members 0 and 1 share a seed (same initialisation and data order) and differ in lr, weight decay
+# and label smoothing: the tolerances below must tell them apart. The staged CNN with BatchNorm has
+# no dropout. (Larger lrs train this CNN chaotically enough that float noise outgrows any tolerance.)
 MEMBERS = [{"seed": 0, "lr": 0.002, "weight_decay": 1e-4},
-           {"seed": 0, "lr": 0.001, "weight_decay": 5e-3},
+           {"seed": 0, "lr": 0.001, "weight_decay": 5e-3, "label_smoothing": 0.0},
            {"seed": 1, "lr": 0.0007, "weight_decay": 0.0}]
 
 
@@ -188,3 +189,37 @@ def test_the_fused_step_is_one_cuda_graph_without_host_sync(data_dir):
         torch.cuda.set_sync_debug_mode("default")
     assert all(m["step_mode"] == "graph" for m in metrics), metrics[0]["step_mode_reason"]
     assert steps_seen.count(1) == 5 and all(m["status"] == "complete" for m in metrics)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_each_member_gets_its_own_schedule_momentum_and_weight_decay(schedule):
+    """The array's optimizer against torch.optim.SGD on each member alone, at its single run's schedule."""
+    steps = 6
+    members = [Config(schedule=schedule, lr=lr, momentum=m, weight_decay=wd)
+               for lr, m, wd in ((0.05, 0.9, 1e-4), (0.01, 0.0, 5e-3), (0.02, 0.5, 0.0))]
+    alone = []
+    for k, _ in enumerate(members):
+        torch.manual_seed(k)
+        alone.append(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(16, 2)))
+    fused = fuse(alone)
+    optimizer, _ = optimizer_and_schedule(members, fused, steps, torch.device("cpu"))
+    references = []
+    for model, config in zip(alone, members):
+        sgd = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        _, single = optimizer_and_schedule([config], model, steps, torch.device("cpu"))
+        references.append((sgd, single))
+    x = torch.randn(len(members), 8, 3, 4, 4)
+    for _ in range(steps):
+        fused.zero_grad()
+        fused(x).square().mean(dim=(1, 2)).sum().backward()
+        optimizer.step()
+        for k, (model, (sgd, single)) in enumerate(zip(alone, references)):
+            lr, momentum = single.current()  # torch's scheduler's values for this member alone
+            sgd.param_groups[0].update(lr=lr.item(), momentum=momentum.item())
+            sgd.zero_grad()
+            model(x[k]).square().mean().backward()
+            sgd.step()
+            single.step()
+    for k, model in enumerate(alone):
+        for name, tensor in model.state_dict().items():
+            torch.testing.assert_close(member_state(fused, k)[name], tensor, rtol=1e-5, atol=1e-6, msg=f"{k} {name}")
