@@ -432,10 +432,8 @@ def _build_members(configs: list[Config], num_classes: int,
 
 
 def _copy_default_generator(device: torch.device) -> torch.Generator:
-    default = torch.default_generator if device.type == "cpu" else \
-        torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
     generator = torch.Generator(device)
-    generator.set_state(default.get_state())
+    generator.set_state(torch.get_rng_state() if device.type == "cpu" else torch.cuda.get_rng_state(device))
     return generator
 
 
