@@ -1,11 +1,14 @@
 """`python -m study bench`: our training speed against the seed's way, measured side by side.
 
-Three parts, all on the current machine in one run (`--only search`: study.search_bench instead):
+Four parts, all on the current machine in one run (`--only search`: study.search_bench instead;
+`--only fused`: the fused rows alone):
   throughput   training images/s of each model and resolution, the seed's way (study.seedway) and
                ours (study.train.train itself, so the bench measures what users get); warm-up
                steps are excluded and the median of several timed windows is reported. A window
                lasts a set time, not a set step count (a GPU runs a step in microseconds); on CUDA
                there are batch-512 rows too, and the images/s of several concurrent trials on one GPU
+  fused        member-images/s of K seeds of a row trained as one fused array (study.array, issue 15)
+               against the same row's single trial, for each K of --fuse-ks
   augmentation images/s of study.augment.train_batch alone, and its share of one training step
   overhead     the share of a trial's wall time spent outside its training and evaluation epochs,
                and the study's one-time setup
@@ -31,7 +34,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from study import augment, data, models, record, runner, search_bench, seedway
+from study import array, augment, data, models, record, runner, search_bench, seedway
 from study import space as spaces
 from study import train as training
 from study.config import Config
@@ -39,6 +42,10 @@ from study.errors import UserError
 from study.workers import TRIALS_PER_GPU
 
 ROWS = (("naivenet", 32), ("naivenet", 128), ("resnet18", 32))
+# Fused rows at batch 128 per member. 128 px on CUDA: where the issue's probe saw fusion lose; on a CPU
+# a 128 px array step takes many seconds, and x1 is the single-trial row itself.
+FUSED_ROWS = {"cuda": (("naivenet", 32), ("naivenet", 128)), "cpu": (("naivenet", 32),)}
+FUSE_KS = {"cuda": (1, 4, 8), "cpu": (2, 4)}
 CUDA_BATCHES = (128, 512)  # batch 128 is the recipe's, and the only row on CPU; 512 fills a GPU better
 BENCH_EPOCHS = 200  # `ours` runs this long at most: every window ends long before
 SEED_WAY_STEPS = 10**6  # the same for the seed's way (it sets OneCycle's length: speed does not depend on it)
@@ -130,15 +137,20 @@ def row_config(model: str, resolution: int, data_dir: str | None, device: str, b
                   data_dir=data_dir, device=device, epochs=1, batch_size=batch)
 
 
-def ours(config: Config, budget: Budget) -> float:
-    """Training images/s of `study.train.train(config)`, timed from its step callback."""
-    meter = Meter(training.resolve_device(config.device), budget, config.batch_size)
+def ours(config: Config, budget: Budget, members: int = 1) -> float:
+    """Training images/s of `study.train.train(config)`, timed from its step callback; with `members`
+    > 1, member-images/s of that many seeds of `config` trained as one fused array."""
+    meter = Meter(training.resolve_device(config.device), budget, config.batch_size * members)
 
     def on_step(epoch: int, step: int, steps: int) -> None:
         meter.tick(epoch_starts=step == 0, epoch_ends=step == steps - 1)
 
+    config = config.replace(epochs=BENCH_EPOCHS)
     try:
-        training.train(config.replace(epochs=BENCH_EPOCHS), on_step=on_step)
+        if members == 1:
+            training.train(config, on_step=on_step)
+        else:
+            array.train_array([config.replace(seed=config.seed + k) for k in range(members)], on_step=on_step)
     except _Measured:
         return meter.images_per_second()
     raise UserError(f"{BENCH_EPOCHS} epochs ended before {budget.repeats} windows of {budget.window} s: "
@@ -234,6 +246,21 @@ def throughput(budget: Budget, data_dir: str | None, device: str, workers: int) 
     return rows
 
 
+def fused(budget: Budget, data_dir: str | None, device: str, ks: tuple[int, ...],
+          single: dict[str, Any]) -> dict[str, Any]:
+    """One row per FUSED_ROWS entry and K: member-images/s in total, and its ratio to the single trial
+    (`single`, the throughput rows; a row it lacks is measured here)."""
+    rows: dict[str, Any] = {}
+    for model, resolution in FUSED_ROWS[training.resolve_device(device).type]:
+        config = row_config(model, resolution, data_dir, device)
+        one = single.get(row_key(config), {}).get("ours_images_per_second") or ours(config, budget)
+        for k in ks:
+            rate = one if k == 1 else ours(config, budget, k)
+            rows[f"{row_key(config)}_x{k}"] = {"members": k, "member_images_per_second": rate,
+                                               "one_trial_images_per_second": one, "vs_one_trial": rate / one}
+    return rows
+
+
 def concurrent_trials(budget: Budget, data_dir: str | None, device: str, trials: int) -> dict[str, Any]:
     """Images/s of `trials` NaiveNet@32 trials training at once on one GPU, one process each (as `run`
     starts them): the sum of each one's median window. Processes start a little apart, so a window
@@ -263,10 +290,15 @@ def machine(device: str) -> dict[str, Any]:
     }
 
 
-def run(budget: Budget, data_dir: str | None, device: str, workers: int, console: Console) -> dict[str, Any]:
+def run(budget: Budget, data_dir: str | None, device: str, workers: int, console: Console,
+        fuse_ks: tuple[int, ...] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": machine(device)}
     console.log("throughput: the seed's way and ours")
     result.update(throughput(budget, data_dir, device, workers))
+    ks = _fuse_ks(device, fuse_ks)
+    if ks:
+        console.log(f"fused arrays of {', '.join(map(str, ks))} members")
+        result["fused"] = fused(budget, data_dir, device, ks, result)
     if training.resolve_device(device).type == "cuda":
         console.log(f"{TRIALS_PER_GPU} concurrent trials on one GPU")
         result["trials_per_gpu"] = concurrent_trials(budget, data_dir, device, TRIALS_PER_GPU)
@@ -295,10 +327,17 @@ def table(result: dict[str, Any]) -> Table:
         else:
             t.add_row(name, f"{row['seed_way_images_per_second']:,.0f}", f"{row['ours_images_per_second']:,.0f}",
                       f"{row['ratio']:.1f}x")
+    for key, row in result.get("fused", {}).items():
+        model, resolution, *_ = key.split("_")
+        t.add_row(f"{model} @{resolution} fused x{row['members']} img/s", "",
+                  f"{row['member_images_per_second']:,.0f}",
+                  f"{row['vs_one_trial']:.2f}x one trial ({row['one_trial_images_per_second']:,.0f})")
     if "trials_per_gpu" in result:
         c = result["trials_per_gpu"]
         t.add_row(f"{c['trials']} naivenet @32 trials at once on one GPU, img/s", "", f"{c['images_per_second']:,.0f}",
                   f"{c['images_per_second'] / result['naivenet_32']['ours_images_per_second']:.1f}x one trial")
+    if "overhead" not in result:  # --only fused
+        return t
     for key, aug in result["augmentation"].items():
         t.add_row(f"{key} img/s (share of step)", "", f"{aug['images_per_second']:,.0f}",
                   f"{aug['share_of_step']:.1%}")
@@ -319,18 +358,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="training device (default auto)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="DataLoader workers for the seed's way (default: the CPU count, at most 8)")
-    parser.add_argument("--only", choices=("search",), help="search: the search A/B harness (study.search_bench) alone")
+    parser.add_argument("--fuse-ks", type=_array_sizes, default=None, metavar="K,K,...",
+                        help="array sizes of the fused rows (default: 1,4,8 on CUDA, 2,4 on CPU; 0: none)")
+    parser.add_argument("--only", choices=("search", "fused"),
+                        help="search: the search A/B harness (study.search_bench) alone; "
+                             "fused: the fused rows and the single trial they are compared with")
     search_bench.add_arguments(parser)
+
+
+def _fuse_ks(device: str, asked: tuple[int, ...] | None) -> tuple[int, ...]:
+    return FUSE_KS[training.resolve_device(device).type] if asked is None else asked
+
+
+def _array_sizes(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(k) for k in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of array sizes, e.g. 1,4,8") from None
+    if ks == (0,):
+        return ()
+    if any(k < 1 for k in ks):
+        raise argparse.ArgumentTypeError(f"array sizes must be >= 1 (or 0 alone for none), not {text!r}")
+    return ks
 
 
 def main(args: argparse.Namespace) -> None:
     if args.workers < 0:
         raise UserError(f"--workers {args.workers} is invalid: it must be >= 0")
     console = Console(stderr=args.json)
+    budget = QUICK if args.quick else FULL
     if args.only == "search":
         result = search_bench.main(args, console)
+    elif args.only == "fused":
+        ks = _fuse_ks(args.device, args.fuse_ks)
+        result = {"machine": machine(args.device), "fused": fused(budget, args.data_dir, args.device, ks, {})}
+        console.print(table(result))
     else:
-        result = run(QUICK if args.quick else FULL, args.data_dir, args.device, args.workers, console)
+        result = run(budget, args.data_dir, args.device, args.workers, console, args.fuse_ks)
         console.print(table(result))
     if args.json:
         print(json.dumps(result))

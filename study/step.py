@@ -25,54 +25,72 @@ WARMUP_STEPS = 3
 
 
 class TrainStep:
-    """Augmentation, forward, loss, backward and update of the next batch, all on the device."""
+    """Augmentation, forward, loss, backward and update of the next batch of every member, on the device.
 
-    def __init__(self, config: Config, forward: Callable[[torch.Tensor], torch.Tensor], optimizer: ScheduledSGD,
-                 d: dict[str, torch.Tensor], batch: int, num_classes: int, weights: list[nn.Parameter],
-                 autocast: Callable[[], torch.autocast]) -> None:
-        self.config, self.forward, self.optimizer, self.autocast = config, forward, optimizer, autocast
+    A run of one configuration is the array of one member (the model itself, not fused). Each member
+    draws its own batch from its own permutation and augments it with its own settings; the loss is
+    the sum of the members' mean losses, so each member's gradient is the one it would get alone.
+    """
+
+    def __init__(self, configs: list[Config], forward: Callable[[list[torch.Tensor]], torch.Tensor],
+                 optimizer: ScheduledSGD, d: dict[str, torch.Tensor], batch: int, num_classes: int,
+                 weights: list[nn.Parameter], autocast: Callable[[], torch.autocast],
+                 generators: list[torch.Generator | None]) -> None:
+        self.configs, self.forward, self.optimizer, self.autocast = configs, forward, optimizer, autocast
         self.images, self.labels, self.num_classes, self.batch = d["train_x"], d["train_y"], num_classes, batch
+        self.generators = generators  # each member's data order; None: torch's default generator
         self.steps = len(self.labels) // batch  # per epoch; the last partial batch is dropped
-        self.constants = augment.train_constants(config, d["mean"], d["std"])
-        device = self.labels.device
-        self.order = torch.arange(len(self.labels), device=device)  # the epoch's permutation, rewritten in place
+        self.constants = [augment.train_constants(config, d["mean"], d["std"]) for config in configs]
+        device, k = self.labels.device, len(configs)
+        # each member's permutation of the epoch, one row each, rewritten in place
+        self.order = torch.arange(len(self.labels), device=device).repeat(k, 1)
         self.positions = torch.arange(batch, device=device)
-        self.loss_sum = torch.zeros((), device=device)
-        self.correct = torch.zeros((), device=device)
+        self.loss_sum = torch.zeros(k, device=device)
+        self.correct = torch.zeros(k, device=device)
         self.weights = weights
-        # the first epoch's gradient norms, one row per step; later steps write the spare last row
-        self.grad_norms = torch.zeros(self.steps + 1, len(weights), device=device) if weights else None
-        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        # the first epoch's gradient norms, one [member, weight] block per step; later steps write the spare last one
+        self.grad_norms = torch.zeros(self.steps + 1, k, len(weights), device=device) if weights else None
+        self.memory_format = torch.channels_last if configs[0].channels_last else torch.contiguous_format
 
     def begin_epoch(self) -> None:
-        """A new permutation of the training split; the sums start at 0 (eager, between graph replays)."""
-        self.order.copy_(torch.randperm(len(self.labels), device=self.order.device))
+        """New permutations of the training split; the sums start at 0 (eager, between graph replays)."""
+        for row, generator in zip(self.order, self.generators):
+            row.copy_(torch.randperm(len(self.labels), device=row.device, generator=generator))
         self.loss_sum.zero_()
         self.correct.zero_()
 
     def __call__(self) -> None:
         steps_taken = self.optimizer.schedule.steps_taken
-        idx = self.order.index_select(0, steps_taken % self.steps * self.batch + self.positions)
-        labels = self.labels.index_select(0, idx)
-        x, target = augment.train_batch(self.images.index_select(0, idx), labels, self.config, self.num_classes,
-                                        self.constants.mean, self.constants.std, self.constants)
-        x = x.contiguous(memory_format=self.memory_format)
+        k = len(self.configs)
+        idx = self.order.index_select(1, steps_taken % self.steps * self.batch + self.positions).view(-1)
+        labels = self.labels.index_select(0, idx).view(k, self.batch)
+        images = self.images.index_select(0, idx).view(k, self.batch, *self.images.shape[1:])
+        xs, targets = [], []
+        for member, (config, constants) in enumerate(zip(self.configs, self.constants)):
+            x, target = augment.train_batch(images[member], labels[member], config, self.num_classes,
+                                            constants.mean, constants.std, constants)
+            xs.append(x.contiguous(memory_format=self.memory_format))
+            targets.append(target)
         with self.autocast():
-            out = self.forward(x)
-            loss = F.cross_entropy(out, target, label_smoothing=self.config.label_smoothing)
+            out = self.forward(xs)
+            losses = torch.stack([F.cross_entropy(out[member], target, label_smoothing=config.label_smoothing)
+                                  for member, (config, target) in enumerate(zip(self.configs, targets))])
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses.sum().backward()
         if self.grad_norms is not None:
-            norms = torch.stack([p.grad.detach().float().norm() for p in self.weights])
-            self.grad_norms.index_copy_(0, steps_taken.clamp(max=self.steps).view(1), norms.view(1, -1))
+            # member m owns the m-th block of every weight's first dimension (study/models/fused.py)
+            norms = torch.stack([torch.stack([p.grad.detach().float().unflatten(0, (k, -1))[member].norm()
+                                              for p in self.weights]) for member in range(k)])
+            self.grad_norms.index_copy_(0, steps_taken.clamp(max=self.steps).view(1), norms.unsqueeze(0))
         self.optimizer.step()
-        self.loss_sum += loss.detach().float()
-        self.correct += (out.detach().argmax(1) == labels).sum()
+        self.loss_sum += losses.detach().float()
+        self.correct += (out.detach().argmax(2) == labels).sum(1)
 
-    def epoch_sums(self) -> tuple[float, float]:
-        """(mean training loss, training accuracy) of the epoch: the epoch's one host sync."""
-        loss_sum, correct = torch.stack([self.loss_sum, self.correct]).tolist()
-        return loss_sum / self.steps, correct / (self.steps * self.batch)
+    def epoch_sums(self) -> tuple[list[float], list[float]]:
+        """Each member's (mean training loss, training accuracy) of the epoch: the epoch's one host sync."""
+        k = len(self.configs)
+        sums = torch.cat([self.loss_sum, self.correct]).tolist()
+        return [s / self.steps for s in sums[:k]], [c / (self.steps * self.batch) for c in sums[k:]]
 
 
 class Replay:

@@ -21,7 +21,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from study import augment, data, models, record
 from study.config import Config
 from study.errors import UserError
-from study.optim import Schedule, ScheduledSGD
+from study.models.fused import Fused, fuse, members_forward
+from study.optim import Members, Schedule, ScheduledSGD
 from study.step import Replay, TrainStep
 
 # The seed's OneCycle: peak at 5x lr after 30% of the steps, from lr/25... to peak/1e4, cosine.
@@ -33,6 +34,8 @@ EVAL_BATCH = 500
 
 StepCallback = Callable[[int, int, int], None]  # (epoch, step, steps per epoch) after each step
 EpochCallback = Callable[[dict[str, Any]], None]  # one epoch's metrics
+MembersEpochCallback = Callable[[list[dict[str, Any]]], None]  # one epoch's metrics of every member
+End = tuple[str, str] | None  # how a member stopped early: ("diverged" or "pruned", why); None: it did not
 
 
 class Diverged(Exception):
@@ -124,29 +127,36 @@ def _autocast(config: Config, device: torch.device, cache: bool = True) -> torch
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: Config,
-             mean: torch.Tensor, std: torch.Tensor, device: torch.device, num_classes: int) -> tuple[float, float, list[list[int]]]:
-    """(accuracy, mean cross-entropy, confusion matrix with rows = true class) over a whole split."""
+             mean: torch.Tensor, std: torch.Tensor, device: torch.device,
+             num_classes: int) -> list[tuple[float, float, list[list[int]]]]:
+    """Each member's (accuracy, mean cross-entropy, confusion matrix with rows = true class) over a
+    whole split; one member unless `model` is a fused array."""
+    k = model.members if isinstance(model, Fused) else 1
     model.eval()
-    confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
-    loss = torch.zeros((), device=device)
+    confusion = torch.zeros(k, num_classes * num_classes, dtype=torch.long, device=device)
+    loss = torch.zeros(k, device=device)
     with torch.no_grad(), _autocast(config, device):
         for i in range(0, len(labels), EVAL_BATCH):
             x = augment.eval_batch(images[i:i + EVAL_BATCH], config.resolution, mean, std)
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            out = model(x).float()
+            out = members_forward(model, [x] * k).float()
             y = labels[i:i + EVAL_BATCH]
-            confusion += torch.bincount(y * num_classes + out.argmax(1), minlength=num_classes * num_classes)
-            loss += F.cross_entropy(out, y, reduction="sum")
+            confusion += torch.stack([torch.bincount(y * num_classes + member.argmax(1), minlength=num_classes**2)
+                                      for member in out])
+            loss += torch.stack([F.cross_entropy(member, y, reduction="sum") for member in out])
     model.train()
-    matrix = confusion.view(num_classes, num_classes)
+    matrices = confusion.view(k, num_classes, num_classes)
     n = len(labels)
-    return matrix.diagonal().sum().item() / n, loss.item() / n, matrix.tolist()
+    correct, loss_sums = matrices.diagonal(dim1=1, dim2=2).sum(1).tolist(), loss.tolist()
+    return [(c / n, s / n, m) for c, s, m in zip(correct, loss_sums, matrices.tolist())]
 
 
-def optimizer_and_schedule(config: Config, model: nn.Module, total_steps: int,
+def optimizer_and_schedule(configs: list[Config], model: nn.Module, total_steps: int,
                            device: torch.device) -> tuple[ScheduledSGD, Schedule]:
-    """SGD with momentum and weight decay, its lr (and OneCycle's momentum) precomputed for every step."""
+    """SGD with momentum and weight decay, its lr (and OneCycle's momentum) precomputed for every step;
+    for a fused array, each member's lr, momentum and weight decay."""
+    config = configs[0]
     if config.schedule == "onecycle":
         def make(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
             return torch.optim.lr_scheduler.OneCycleLR(
@@ -157,8 +167,19 @@ def optimizer_and_schedule(config: Config, model: nn.Module, total_steps: int,
     else:
         def make(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    schedule = Schedule.from_torch(make, config.lr, config.momentum, total_steps, device)
-    return ScheduledSGD(model.parameters(), schedule, config.weight_decay), schedule
+    if len(configs) == 1:
+        schedule = Schedule.from_torch(make, config.lr, config.momentum, total_steps, device)
+        return ScheduledSGD(model.parameters(), schedule, config.weight_decay), schedule
+    # Members scale member 0's schedule: both schedules' lr is proportional to the lr they start from.
+    # The cosine schedule's momentum is constant, so it is built as 1 and scaled to each member's own;
+    # OneCycle cycles the same momentum for every member whatever config.momentum says, as in a single run.
+    schedule = Schedule.from_torch(make, config.lr, 1.0, total_steps, device)
+    members = Members(
+        lr_scale=torch.tensor([c.lr / config.lr for c in configs]),
+        momentum_scale=torch.tensor([1.0 if config.schedule == "onecycle" else c.momentum for c in configs]),
+        weight_decay=torch.tensor([c.weight_decay for c in configs]),
+    )
+    return ScheduledSGD(model.parameters(), schedule, 0.0, members), schedule
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -173,14 +194,18 @@ def _weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 def _save(path: Path, epoch: int, train_seconds: float, model: nn.Module, optimizer: torch.optim.Optimizer,
-          scheduler: Any, metrics: dict[str, Any]) -> None:
+          scheduler: Any, metrics: dict[str, Any] | list[dict[str, Any]],
+          generators: list[torch.Generator | None] = (), ends: list[End] = ()) -> None:
     """Everything needed to go on after `epoch`, written atomically (a kill mid-write keeps the old
-    file; a failed write, e.g. a full disk, leaves no partial file behind)."""
+    file; a failed write, e.g. a full disk, leaves no partial file behind). `metrics` is a single
+    run's dict or a fused array's list; an array also keeps each member's data-order generator and
+    how its stopped members ended (their updates stay masked through the optimizer's state)."""
     state = {
         "epoch": epoch, "train_seconds": train_seconds, "model": model.state_dict(),
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "rng": torch.get_rng_state(), "metrics": json.dumps(metrics),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generators": [g.get_state() for g in generators if g is not None], "ends": list(ends),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -193,18 +218,21 @@ def _save(path: Path, epoch: int, train_seconds: float, model: nn.Module, optimi
 
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-            metrics: dict[str, Any]) -> tuple[int, float]:
-    """Load a checkpoint written by `_save` (tensors and plain values only); returns (epoch, train seconds).
+            metrics: list[dict[str, Any]], generators: list[torch.Generator | None],
+            ends: list[End]) -> tuple[int, float]:
+    """Load a checkpoint written by `_save` (tensors and plain values only) into the members' `metrics`,
+    `generators` and `ends`; returns (epoch, train seconds).
 
-    A checkpoint that cannot be read, or that was written for another configuration than
-    `metrics["config"]`, is deleted and logged, and training starts over: (0, 0.0).
+    A checkpoint that cannot be read, or that was written for other configurations than the members'
+    `config`, is deleted and logged, and training starts over: (0, 0.0).
     """
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
         saved = json.loads(state["metrics"])
     except Exception as exc:
         return _discard(path, f"it cannot be read ({type(exc).__name__})")
-    if saved.get("config") != json.loads(json.dumps(metrics["config"])):
+    saved = [saved] if isinstance(saved, dict) else saved
+    if [m.get("config") for m in saved] != json.loads(json.dumps([m["config"] for m in metrics])):
         return _discard(path, "it was written for another configuration")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -212,7 +240,12 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, sche
     torch.set_rng_state(state["rng"])
     if state["cuda_rng"]:
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    metrics.update(saved, resumed_from_epoch=state["epoch"])
+    for generator, generator_state in zip([g for g in generators if g is not None], state.get("generators", [])):
+        generator.set_state(generator_state)
+    for k, end in enumerate(state.get("ends", [])):
+        ends[k] = tuple(end) if end else None
+    for member, member_saved in zip(metrics, saved):
+        member.update(member_saved, resumed_from_epoch=state["epoch"])
     return state["epoch"], state["train_seconds"]
 
 
@@ -241,78 +274,150 @@ def train(
     set, kept apart as `test_accuracy`. With `checkpoint`, the run saves its state there after every
     epoch and, when the file exists, resumes from it instead of starting over. On CUDA the training
     step is replayed as a CUDA graph unless `cuda_graph` is False (`step_mode` says what ran).
+    A NaN or infinite training loss raises Diverged.
+    """
+    (metrics,), (end,) = train_members(
+        [config], [trial], test=test, on_step=on_step, on_epoch=on_epoch and (lambda members: on_epoch(members[0])),
+        artifact_store=artifact_store, checkpoint=checkpoint, cuda_graph=cuda_graph,
+    )
+    if end is None:
+        return metrics
+    kind, reason = end
+    raise Diverged(reason) if kind == "diverged" else optuna.TrialPruned(reason)
+
+
+def train_members(
+    configs: list[Config],
+    trials: list[Any],
+    *,
+    test: bool = False,
+    on_step: StepCallback | None = None,
+    on_epoch: MembersEpochCallback | None = None,
+    artifact_store: Any = None,
+    checkpoint: Path | None = None,
+    cuda_graph: bool = True,
+) -> tuple[list[dict[str, Any]], list[End]]:
+    """Train `configs` as one array, each member's metrics and how it ended (None: it trained to the end).
+
+    One configuration trains its model as it is; several, which must differ only in settings that
+    fusion keeps per member (study/array.py checks), train as one fused model (study/models/fused.py).
+    A member whose training loss turns NaN or infinite ends as diverged, one whose trial the pruner
+    stops as pruned; either takes no more updates while the others go on, and the array ends when no
+    member is left. Arguments as `train`'s, one trial (or None) per member; `on_epoch` gets every
+    member's metrics.
     """
     start = time.perf_counter()
+    config = configs[0]  # for every setting the members share
     device = resolve_device(config.device)
     if device.type == "cpu":
         keep_freed_memory()
     d = device_data(config, device, test)
     num_classes = config.num_classes or data.load(config.dataset, config.data_dir).num_classes
-    torch.manual_seed(config.seed)
+    built, generators = _build_members(configs, num_classes, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = models.build(config, num_classes).to(device, memory_format=memory_format)
-    forward = torch.compile(model) if config.compile else model  # evaluation stays eager: no recompile
+    model = (built[0] if len(built) == 1 else fuse(built)).to(device, memory_format=memory_format)
+    compiled = torch.compile(model) if config.compile else model  # evaluation stays eager: no recompile
     batch = min(config.batch_size, len(d["train_y"]))
     steps = len(d["train_y"]) // batch  # the last partial batch is dropped: a batch of one breaks BatchNorm
-    optimizer, scheduler = optimizer_and_schedule(config, model, config.epochs * steps, device)
-    metrics = _first_metrics(config, device, model, d)
-    weights = _weights(model) if config.record_grad_norms else []
+    optimizer, scheduler = optimizer_and_schedule(configs, model, config.epochs * steps, device)
+    metrics = [_first_metrics(c, device, built[0].to(device), d) for c in configs]
+    weights = _weights(model.body if isinstance(model, Fused) else model) if config.record_grad_norms else []
+    ends: list[End] = [None] * len(configs)
     train_seconds = 0.0
     first_epoch = 0
     if checkpoint is not None and checkpoint.is_file():
-        first_epoch, train_seconds = _resume(checkpoint, model, optimizer, scheduler, metrics)
-    step = TrainStep(config, forward, optimizer, d, batch, num_classes, [p for _, p in weights],
-                     functools.partial(_autocast, config, device, cache=False))
+        first_epoch, train_seconds = _resume(checkpoint, model, optimizer, scheduler, metrics, generators, ends)
+    step = TrainStep(configs, functools.partial(members_forward, compiled), optimizer, d, batch, num_classes,
+                     [p for _, p in weights], functools.partial(_autocast, config, device, cache=False), generators)
     replay = Replay(step, device, cuda_graph)
+
+    def end(member: int, kind: str, reason: str) -> None:
+        ends[member] = (kind, reason)
+        if optimizer.members is not None:  # a single run just stops
+            optimizer.stop(member)
+
     try:
         for epoch in range(first_epoch, config.epochs):
+            if all(ends):
+                break
             epoch_start = time.perf_counter()
-            train_loss, train_accuracy = run_epoch(replay, step, epoch, on_step)
+            train_losses, train_accuracies = run_epoch(replay, step, epoch, on_step)
             train_seconds += time.perf_counter() - epoch_start
-            if not math.isfinite(train_loss):
-                raise Diverged(f"training loss became {train_loss} in epoch {epoch + 1}: lower lr or weight_decay")
+            for k, loss in enumerate(train_losses):
+                if ends[k] is None and not math.isfinite(loss):
+                    end(k, "diverged", f"training loss became {loss} in epoch {epoch + 1}: lower lr or weight_decay")
+            if all(ends):
+                break
             if weights and epoch == 0:
-                per_layer = step.grad_norms[:steps].T.tolist()
-                metrics["grad_norms"] = {name: norms for (name, _), norms in zip(weights, per_layer)}
-            val_acc, val_loss, confusion = evaluate(
-                model, d["val_x"], d["val_y"], config, d["mean"], d["std"], device, num_classes
-            )
-            metrics["train_loss_curve"].append(train_loss)
-            metrics["train_accuracy_curve"].append(train_accuracy)
-            metrics["val_accuracy_curve"].append(val_acc)
-            metrics["val_loss_curve"].append(val_loss)
-            metrics["seconds_per_epoch"].append(time.perf_counter() - epoch_start)
-            metrics["step_mode"], metrics["step_mode_reason"] = replay.step_mode()
-            metrics.update(
-                epochs_trained=epoch + 1, val_accuracy=val_acc, confusion_matrix=confusion,
-                images_per_second=(epoch + 1) * steps * batch / train_seconds,
-                seconds=time.perf_counter() - start, peak_memory_mb=_peak_memory_mb(device),
-                capture_seconds=replay.seconds,
-            )
+                for k, member in enumerate(metrics):
+                    per_layer = step.grad_norms[:steps, k].T.tolist()
+                    member["grad_norms"] = {name: norms for (name, _), norms in zip(weights, per_layer)}
+            scores = evaluate(model, d["val_x"], d["val_y"], config, d["mean"], d["std"], device, num_classes)
+            mode, mode_reason = replay.step_mode()
+            for k, (member, trial, (val_acc, val_loss, confusion)) in enumerate(zip(metrics, trials, scores)):
+                if ends[k] is not None:
+                    continue
+                member["train_loss_curve"].append(train_losses[k])
+                member["train_accuracy_curve"].append(train_accuracies[k])
+                member["val_accuracy_curve"].append(val_acc)
+                member["val_loss_curve"].append(val_loss)
+                member["seconds_per_epoch"].append(time.perf_counter() - epoch_start)
+                member["step_mode"], member["step_mode_reason"] = mode, mode_reason
+                member.update(
+                    epochs_trained=epoch + 1, val_accuracy=val_acc, confusion_matrix=confusion,
+                    images_per_second=(epoch + 1) * steps * batch / train_seconds,
+                    seconds=time.perf_counter() - start, peak_memory_mb=_peak_memory_mb(device),
+                    capture_seconds=replay.seconds,
+                )
+                if trial is not None:
+                    trial.report(val_acc, epoch + 1)
+                    if trial.should_prune():
+                        end(k, "pruned", f"pruned after epoch {epoch + 1} at val_accuracy {val_acc:.4f}")
             if checkpoint is not None:
-                _save(checkpoint, epoch + 1, train_seconds, model, optimizer, scheduler, metrics)
+                _save(checkpoint, epoch + 1, train_seconds, model, optimizer, scheduler,
+                      metrics[0] if len(metrics) == 1 else metrics, generators, ends)
             if on_epoch:
                 on_epoch(metrics)
-            if trial is not None:
-                trial.report(val_acc, epoch + 1)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} at val_accuracy {val_acc:.4f}")
-        if test:
-            metrics["test_accuracy"], metrics["test_loss"], _ = evaluate(
-                model, d["test_x"], d["test_y"], config, d["mean"], d["std"], device, num_classes
-            )
-        metrics["seconds"] = time.perf_counter() - start
-        return metrics
+        if test and not all(ends):
+            scores = evaluate(model, d["test_x"], d["test_y"], config, d["mean"], d["std"], device, num_classes)
+            for member, (test_acc, test_loss, _), ended in zip(metrics, scores, ends):
+                if ended is None:
+                    member["test_accuracy"], member["test_loss"] = test_acc, test_loss
+        for member in metrics:
+            member["seconds"] = time.perf_counter() - start
+        return metrics, ends
     finally:
-        if trial is not None:
-            record.store_metrics(trial, metrics, artifact_store)
+        for trial, member in zip(trials, metrics):
+            if trial is not None:
+                record.store_metrics(trial, member, artifact_store)
 
 
-def run_epoch(replay: Replay, step: TrainStep, epoch: int, on_step: StepCallback | None = None) -> tuple[float, float]:
-    """One pass over a new permutation of the training split: (mean loss, accuracy), one host sync."""
+def _build_members(configs: list[Config], num_classes: int,
+                   device: torch.device) -> tuple[list[nn.Module], list[torch.Generator | None]]:
+    """Each member's model, built on the CPU right after seeding torch with its seed, as a single run
+    builds it. A single run draws its data order from torch's default generator; each member of an
+    array gets its own, started where that default one stands after the member's build (its data
+    order is then the one it would have alone, as long as no augmentation draws in between)."""
+    built, generators = [], []
+    for config in configs:
+        torch.manual_seed(config.seed)
+        built.append(models.build(config, num_classes))
+        generators.append(_copy_default_generator(device) if len(configs) > 1 else None)
+    return built, generators
+
+
+def _copy_default_generator(device: torch.device) -> torch.Generator:
+    generator = torch.Generator(device)
+    generator.set_state(torch.get_rng_state() if device.type == "cpu" else torch.cuda.get_rng_state(device))
+    return generator
+
+
+def run_epoch(replay: Replay, step: TrainStep, epoch: int,
+              on_step: StepCallback | None = None) -> tuple[list[float], list[float]]:
+    """One pass over new permutations of the training split: each member's (mean loss, accuracy), one host sync."""
     step.begin_epoch()
     for i in range(step.steps):
         replay()

@@ -31,6 +31,9 @@ def test_quick_bench_json_has_every_figure(data_dir, capsys):
     machine = result["machine"]
     assert machine["threads"] == torch.get_num_threads() and machine["torch"] == torch.__version__
     assert machine["device"] and machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    fused = result["fused"]  # member-images/s of seeds fused into one model, beside the single trial
+    assert sorted(row["members"] for row in fused.values()) == sorted(bench.FUSE_KS["cpu"])
+    assert all(_positive(row["member_images_per_second"]) and _positive(row["vs_one_trial"]) for row in fused.values())
     for resolution in (32, 128):
         aug = result["augmentation"][f"augment_{resolution}"]
         assert _positive(aug["images_per_second"]) and 0 < aug["share_of_step"] < 1

@@ -129,3 +129,14 @@ def member_state(fused: Fused, k: int) -> dict[str, torch.Tensor]:
             out[name] = tensor.view(fused.members, -1, *tensor.shape[1:])[k]
     return out
 
+
+
+def members_forward(model: nn.Module, xs: list[torch.Tensor]) -> torch.Tensor:
+    """K member batches [B, C, H, W] -> logits [K, B, classes]: through the fused model (or its compiled
+    form) when K > 1, through the one unfused model of a single run when K = 1."""
+    if len(xs) == 1:
+        return model(xs[0]).unsqueeze(0)
+    b, c, h, w = xs[0].shape
+    # side by side along channels first: a view of that is the [K, B, C, H, W] input whose member-major
+    # reshape inside Fused.forward is free, and the batches' memory format (channels_last) carries over
+    return model(torch.cat(xs, 1).view(b, len(xs), c, h, w).transpose(0, 1))

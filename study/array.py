@@ -1,0 +1,79 @@
+"""`train_array(configs, trials)`: K configurations that differ only in per-member settings, trained as
+one fused model (issue 15), each with its own metrics and Optuna trial.
+
+The members share one model built by study/models/fused.py (grouped convolutions, BatchNorm over K x C
+channels) and one optimizer with per-member lr, momentum and weight decay (study/optim.py), and run
+train()'s own epoch loop (`study.train.train_members`). What fusion cannot keep per member must be the
+same in every member: the architecture and its input (model and its knobs, resolution), what the
+shared loop and data use (batch_size, epochs, schedule, dataset and split, device, precision), and
+dropout, whose module has one rate for all the members it drops.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from study.config import NAMES, Config
+from study.errors import UserError
+from study.train import MembersEpochCallback, StepCallback, record, train_members
+
+# Settings each member keeps its own: its seed (initialisation, data order, augmentation draws), the
+# optimizer's per-member values, its loss, and the augmentation each member's batch gets on its own.
+FUSIBLE = (
+    "seed", "lr", "weight_decay", "momentum", "label_smoothing", "aug_strength", "translate", "flip",
+    "rotate", "shear", "brightness", "contrast", "saturation", "hue", "cutout", "mixup_alpha",
+)
+
+
+def check_fusible(configs: list[Config]) -> None:
+    """Raise UserError naming every setting outside FUSIBLE that differs between the members."""
+    if not configs:
+        raise UserError("a fused array needs at least one configuration")
+    first = configs[0].to_dict()
+    differing = [name for name in NAMES if name not in FUSIBLE and any(c.to_dict()[name] != first[name] for c in configs)]
+    if differing:
+        values = "; ".join(f"{name}: {sorted({repr(getattr(c, name)) for c in configs})}" for name in differing)
+        raise UserError(f"these configurations cannot train as one fused array, they differ in {values}; "
+                        f"members may differ only in {', '.join(FUSIBLE)}")
+
+
+def train_array(
+    configs: list[Config],
+    trials: list[Any] | None = None,
+    *,
+    on_epoch: MembersEpochCallback | None = None,
+    on_step: StepCallback | None = None,
+    artifact_store: Any = None,
+    checkpoint: Path | None = None,
+    cuda_graph: bool = True,
+    test: bool = False,
+) -> list[dict[str, Any]]:
+    """Train `configs` as one fused model; one metrics dict per member, with train()'s keys and
+
+      array_size    K, the number of members trained together
+      array_member  the member's index in `configs`
+      status        "complete", "pruned" (its trial's pruner stopped it) or "diverged" (NaN or infinite loss)
+      status_reason why it stopped early (absent when complete)
+
+    A stopped member takes no more updates and its curves end where it stopped; the others go on
+    unaffected. With `trials` (one Optuna trial or None per member), each member reports its
+    validation accuracy every epoch and its metrics are stored as its trial's user attributes (train()'s
+    way); the caller tells the study each trial's state from `status`. `checkpoint` is one file for
+    the whole array: a killed array resumes every member from it. A model that cannot be fused
+    (study.models.fused.NotFusible) raises: train its members one by one with train().
+    """
+    check_fusible(configs)
+    trials = trials if trials is not None else [None] * len(configs)
+    if len(trials) != len(configs):
+        raise UserError(f"{len(trials)} trials for {len(configs)} configurations: give one per member (or None)")
+    metrics, ends = train_members(configs, trials, test=test, on_step=on_step, on_epoch=on_epoch,
+                                  artifact_store=artifact_store, checkpoint=checkpoint, cuda_graph=cuda_graph)
+    for k, (member, end, trial) in enumerate(zip(metrics, ends, trials)):
+        outcome = {"array_size": len(configs), "array_member": k, "status": "complete" if end is None else end[0]}
+        if end is not None:
+            outcome["status_reason"] = end[1]
+        member.update(outcome)
+        if trial is not None:
+            record(trial, outcome, artifact_store)
+    return metrics
