@@ -11,12 +11,14 @@ dropout, whose module has one rate for all the members it drops.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from study.config import NAMES, Config
 from study.errors import UserError
-from study.train import MembersEpochCallback, StepCallback, record, train_members
+from study.record import Metrics
+from study.train import MembersEpochCallback, StepCallback, train_members
 
 # Settings each member keeps its own: its seed (initialisation, data order, augmentation draws), the
 # optimizer's per-member values, its loss, and the augmentation each member's batch gets on its own.
@@ -38,6 +40,16 @@ def check_fusible(configs: list[Config]) -> None:
                         f"members may differ only in {', '.join(FUSIBLE)}")
 
 
+@dataclass(frozen=True)
+class Member:
+    """One member's metrics and how it ended: "complete", "pruned" (its trial's pruner stopped it) or
+    "diverged" (NaN or infinite loss), with why it stopped early."""
+
+    metrics: Metrics
+    status: str
+    reason: str | None = None
+
+
 def train_array(
     configs: list[Config],
     trials: list[Any] | None = None,
@@ -48,13 +60,9 @@ def train_array(
     checkpoint: Path | None = None,
     cuda_graph: bool = True,
     test: bool = False,
-) -> list[dict[str, Any]]:
-    """Train `configs` as one fused model; one metrics dict per member, with train()'s keys and
-
-      array_size    K, the number of members trained together
-      array_member  the member's index in `configs`
-      status        "complete", "pruned" (its trial's pruner stopped it) or "diverged" (NaN or infinite loss)
-      status_reason why it stopped early (absent when complete)
+) -> list[Member]:
+    """Train `configs` as one fused model; one Member per configuration, its metrics with train()'s
+    fields and `array_size` K.
 
     A stopped member takes no more updates and its curves end where it stopped; the others go on
     unaffected. With `trials` (one Optuna trial or None per member), each member reports its
@@ -69,11 +77,4 @@ def train_array(
         raise UserError(f"{len(trials)} trials for {len(configs)} configurations: give one per member (or None)")
     metrics, ends = train_members(configs, trials, test=test, on_step=on_step, on_epoch=on_epoch,
                                   artifact_store=artifact_store, checkpoint=checkpoint, cuda_graph=cuda_graph)
-    for k, (member, end, trial) in enumerate(zip(metrics, ends, trials)):
-        outcome = {"array_size": len(configs), "array_member": k, "status": "complete" if end is None else end[0]}
-        if end is not None:
-            outcome["status_reason"] = end[1]
-        member.update(outcome)
-        if trial is not None:
-            record(trial, outcome, artifact_store)
-    return metrics
+    return [Member(m, "complete") if end is None else Member(m, *end) for m, end in zip(metrics, ends)]

@@ -10,11 +10,11 @@ from typing import Any
 
 from rich.console import Console
 
+from study import record, storage
 from study import space as spaces
-from study import storage
 from study.config import Config, parse_overrides
 from study.errors import Terminated, UserError
-from study.progress import make_console, top_trials_table
+from study.progress import epoch_line, make_console, top_trials_table
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -179,15 +179,11 @@ def _train(args: argparse.Namespace, console: Console) -> None:
 
     space = spaces.load(args.space)
     config = space.defaults.replace(**_fixed(args))
-    metrics = train(config, test=args.test, on_epoch=lambda m: console.print(
-        f"epoch {m['epochs_trained']}/{config.epochs}  loss {m['train_loss_curve'][-1]:.3f}  "
-        f"val_acc {m['val_accuracy']:.4f}  {m['images_per_second']:.0f} img/s"
-    ))
-    summary = {k: v for k, v in metrics.items() if not k.endswith("_curve") and k not in ("config", "seconds_per_epoch")}
+    metrics = record.as_dict(train(config, test=args.test, on_epoch=lambda m: console.print(epoch_line(m, config.epochs))))
     if args.json:
         print(json.dumps(metrics))
-    else:
-        console.print(summary)
+    else:  # the single figures; curves, matrices and the configuration are in --json
+        console.print({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from study import record
+from study.record import Metrics
 
 EPOCH_LINE_SECONDS = 5.0
 PLAIN_WIDTH = 400
@@ -73,10 +74,8 @@ class StudyProgress:
     def on_step(self, epoch: int, step: int, steps: int) -> None:
         self.bars.update(self.trial_task, total=self._epochs * steps, completed=epoch * steps + step + 1)
 
-    def on_epoch(self, metrics: dict[str, Any]) -> None:
-        done = metrics["epochs_trained"]
-        text = (f"epoch {done}/{self._epochs}  loss {metrics['train_loss_curve'][-1]:.3f}  "
-                f"val_acc {metrics['val_accuracy']:.4f}  {metrics['images_per_second']:.0f} img/s")
+    def on_epoch(self, metrics: Metrics) -> None:
+        text = epoch_line(metrics, self._epochs)
         if self.live:
             self.bars.update(self.trial_task, description=f"trial {text}")
         elif time.monotonic() - self.last_line >= EPOCH_LINE_SECONDS:
@@ -136,6 +135,11 @@ def top_trials_table(study: optuna.Study, n: int = 10) -> Table:
             f"{r['model_params'] or 0:,}", f"{r['images_per_second'] or 0:.0f}", *map(fmt_setting, r["params"].values()),
         )
     return table
+
+
+def epoch_line(metrics: Metrics, epochs: int) -> str:
+    return (f"epoch {metrics.epochs_trained}/{epochs}  loss {metrics.train_loss_curve[-1]:.3f}  "
+            f"val_acc {metrics.val_accuracy:.4f}  {metrics.images_per_second:.0f} img/s")
 
 
 def fmt_setting(value: Any) -> str:

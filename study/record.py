@@ -113,6 +113,7 @@ class TrialInfo(Metrics):
 
 STUDY_FIELDS = frozenset(f.name for f in dataclasses.fields(StudyInfo))
 TRIAL_FIELDS = frozenset(f.name for f in dataclasses.fields(TrialInfo))
+METRIC_FIELDS = frozenset(f.name for f in dataclasses.fields(Metrics))
 
 
 def _checked(attrs: dict[str, Any], known: frozenset[str], what: str) -> dict[str, Any]:
@@ -210,3 +211,8 @@ def clear_failure(trial: FrozenTrial) -> None:
 def as_dict(metrics: Metrics) -> dict[str, Any]:
     """The measured metrics (None left out), as stored and as `study train --json` prints them."""
     return {k: v for k, v in dataclasses.asdict(metrics).items() if v is not None}
+
+
+def metrics_from(stored: dict[str, Any]) -> Metrics:
+    """Metrics from their stored form (a checkpoint's); names of another release are dropped."""
+    return Metrics(**{k: v for k, v in stored.items() if k in METRIC_FIELDS})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import json
 import logging
@@ -23,6 +24,7 @@ from study.config import Config
 from study.errors import UserError
 from study.models.fused import Fused, fuse, members_forward
 from study.optim import Members, Schedule, ScheduledSGD
+from study.record import Metrics
 from study.step import Replay, TrainStep
 
 # The seed's OneCycle: peak at 5x lr after 30% of the steps, from lr/25... to peak/1e4, cosine.
@@ -33,8 +35,8 @@ ONECYCLE_FINAL_DIV = 1e4
 EVAL_BATCH = 500
 
 StepCallback = Callable[[int, int, int], None]  # (epoch, step, steps per epoch) after each step
-EpochCallback = Callable[[dict[str, Any]], None]  # one epoch's metrics
-MembersEpochCallback = Callable[[list[dict[str, Any]]], None]  # one epoch's metrics of every member
+EpochCallback = Callable[[Metrics], None]  # one epoch's metrics
+MembersEpochCallback = Callable[[list[Metrics]], None]  # one epoch's metrics of every member
 End = tuple[str, str] | None  # how a member stopped early: ("diverged" or "pruned", why); None: it did not
 
 
@@ -194,16 +196,16 @@ def _weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 def _save(path: Path, epoch: int, train_seconds: float, model: nn.Module, optimizer: torch.optim.Optimizer,
-          scheduler: Any, metrics: dict[str, Any] | list[dict[str, Any]],
-          generators: list[torch.Generator | None] = (), ends: list[End] = ()) -> None:
+          scheduler: Any, metrics: list[Metrics], generators: list[torch.Generator | None] = (),
+          ends: list[End] = ()) -> None:
     """Everything needed to go on after `epoch`, written atomically (a kill mid-write keeps the old
-    file; a failed write, e.g. a full disk, leaves no partial file behind). `metrics` is a single
-    run's dict or a fused array's list; an array also keeps each member's data-order generator and
-    how its stopped members ended (their updates stay masked through the optimizer's state)."""
+    file; a failed write, e.g. a full disk, leaves no partial file behind). `metrics` holds one entry
+    per member; an array also keeps each member's data-order generator and how its stopped members
+    ended (their updates stay masked through the optimizer's state)."""
     state = {
         "epoch": epoch, "train_seconds": train_seconds, "model": model.state_dict(),
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "rng": torch.get_rng_state(), "metrics": json.dumps(metrics),
+        "rng": torch.get_rng_state(), "metrics": json.dumps([record.as_dict(m) for m in metrics]),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "generators": [g.get_state() for g in generators if g is not None], "ends": list(ends),
     }
@@ -218,7 +220,7 @@ def _save(path: Path, epoch: int, train_seconds: float, model: nn.Module, optimi
 
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-            metrics: list[dict[str, Any]], generators: list[torch.Generator | None],
+            metrics: list[Metrics], generators: list[torch.Generator | None],
             ends: list[End]) -> tuple[int, float]:
     """Load a checkpoint written by `_save` (tensors and plain values only) into the members' `metrics`,
     `generators` and `ends`; returns (epoch, train seconds).
@@ -231,8 +233,8 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, sche
         saved = json.loads(state["metrics"])
     except Exception as exc:
         return _discard(path, f"it cannot be read ({type(exc).__name__})")
-    saved = [saved] if isinstance(saved, dict) else saved
-    if [m.get("config") for m in saved] != json.loads(json.dumps([m["config"] for m in metrics])):
+    saved = [record.metrics_from(m) for m in ([saved] if isinstance(saved, dict) else saved)]
+    if [m.config for m in saved] != json.loads(json.dumps([m.config for m in metrics])):
         return _discard(path, "it was written for another configuration")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -244,8 +246,8 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, sche
         generator.set_state(generator_state)
     for k, end in enumerate(state.get("ends", [])):
         ends[k] = tuple(end) if end else None
-    for member, member_saved in zip(metrics, saved):
-        member.update(member_saved, resumed_from_epoch=state["epoch"])
+    for k, member_saved in enumerate(saved):
+        metrics[k] = dataclasses.replace(member_saved, resumed_from_epoch=state["epoch"])
     return state["epoch"], state["train_seconds"]
 
 
@@ -265,7 +267,7 @@ def train(
     artifact_store: Any = None,
     checkpoint: Path | None = None,
     cuda_graph: bool = True,
-) -> dict[str, Any]:
+) -> Metrics:
     """Train `config` and return its metrics (accuracies are fractions in [0, 1]).
 
     With an Optuna `trial`, validation accuracy is reported after every epoch, the pruner may stop
@@ -296,7 +298,7 @@ def train_members(
     artifact_store: Any = None,
     checkpoint: Path | None = None,
     cuda_graph: bool = True,
-) -> tuple[list[dict[str, Any]], list[End]]:
+) -> tuple[list[Metrics], list[End]]:
     """Train `configs` as one array, each member's metrics and how it ended (None: it trained to the end).
 
     One configuration trains its model as it is; several, which must differ only in settings that
@@ -306,93 +308,108 @@ def train_members(
     member is left. Arguments as `train`'s, one trial (or None) per member; `on_epoch` gets every
     member's metrics.
     """
-    start = time.perf_counter()
-    config = configs[0]  # for every setting the members share
-    device = resolve_device(config.device)
-    if device.type == "cpu":
-        keep_freed_memory()
-    d = device_data(config, device, test)
-    num_classes = config.num_classes or data.load(config.dataset, config.data_dir).num_classes
-    built, generators = _build_members(configs, num_classes, device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = (built[0] if len(built) == 1 else fuse(built)).to(device, memory_format=memory_format)
-    compiled = torch.compile(model) if config.compile else model  # evaluation stays eager: no recompile
-    batch = min(config.batch_size, len(d["train_y"]))
-    steps = len(d["train_y"]) // batch  # the last partial batch is dropped: a batch of one breaks BatchNorm
-    optimizer, scheduler = optimizer_and_schedule(configs, model, config.epochs * steps, device)
-    metrics = [_first_metrics(c, device, built[0].to(device), d) for c in configs]
-    weights = _weights(model.body if isinstance(model, Fused) else model) if config.record_grad_norms else []
-    ends: list[End] = [None] * len(configs)
-    train_seconds = 0.0
-    first_epoch = 0
+    run = _Run(configs, test, cuda_graph)
     if checkpoint is not None and checkpoint.is_file():
-        first_epoch, train_seconds = _resume(checkpoint, model, optimizer, scheduler, metrics, generators, ends)
-    step = TrainStep(configs, functools.partial(members_forward, compiled), optimizer, d, batch, num_classes,
-                     [p for _, p in weights], functools.partial(_autocast, config, device, cache=False), generators)
-    replay = Replay(step, device, cuda_graph)
-
-    def end(member: int, kind: str, reason: str) -> None:
-        ends[member] = (kind, reason)
-        if optimizer.members is not None:  # a single run just stops
-            optimizer.stop(member)
-
+        run.first_epoch, run.train_seconds = _resume(checkpoint, run.model, run.optimizer, run.scheduler, run.metrics,
+                                                     run.generators, run.ends)
     try:
-        for epoch in range(first_epoch, config.epochs):
-            if all(ends):
+        for epoch in range(run.first_epoch, configs[0].epochs):
+            if all(run.ends):
                 break
-            epoch_start = time.perf_counter()
-            train_losses, train_accuracies = run_epoch(replay, step, epoch, on_step)
-            train_seconds += time.perf_counter() - epoch_start
-            for k, loss in enumerate(train_losses):
-                if ends[k] is None and not math.isfinite(loss):
-                    end(k, "diverged", f"training loss became {loss} in epoch {epoch + 1}: lower lr or weight_decay")
-            if all(ends):
-                break
-            if weights and epoch == 0:
-                for k, member in enumerate(metrics):
-                    per_layer = step.grad_norms[:steps, k].T.tolist()
-                    member["grad_norms"] = {name: norms for (name, _), norms in zip(weights, per_layer)}
-            scores = evaluate(model, d["val_x"], d["val_y"], config, d["mean"], d["std"], device, num_classes)
-            mode, mode_reason = replay.step_mode()
-            for k, (member, trial, (val_acc, val_loss, confusion)) in enumerate(zip(metrics, trials, scores)):
-                if ends[k] is not None:
-                    continue
-                member["train_loss_curve"].append(train_losses[k])
-                member["train_accuracy_curve"].append(train_accuracies[k])
-                member["val_accuracy_curve"].append(val_acc)
-                member["val_loss_curve"].append(val_loss)
-                member["seconds_per_epoch"].append(time.perf_counter() - epoch_start)
-                member["step_mode"], member["step_mode_reason"] = mode, mode_reason
-                member.update(
-                    epochs_trained=epoch + 1, val_accuracy=val_acc, confusion_matrix=confusion,
-                    images_per_second=(epoch + 1) * steps * batch / train_seconds,
-                    seconds=time.perf_counter() - start, peak_memory_mb=_peak_memory_mb(device),
-                    capture_seconds=replay.seconds,
-                )
-                if trial is not None:
-                    trial.report(val_acc, epoch + 1)
-                    if trial.should_prune():
-                        end(k, "pruned", f"pruned after epoch {epoch + 1} at val_accuracy {val_acc:.4f}")
+            run.epoch(epoch, trials, on_step)
             if checkpoint is not None:
-                _save(checkpoint, epoch + 1, train_seconds, model, optimizer, scheduler,
-                      metrics[0] if len(metrics) == 1 else metrics, generators, ends)
+                _save(checkpoint, epoch + 1, run.train_seconds, run.model, run.optimizer, run.scheduler, run.metrics,
+                      run.generators, run.ends)
             if on_epoch:
-                on_epoch(metrics)
-        if test and not all(ends):
-            scores = evaluate(model, d["test_x"], d["test_y"], config, d["mean"], d["std"], device, num_classes)
-            for member, (test_acc, test_loss, _), ended in zip(metrics, scores, ends):
-                if ended is None:
-                    member["test_accuracy"], member["test_loss"] = test_acc, test_loss
-        for member in metrics:
-            member["seconds"] = time.perf_counter() - start
-        return metrics, ends
+                on_epoch(run.metrics)
+        if test and not all(run.ends):
+            run.score_test()
+        for member in run.metrics:
+            member.seconds = time.perf_counter() - run.start
+        return run.metrics, run.ends
     finally:
-        for trial, member in zip(trials, metrics):
+        for trial, member in zip(trials, run.metrics):
             if trial is not None:
                 record.store_metrics(trial, member, artifact_store)
+
+
+class _Run:
+    """One run's (or fused array's) model, optimizer, step and data, and each member's metrics."""
+
+    def __init__(self, configs: list[Config], test: bool, cuda_graph: bool) -> None:
+        self.start = time.perf_counter()
+        self.config = config = configs[0]  # for every setting the members share
+        self.device = device = resolve_device(config.device)
+        if device.type == "cpu":
+            keep_freed_memory()
+        self.d = d = device_data(config, device, test)
+        self.num_classes = config.num_classes or data.load(config.dataset, config.data_dir).num_classes
+        built, self.generators = _build_members(configs, self.num_classes, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.model = (built[0] if len(built) == 1 else fuse(built)).to(device, memory_format=memory_format)
+        compiled = torch.compile(self.model) if config.compile else self.model  # evaluation stays eager
+        self.batch = min(config.batch_size, len(d["train_y"]))
+        self.steps = len(d["train_y"]) // self.batch  # the last partial batch is dropped: a batch of one breaks BatchNorm
+        self.optimizer, self.scheduler = optimizer_and_schedule(configs, self.model, config.epochs * self.steps, device)
+        self.metrics = _array_metrics(configs, device, built[0].to(device), d)
+        body = self.model.body if isinstance(self.model, Fused) else self.model
+        self.weights = _weights(body) if config.record_grad_norms else []
+        self.ends: list[End] = [None] * len(configs)
+        self.train_seconds, self.first_epoch = 0.0, 0
+        self.step = TrainStep(configs, functools.partial(members_forward, compiled), self.optimizer, d, self.batch,
+                              self.num_classes, [p for _, p in self.weights],
+                              functools.partial(_autocast, config, device, cache=False), self.generators)
+        self.replay = Replay(self.step, device, cuda_graph)
+
+    def end(self, member: int, kind: str, reason: str) -> None:
+        self.ends[member] = (kind, reason)
+        if self.optimizer.members is not None:  # a single run just stops
+            self.optimizer.stop(member)
+
+    def epoch(self, epoch: int, trials: list[Any], on_step: StepCallback | None) -> None:
+        """Train one epoch, then score every member still going on the validation split."""
+        epoch_start = time.perf_counter()
+        train_losses, train_accuracies = run_epoch(self.replay, self.step, epoch, on_step)
+        self.train_seconds += time.perf_counter() - epoch_start
+        for k, loss in enumerate(train_losses):
+            if self.ends[k] is None and not math.isfinite(loss):
+                self.end(k, "diverged", f"training loss became {loss} in epoch {epoch + 1}: lower lr or weight_decay")
+        if all(self.ends):
+            return
+        if self.weights and epoch == 0:
+            for k, member in enumerate(self.metrics):
+                per_layer = self.step.grad_norms[:self.steps, k].T.tolist()
+                member.grad_norms = {name: norms for (name, _), norms in zip(self.weights, per_layer)}
+        d = self.d
+        scores = evaluate(self.model, d["val_x"], d["val_y"], self.config, d["mean"], d["std"], self.device,
+                          self.num_classes)
+        for k, (member, trial, (val_acc, val_loss, confusion)) in enumerate(zip(self.metrics, trials, scores)):
+            if self.ends[k] is not None:
+                continue
+            member.train_loss_curve.append(train_losses[k])
+            member.train_accuracy_curve.append(train_accuracies[k])
+            member.val_accuracy_curve.append(val_acc)
+            member.val_loss_curve.append(val_loss)
+            member.seconds_per_epoch.append(time.perf_counter() - epoch_start)
+            member.step_mode, member.step_mode_reason = self.replay.step_mode()
+            member.epochs_trained, member.val_accuracy, member.confusion_matrix = epoch + 1, val_acc, confusion
+            member.images_per_second = (epoch + 1) * self.steps * self.batch / self.train_seconds
+            member.seconds, member.peak_memory_mb = time.perf_counter() - self.start, _peak_memory_mb(self.device)
+            member.capture_seconds = self.replay.seconds
+            if trial is not None:
+                trial.report(val_acc, epoch + 1)
+                if trial.should_prune():
+                    self.end(k, "pruned", f"pruned after epoch {epoch + 1} at val_accuracy {val_acc:.4f}")
+
+    def score_test(self) -> None:
+        d = self.d
+        scores = evaluate(self.model, d["test_x"], d["test_y"], self.config, d["mean"], d["std"], self.device,
+                          self.num_classes)
+        for member, (test_acc, test_loss, _), ended in zip(self.metrics, scores, self.ends):
+            if ended is None:
+                member.test_accuracy, member.test_loss = test_acc, test_loss
 
 
 def _build_members(configs: list[Config], num_classes: int,
@@ -426,16 +443,21 @@ def run_epoch(replay: Replay, step: TrainStep, epoch: int,
     return step.epoch_sums()
 
 
-def _first_metrics(config: Config, device: torch.device, model: nn.Module, d: dict[str, torch.Tensor]) -> dict[str, Any]:
+def _first_metrics(config: Config, device: torch.device, model: nn.Module, d: dict[str, torch.Tensor]) -> Metrics:
     """What is known before training; the curves grow by one value per epoch."""
-    return {
-        "config": config.to_dict(),
-        "seed": config.seed,
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "precision": precision(config, device),
-        "params": sum(p.numel() for p in model.parameters()),
-        "flops_per_image": flops_per_image(model, config.resolution, device),
-        "train_images": len(d["train_y"]), "val_images": len(d["val_y"]),
-        "val_accuracy_curve": [], "val_loss_curve": [], "train_accuracy_curve": [], "train_loss_curve": [],
-        "seconds_per_epoch": [],
-    }
+    return Metrics(
+        config=config.to_dict(), seed=config.seed,
+        device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        precision=precision(config, device), params=sum(p.numel() for p in model.parameters()),
+        flops_per_image=flops_per_image(model, config.resolution, device),
+        train_images=len(d["train_y"]), val_images=len(d["val_y"]),
+    )
+
+
+def _array_metrics(configs: list[Config], device: torch.device, model: nn.Module,
+                   d: dict[str, torch.Tensor]) -> list[Metrics]:
+    """Each member's first metrics; an array's also say how many members trained together."""
+    metrics = [_first_metrics(c, device, model, d) for c in configs]
+    for m in metrics:
+        m.array_size = len(configs) if len(configs) > 1 else None
+    return metrics

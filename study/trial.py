@@ -58,7 +58,7 @@ def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, st
         record.write_trial(trial, fail_reason=ENVIRONMENT + message)
         raise UserError(f"trial {trial.number} stopped: {message}; fix it and run the same command to resume") from None
     _remove(checkpoint)
-    return metrics["test_accuracy" if test else "val_accuracy"]
+    return metrics.test_accuracy if test else metrics.val_accuracy
 
 
 def train_told(study: optuna.Study, config: Config, progress: StudyProgress, store: Any, test: bool = False,

@@ -99,10 +99,11 @@ def test_each_member_matches_its_separate_run(data_dir, baseline, tmp_path):
         checkpoint = tmp_path / f"alone_{k}.pt"  # the run's final model, as it saves it
         alone = train(config, checkpoint=checkpoint)
         alone_states.append(torch.load(checkpoint, weights_only=True)["model"])
-        assert fused[k]["array_size"] == 3 and fused[k]["status"] == "complete"
-        assert fused[k]["config"] == alone["config"] and fused[k]["epochs_trained"] == 3
+        assert fused[k].metrics.array_size == 3 and fused[k].status == "complete"
+        assert fused[k].metrics.config == alone.config and fused[k].metrics.epochs_trained == 3
         for curve in ("train_loss_curve", "val_loss_curve", "train_accuracy_curve", "val_accuracy_curve"):
-            torch.testing.assert_close(torch.tensor(fused[k][curve]), torch.tensor(alone[curve]), rtol=2e-3, atol=2e-3,
+            got, want = getattr(fused[k].metrics, curve), getattr(alone, curve)
+            torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=2e-3, atol=2e-3,
                                        msg=f"member {k}: {curve}")
         start = _initial(config)
         for name, tensor in alone_states[k].items():  # weights and BatchNorm running statistics
@@ -122,10 +123,10 @@ def test_a_pruned_member_freezes_and_the_others_go_on_unchanged(data_dir, baseli
     states: list = []
     metrics = train_array(configs(data_dir), trials, checkpoint=checkpoint,
                           on_epoch=_states_after_each_epoch(checkpoint, states))
-    assert [m["status"] for m in metrics] == ["complete", "pruned", "complete"]
-    assert "pruned after epoch 1" in metrics[1]["status_reason"]
-    assert len(metrics[1]["val_accuracy_curve"]) == 1 and [len(t.reports) for t in trials] == [3, 1, 3]
-    assert trials[1].user_attrs["status"] == "pruned" and trials[1].user_attrs["array_size"] == 3
+    assert [m.status for m in metrics] == ["complete", "pruned", "complete"]
+    assert "pruned after epoch 1" in metrics[1].reason
+    assert len(metrics[1].metrics.val_accuracy_curve) == 1 and [len(t.reports) for t in trials] == [3, 1, 3]
+    assert trials[1].user_attrs["array_size"] == 3 and trials[0].user_attrs["epochs_trained"] == 3
     frozen = [_member(s, 1) for s in states]
     for name, tensor in frozen[0].items():
         if name.endswith(("weight", "bias")):  # parameters; BatchNorm statistics still follow its batches
@@ -134,7 +135,8 @@ def test_a_pruned_member_freezes_and_the_others_go_on_unchanged(data_dir, baseli
     assert not torch.equal(moved["features.0.body.0.weight"], frozen[0]["features.0.body.0.weight"])
     for k in (0, 2):
         for curve in ("train_loss_curve", "val_loss_curve"):
-            assert metrics[k][curve] == unstopped[k][curve], (k, curve)  # bit for bit: members never mix
+            # bit for bit: members never mix
+            assert getattr(metrics[k].metrics, curve) == getattr(unstopped[k].metrics, curve), (k, curve)
         for name, tensor in _member(baseline_states[-1], k).items():
             assert torch.equal(_member(states[-1], k)[name], tensor), (k, name)
 
@@ -142,12 +144,12 @@ def test_a_pruned_member_freezes_and_the_others_go_on_unchanged(data_dir, baseli
 def test_a_diverging_member_fails_alone(data_dir, baseline):
     unstopped, _ = baseline
     metrics = train_array(configs(data_dir, {1: {"lr": 1e6}}))
-    assert metrics[1]["status"] == "diverged" and "lower lr" in metrics[1]["status_reason"]
-    curve = metrics[1]["train_loss_curve"]  # its epochs before the NaN one
-    assert len(curve) == metrics[1]["epochs_trained"] < 3 and all(math.isfinite(v) for v in curve)
+    assert metrics[1].status == "diverged" and "lower lr" in metrics[1].reason
+    curve = metrics[1].metrics.train_loss_curve  # its epochs before the NaN one
+    assert len(curve) == metrics[1].metrics.epochs_trained < 3 and all(math.isfinite(v) for v in curve)
     for k in (0, 2):
-        assert metrics[k]["status"] == "complete" and all(math.isfinite(v) for v in metrics[k]["train_loss_curve"])
-        assert metrics[k]["train_loss_curve"] == unstopped[k]["train_loss_curve"]
+        assert metrics[k].status == "complete" and all(math.isfinite(v) for v in metrics[k].metrics.train_loss_curve)
+        assert metrics[k].metrics.train_loss_curve == unstopped[k].metrics.train_loss_curve
 
 
 def test_a_killed_array_resumes_every_member(data_dir, baseline, tmp_path):
@@ -158,18 +160,18 @@ def test_a_killed_array_resumes_every_member(data_dir, baseline, tmp_path):
         pass
 
     def kill_after_two(metrics):
-        if metrics[0]["epochs_trained"] == 2:
+        if metrics[0].epochs_trained == 2:
             raise Killed
 
     with pytest.raises(Killed):
         train_array(configs(data_dir), [Trial(), Trial(prune_after=1), Trial()], checkpoint=checkpoint,
                     on_epoch=kill_after_two)
     resumed = train_array(configs(data_dir), [Trial(), Trial(), Trial()], checkpoint=checkpoint)
-    assert [m["resumed_from_epoch"] for m in resumed] == [2, 2, 2]
-    assert [m["status"] for m in resumed] == ["complete", "pruned", "complete"]  # still pruned after the restart
+    assert [m.metrics.resumed_from_epoch for m in resumed] == [2, 2, 2]
+    assert [m.status for m in resumed] == ["complete", "pruned", "complete"]  # still pruned after the restart
     for k in (0, 2):
-        assert resumed[k]["train_loss_curve"] == unstopped[k]["train_loss_curve"]
-        assert resumed[k]["val_loss_curve"] == unstopped[k]["val_loss_curve"]
+        assert resumed[k].metrics.train_loss_curve == unstopped[k].metrics.train_loss_curve
+        assert resumed[k].metrics.val_loss_curve == unstopped[k].metrics.val_loss_curve
 
 
 def test_members_may_differ_only_in_fusible_settings(tmp_path):
@@ -189,7 +191,7 @@ def test_the_fused_step_is_one_cuda_graph_without_host_sync(data_dir):
     steps_seen = []
 
     def start_watching(metrics):
-        if metrics[0]["epochs_trained"] == 1:
+        if metrics[0].epochs_trained == 1:
             torch.cuda.set_sync_debug_mode("error")
 
     def stop_watching(epoch, step, steps):
@@ -202,8 +204,8 @@ def test_the_fused_step_is_one_cuda_graph_without_host_sync(data_dir):
                               on_epoch=start_watching, on_step=stop_watching)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert all(m["step_mode"] == "graph" for m in metrics), metrics[0]["step_mode_reason"]
-    assert steps_seen.count(1) == 5 and all(m["status"] == "complete" for m in metrics)
+    assert all(m.metrics.step_mode == "graph" for m in metrics), metrics[0].metrics.step_mode_reason
+    assert steps_seen.count(1) == 5 and all(m.status == "complete" for m in metrics)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "onecycle"])

@@ -64,8 +64,8 @@ def test_cnn_stays_under_a_million_parameters_at_stage_one():
 @pytest.mark.parametrize("name", [*REFERENCE, "cnn"])
 def test_one_real_epoch_of_each_model(name, data_dir):
     m = train(Config(model=name, dataset="cifar10", resolution=32, epochs=1, data_fraction=0.05, data_dir=data_dir))
-    assert 0 <= m["val_accuracy"] <= 1 and m["train_loss_curve"][0] == m["train_loss_curve"][0]
-    assert m["images_per_second"] > 0
+    assert 0 <= m.val_accuracy <= 1 and m.train_loss_curve[0] == m.train_loss_curve[0]
+    assert m.images_per_second > 0
 
 
 def test_literature_lookup():

@@ -348,17 +348,17 @@ def test_a_checkpoint_of_another_configuration_or_unreadable_is_discarded_and_lo
             _checkpointed(data_dir, tmp_path, lr=0.02)
     path = tmp_path / "c" / "trial-0.pt"
     assert path.is_file() and not list(path.parent.glob("*.tmp"))
-    assert "resumed_from_epoch" not in _checkpointed(data_dir, tmp_path, lr=0.03)
+    assert _checkpointed(data_dir, tmp_path, lr=0.03).resumed_from_epoch is None
     assert "another configuration" in caplog.text and _saved_lr(path) == 0.03  # replaced, not resumed
 
     path.parent.mkdir(exist_ok=True)
     path.write_bytes(b"PK\x03\x04 truncated")
-    assert _checkpointed(data_dir, tmp_path, lr=0.03)["epochs_trained"] == 2
+    assert _checkpointed(data_dir, tmp_path, lr=0.03).epochs_trained == 2
     assert "cannot be read" in caplog.text and _saved_lr(path) == 0.03
 
 
 def _saved_lr(path):
-    return json.loads(torch.load(path, weights_only=True)["metrics"])["config"]["lr"]
+    return json.loads(torch.load(path, weights_only=True)["metrics"])[0]["config"]["lr"]
 
 
 def test_a_failed_checkpoint_write_leaves_no_partial_file(tmp_path, monkeypatch):
@@ -373,7 +373,7 @@ def test_a_failed_checkpoint_write_leaves_no_partial_file(tmp_path, monkeypatch)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
     with pytest.raises(OSError):
-        training._save(tmp_path / "trial-0.pt", 1, 1.0, model, optimizer, scheduler, {})
+        training._save(tmp_path / "trial-0.pt", 1, 1.0, model, optimizer, scheduler, [])
     assert list(tmp_path.iterdir()) == []
 
 

@@ -29,7 +29,7 @@ def test_space_loads_builds_and_trains_an_epoch(path, data_dir):
         for resolution in (32, 128):
             models.build(space.defaults.replace(model=config, resolution=resolution), 10)
     m = train(first_config(space).replace(data_dir=data_dir, epochs=1, data_fraction=0.05))
-    assert 0 <= m["val_accuracy"] <= 1 and m["params"] > 0
+    assert 0 <= m.val_accuracy <= 1 and m.params > 0
 
 
 def test_comparison_grid_and_set_narrowing():

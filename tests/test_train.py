@@ -13,15 +13,15 @@ def small(data_dir, **kw):
 
 def test_loss_goes_down_and_metrics_are_complete(data_dir):
     m = train(small(data_dir, epochs=3, lr=0.05, aug_strength=0.0), test=True)
-    assert m["train_loss_curve"][-1] < m["train_loss_curve"][0] - 0.1
-    assert m["val_accuracy"] > 0.2  # chance is 0.10
+    assert m.train_loss_curve[-1] < m.train_loss_curve[0] - 0.1
+    assert m.val_accuracy > 0.2  # chance is 0.10
     for key in ("params", "flops_per_image", "val_accuracy", "images_per_second", "seconds", "test_accuracy"):
         assert key in m
-    assert 0 <= m["test_accuracy"] <= 1 and m["test_accuracy"] != m["val_accuracy"]
-    assert m["params"] == 317_634 and m["flops_per_image"] > 1e7
-    assert len(m["val_accuracy_curve"]) == 3 and m["epochs_trained"] == 3
+    assert 0 <= m.test_accuracy <= 1 and m.test_accuracy != m.val_accuracy
+    assert m.params == 317_634 and m.flops_per_image > 1e7
+    assert len(m.val_accuracy_curve) == 3 and m.epochs_trained == 3
     # precision auto: bf16 only where this CPU runs it natively (emulated bf16 is ~10x slower than fp32)
-    assert m["precision"] == ("bf16" if bf16_native(torch.device("cpu")) else "fp32")
+    assert m.precision == ("bf16" if bf16_native(torch.device("cpu")) else "fp32")
 
 
 def test_a_diverging_run_raises_diverged(data_dir):
@@ -32,7 +32,7 @@ def test_a_diverging_run_raises_diverged(data_dir):
 def test_same_seed_same_curve_fp32(data_dir):
     cfg = small(data_dir, epochs=1, data_fraction=0.1, precision="fp32")
     a, b = train(cfg), train(cfg)
-    assert math.isclose(a["train_loss_curve"][0], b["train_loss_curve"][0], rel_tol=1e-4)
+    assert math.isclose(a.train_loss_curve[0], b.train_loss_curve[0], rel_tol=1e-4)
 
 
 class _Stop(Exception):
@@ -51,6 +51,6 @@ def test_a_run_stopped_after_an_epoch_resumes_to_the_same_numbers(data_dir, tmp_
     with pytest.raises(_Stop):
         train(cfg, checkpoint=checkpoint, on_epoch=stop)
     resumed = train(cfg, checkpoint=checkpoint)
-    assert resumed["resumed_from_epoch"] == 1
-    assert resumed["train_loss_curve"] == whole["train_loss_curve"]
-    assert resumed["val_loss_curve"] == whole["val_loss_curve"]
+    assert resumed.resumed_from_epoch == 1
+    assert resumed.train_loss_curve == whole.train_loss_curve
+    assert resumed.val_loss_curve == whole.val_loss_curve

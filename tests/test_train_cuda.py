@@ -26,9 +26,9 @@ def test_graphed_and_eager_steps_give_the_same_losses_over_50_steps(data_dir):
     # no augmentation: inside a graph the random numbers come from other generator offsets than eager
     cfg = small(data_dir, epochs=10, aug_strength=0.0, precision="bf16")
     graphed, eager = train(cfg), train(cfg, cuda_graph=False)
-    assert graphed["step_mode"] == "graph", graphed["step_mode_reason"]
-    assert eager["step_mode"] == "eager"
-    torch.testing.assert_close(torch.tensor(graphed["train_loss_curve"]), torch.tensor(eager["train_loss_curve"]),
+    assert graphed.step_mode == "graph", graphed.step_mode_reason
+    assert eager.step_mode == "eager"
+    torch.testing.assert_close(torch.tensor(graphed.train_loss_curve), torch.tensor(eager.train_loss_curve),
                                rtol=2e-2, atol=1e-2)  # bf16 keeps 8 bits of mantissa
 
 
@@ -49,7 +49,7 @@ def test_no_host_sync_inside_an_epoch(data_dir):
     steps_seen = []
 
     def start_watching(metrics):
-        if metrics["epochs_trained"] == 1:
+        if metrics.epochs_trained == 1:
             torch.cuda.set_sync_debug_mode("error")
 
     def stop_watching(epoch, step, steps):
@@ -61,7 +61,7 @@ def test_no_host_sync_inside_an_epoch(data_dir):
         m = train(small(data_dir, epochs=2), on_epoch=start_watching, on_step=stop_watching)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert m["step_mode"] == "graph" and steps_seen.count(1) == 5
+    assert m.step_mode == "graph" and steps_seen.count(1) == 5
 
 
 def test_a_graphed_run_resumes_from_its_checkpoint(data_dir, tmp_path):
@@ -76,5 +76,5 @@ def test_a_graphed_run_resumes_from_its_checkpoint(data_dir, tmp_path):
     with pytest.raises(Stop):
         train(cfg, checkpoint=tmp_path / "run.pt", on_epoch=stop)
     resumed = train(cfg, checkpoint=tmp_path / "run.pt")
-    assert resumed["resumed_from_epoch"] == 1 and resumed["epochs_trained"] == 2
-    assert resumed["step_mode"] == "graph", resumed["step_mode_reason"]
+    assert resumed.resumed_from_epoch == 1 and resumed.epochs_trained == 2
+    assert resumed.step_mode == "graph", resumed.step_mode_reason

@@ -47,9 +47,9 @@ def run(name: str, data_dir: str, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setattr(F, "cross_entropy", recording)
     m = train(Config(data_dir=data_dir, **BASE, **RUNS[name]))
     monkeypatch.undo()
-    out = {"step_losses": losses, "train_loss_curve": m["train_loss_curve"], "val_loss_curve": m["val_loss_curve"]}
+    out = {"step_losses": losses, "train_loss_curve": m.train_loss_curve, "val_loss_curve": m.val_loss_curve}
     if "grad_norms" in m:
-        out["grad_norm_sums"] = [sum(step) for step in zip(*m["grad_norms"].values())]
+        out["grad_norm_sums"] = [sum(step) for step in zip(*m.grad_norms.values())]
     return out
 
 
