@@ -40,7 +40,8 @@ def models(study: optuna.Study, final: optuna.Study | None = None) -> Table | st
     groups = _by_model(study)
     if not groups:
         return "no completed trial"
-    dataset = (record.study_info(study).dataset or {}).get("name", "")
+    d = record.dataset(record.study_info(study))
+    dataset = d.name if d is not None and d.name else ""
     rows = []
     for name, trials in groups.items():
         runs = _full_budget(trials)

@@ -26,15 +26,15 @@ def kind(study: optuna.Study) -> str:
 
 
 def _dataset(info: StudyInfo) -> str:
-    d = info.dataset or {}
-    if not d:
+    d = record.dataset(info)
+    if d is None:
         return NOT_RECORDED
-    train, test = d.get("train_images"), d.get("test_images")
+    train, test = d.train_images, d.test_images
     # every data set study/data knows (one STATS entry each) has these full sets; fewer images is a subset
-    full = (FULL_TRAIN_IMAGES, FULL_TEST_IMAGES) if d.get("name") in STATS else None
+    full = (FULL_TRAIN_IMAGES, FULL_TEST_IMAGES) if d.name in STATS else None
     subset = full is not None and (train, test) != full
     size = f"{train:,} train / {test:,} test images" if train is not None and test is not None else "image counts not recorded"
-    return f"{d.get('name', '?')} ({'subset: ' if subset else ''}{size}{f' of {full[0]:,} / {full[1]:,}' if subset else ''})"
+    return f"{d.name or '?'} ({'subset: ' if subset else ''}{size}{f' of {full[0]:,} / {full[1]:,}' if subset else ''})"
 
 
 def _per_trial_data(study: optuna.Study) -> str:

@@ -7,7 +7,7 @@ import platform
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
 import optuna
 import pandas as pd
@@ -163,7 +163,8 @@ def diagnostics_section(items: list[Loaded]) -> Section:
         if top is None:
             section.left_out.append((name, _status(study) or "no completed trial"))
             continue
-        classes = (record.study_info(study).dataset or {}).get("classes") or []
+        d = record.dataset(record.study_info(study))
+        classes = d.classes if d is not None else []
         d = diagnostics.of(top, classes, i.source.artifacts)
         part = section.part(name)
         part.items.append(f"Best trial: {top.number}.")
@@ -196,12 +197,12 @@ def provenance(items: list[Loaded], command: str) -> pd.DataFrame:
     rows.append(("python version", platform.python_version()))
     for i in items:
         s, info = i.study, record.study_info(i.study)
-        dataset = info.dataset or {}
+        d = record.dataset(info) or record.Dataset()
         rows += [
             (f"{s.study_name}: storage", i.source.label),
             (f"{s.study_name}: device", devices(s)),
-            (f"{s.study_name}: data", f"{dataset.get('root', 'not recorded')} ({dataset.get('train_images', '?')} train / "
-                                      f"{dataset.get('test_images', '?')} test images)"),
+            (f"{s.study_name}: data", f"{d.root or 'not recorded'} ({_or(d.train_images, '?')} train / "
+                                      f"{_or(d.test_images, '?')} test images)"),
             *[(f"{s.study_name}: command", as_typed(c)) for c in info.commands],
         ]
     rows += [("report command", command), ("generated", datetime.now(timezone.utc).isoformat(timespec="seconds"))]
@@ -229,3 +230,7 @@ def build(items: list[Loaded]) -> list[Section]:
             sections.append(Section(title, left_out=[("all studies", missing)]))
     sections.append(diagnostics_section(items))
     return sections
+
+
+def _or(value: Any, missing: str) -> Any:
+    return missing if value is None else value

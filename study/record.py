@@ -31,6 +31,17 @@ OWNER = "owner"  # trial system attribute (study/recovery.py): the process that 
 
 
 @dataclass(frozen=True)
+class Dataset:
+    """The data set a study trained on, as loaded (a subset has fewer images than the full set)."""
+
+    name: str | None = None
+    root: str | None = None
+    classes: list[str] = field(default_factory=list)
+    train_images: int | None = None
+    test_images: int | None = None
+
+
+@dataclass(frozen=True)
 class StudyInfo:
     """A study's user attributes. Studies of earlier releases may lack some: they read as the defaults."""
 
@@ -42,7 +53,7 @@ class StudyInfo:
     sampler: str | None = None
     pruner: str | None = None
     seeds: int | None = None
-    dataset: dict[str, Any] | None = None  # name, root, classes, train_images, test_images
+    dataset: dict[str, Any] | None = None  # a Dataset's fields: read it with `dataset(info)`
     budget: int | str | None = None  # a trial count, or a compute budget's text ("100 epochs")
     commands: list[str] = field(default_factory=list)  # every command line that ran the study
     trials_per_gpu: float | None = None
@@ -111,6 +122,7 @@ class TrialInfo(Metrics):
     array: str | None = None  # the fused array it trained in: its first member's trial number and K
 
 
+DATASET_FIELDS = frozenset(f.name for f in dataclasses.fields(Dataset))
 STUDY_FIELDS = frozenset(f.name for f in dataclasses.fields(StudyInfo))
 TRIAL_FIELDS = frozenset(f.name for f in dataclasses.fields(TrialInfo))
 METRIC_FIELDS = frozenset(f.name for f in dataclasses.fields(Metrics))
@@ -126,6 +138,13 @@ def _checked(attrs: dict[str, Any], known: frozenset[str], what: str) -> dict[st
 def study_info(study: optuna.Study | Any) -> StudyInfo:
     """What `study` (or a StudySummary) says about itself; keys of other releases are ignored."""
     return StudyInfo(**{k: v for k, v in study.user_attrs.items() if k in STUDY_FIELDS})
+
+
+def dataset(info: StudyInfo) -> Dataset | None:
+    """The study's data set, None where it was not recorded."""
+    if not info.dataset:
+        return None
+    return Dataset(**{k: v for k, v in info.dataset.items() if k in DATASET_FIELDS})
 
 
 def write_study(study: optuna.Study, **attrs: Any) -> None:

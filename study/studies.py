@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 import time
@@ -52,8 +53,8 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.Bas
 def _set_up(study: optuna.Study, space: Space, fixed: dict[str, Any], defaults: Config) -> None:
     """A new study's attributes, note and first trials; the uid comes last: it says the rest is there."""
     cifar = data.load(defaults.dataset, defaults.data_dir)
-    dataset = dict(name=cifar.name, root=str(cifar.root), classes=list(cifar.classes),
-                   train_images=len(cifar.train_labels), test_images=len(cifar.test_labels))
+    dataset = dataclasses.asdict(record.Dataset(cifar.name, str(cifar.root), list(cifar.classes), len(cifar.train_labels),
+                                                len(cifar.test_labels)))
     record.write_study(
         study, space=space.name, space_path=str(space.path), description=space.description.strip(),
         kind=space.kind.name, sampler=space.sampler, pruner=space.pruner, seeds=space.seeds, dataset=dataset,

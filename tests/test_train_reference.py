@@ -48,7 +48,7 @@ def run(name: str, data_dir: str, monkeypatch: pytest.MonkeyPatch) -> dict:
     m = train(Config(data_dir=data_dir, **BASE, **RUNS[name]))
     monkeypatch.undo()
     out = {"step_losses": losses, "train_loss_curve": m.train_loss_curve, "val_loss_curve": m.val_loss_curve}
-    if "grad_norms" in m:
+    if m.grad_norms is not None:
         out["grad_norm_sums"] = [sum(step) for step in zip(*m.grad_norms.values())]
     return out
 
