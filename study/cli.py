@@ -44,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
                      help="worker processes sharing the study (CPU threads are split); default: 1 on CPU, "
                           "4 per GPU (workers.TRIALS_PER_GPU)")
     run.add_argument("--devices", help="comma-separated devices dealt out to the workers, e.g. cuda:0,cuda:1")
+    run.add_argument("--fuse", type=int, help="trials trained at a time as one fused model (1: one by one); "
+                     "default: the space's, else 8 on a GPU at <= 64 px and 1 elsewhere (study/fusion.py)")
     run.add_argument("--force", action="store_true", help="run a space even without the GPU / full data it needs")
     run.add_argument("--plain", action="store_true",
                      help="plain log lines instead of live bars (the default when output is not a terminal)")
@@ -101,6 +103,8 @@ def _run(args: argparse.Namespace, console: Console) -> None:
     space = spaces.load(args.space)
     if args.trials is not None and args.trials < 1:
         raise UserError(f"--trials {args.trials} is invalid: it must be >= 1")
+    if args.fuse is not None and args.fuse < 1:
+        raise UserError(f"--fuse {args.fuse} is invalid: it must be >= 1 (1 trains every trial alone)")
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers} is invalid: it must be >= 1")
     if args.timeout is not None and not 0 < args.timeout < float("inf"):
@@ -111,7 +115,7 @@ def _run(args: argparse.Namespace, console: Console) -> None:
     study = runner.run(
         space, _fixed(args), storage=args.storage, study_name=args.study_name, trials=args.trials,
         compute=budget.parse(args.budget) if args.budget else None,
-        timeout=args.timeout, seed=args.seed or 0, workers=args.workers, devices=devices, force=args.force,
+        timeout=args.timeout, seed=args.seed or 0, workers=args.workers, devices=devices, force=args.force, fuse=args.fuse,
         console=console,
     )
     console.print(top_trials_table(study))

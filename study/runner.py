@@ -1,20 +1,16 @@
 """`run`: one Optuna study over a space, stored so that it resumes and the dashboard can read it.
 
-The space's kind (study/kinds.py) says what its trials are; the storage is opened by
-study/storage.py and the study by study/studies.py; dead and interrupted trials are re-queued by
-study/recovery.py; each trial is trained and stored by study/trial.py. Here, the workers' loop:
-- A worker does not finish while another's trial may still turn out dead: it waits until that trial
-  ends or goes stale, then retries it.
-- The budget (trials, epochs or seconds: study/budget.py) is shared exactly by resume and all workers.
-"""
+What trials are: study/kinds.py; the study: studies.py; one trial: trial.py; K as one model: fusion.py.
+Here, the workers' loop: the budget (study/budget.py) is shared exactly by resume and all workers, and
+a worker does not finish while another's trial may still die: it waits, then retries it."""
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
@@ -23,7 +19,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from study import budget as budgets
-from study import preflight, record, studies
+from study import fusion, preflight, record, studies
 from study import storage as storages
 from study.progress import StudyProgress, make_console
 from study.recovery import recover, retry_dead
@@ -49,18 +45,20 @@ class Job:
     budget: budgets.Budget
     timeout: float | None
     seed: int
+    fuse: int  # trials per fused array; 1: one by one
 
 
 def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, study_name: str | None = None,
         trials: int | None = None, compute: dict[str, float] | None = None, timeout: float | None = None,
         seed: int = 0, workers: int | None = 1, devices: list[str] | None = None, force: bool = False,
-        console: Console | None = None) -> optuna.Study:
+        fuse: int | None = None, console: Console | None = None) -> optuna.Study:
     """Search `space` until its budget (finished trials, or epochs or seconds trained: `compute`, e.g.
     {"epochs": 120}; counting earlier runs) is spent.
 
     With `workers` > 1, that many processes share the study, the CPU threads split between them,
     and `devices` (e.g. ["cuda:0", "cuda:1"]) is dealt out among them; `workers=None` picks them
-    (workers.resolve_workers).
+    (workers.resolve_workers). `fuse` (else the space's) trains that many trials as one fused model
+    (study/fusion.py); by default only where it pays.
     """
     console = console or make_console()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -77,18 +75,21 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
         done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
         queued = space.kind.enqueue(study, fixed, seed)
         budget = budgets.Budget(trials=done + queued) if queued is not None else budgets.resolve(space, trials, compute)
+        k, why = fusion.array_size(defaults, fuse or space.fuse)
         record.write_study(study, budget=budget.describe() if budget.compute else max(budget.trials, done),
-                           **(dict(trials_per_gpu=per_gpu) if per_gpu else {}))
+                           array_size=k, array_size_reason=why, **(dict(trials_per_gpu=per_gpu) if per_gpu else {}))
     if budget.spent(study.get_trials(deepcopy=False)):
         console.print(f"study {name} already has {done} finished trials (budget {budget.describe()}); nothing to do")
         return study
-    job = Job(space, fixed, url, name, budget, timeout, seed)
+    if k > 1:
+        console.print(f"training up to {k} trials at a time as one fused model ({why}); --fuse 1 turns it off")
+    job = Job(space, fixed, url, name, budget, timeout, seed, k)
     if n_workers == 1:
         work(job, 0, 0, console)
     else:
         threads = max(1, torch.get_num_threads() // n_workers)
         console.print(f"{n_workers} workers on {name}, {threads} CPU thread(s) each")
-        jobs = [(dataclasses.replace(job, fixed=fixed | {"device": devices[i % len(devices)]}) if devices else job,
+        jobs = [(replace(job, fixed=fixed | {"device": devices[i % len(devices)]}) if devices else job,
                  i, threads) for i in range(n_workers)]
         run_processes(work, jobs)
     return optuna.load_study(study_name=name, storage=storages.open_storage(url))
@@ -131,7 +132,10 @@ def _until_spent(study: optuna.Study, job: Job, objective: Objective) -> None:
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             return
-        if room is None or room > 0:
+        if (room is None or room > 0) and job.fuse > 1:
+            with storages.one_line_failures(job.url), contextlib.suppress(torch.OutOfMemoryError):
+                fusion.train_arrays(study, min(job.fuse, room or job.fuse), objective)
+        elif room is None or room > 0:
             with storages.one_line_failures(job.url):
                 study.optimize(objective, n_trials=room, timeout=left,
                                catch=(Diverged, torch.OutOfMemoryError, budgets.BudgetReached),

@@ -35,7 +35,7 @@ from study.errors import UserError
 DESIGNS = ("one_out", "add_one", "factorial")
 REQUIRED = ("model", "dataset")  # what every space must say explicitly
 STUDY_SETTINGS = {"trials": int, "sampler": str, "pruner": str, "seeds": int, "design": str, "components": dict,
-                  "compare": dict, "needs": tuple, "budget_epochs": int, "augmentation": str}
+                  "compare": dict, "needs": tuple, "budget_epochs": int, "augmentation": str, "fuse": int}
 NEEDS = ("cuda", "full_data")
 
 
@@ -65,6 +65,7 @@ class Space:
     seeds: int = 3  # repeats of every ablation variant, and of every ablation-path step
     compare: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # comparison axes: every combination
     needs: tuple[str, ...] = ()  # "cuda", "full_data": what a faithful run requires
+    fuse: int | None = None  # trials per fused array (study/fusion.py); None: chosen by device and resolution
 
     @property
     def kind(self) -> kinds.Kind:
@@ -155,7 +156,7 @@ def _sorted_out(path: Path, namespace: dict[str, Any]) -> tuple[dict[str, Any], 
 
 
 def _check_study_settings(path: Path, study: dict[str, Any]) -> None:
-    for name in ("trials", "budget_epochs", "seeds"):
+    for name in ("trials", "budget_epochs", "seeds", "fuse"):
         if study.get(name, 1) < 1:
             raise UserError(f"{path}: {name}={study[name]} is invalid: it must be >= 1")
     _choice(path, "sampler", study.get("sampler", "tpe"), tuple(search_defaults.SAMPLERS))

@@ -3,8 +3,9 @@ a failure of the environment is stored as such so that the next run re-queues it
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import optuna
 import torch
@@ -33,11 +34,25 @@ def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, st
     Returns the validation accuracy, or with `test` (the final scoring only) the test accuracy.
     """
     progress.start_trial(trial.number, config.epochs)
-    try:
+    with stored_failures([trial], checkpoint):
         metrics = train(config, trial, test=test, on_step=progress.on_step, on_epoch=progress.on_epoch,
                         artifact_store=store, checkpoint=checkpoint)
+    _remove(checkpoint)
+    return metrics.test_accuracy if test else metrics.val_accuracy
+
+
+@contextlib.contextmanager
+def stored_failures(trials: list[optuna.Trial], checkpoint: Path | None) -> Iterator[None]:
+    """Why training `trials` (one, or a fused array's members) failed, stored with each of them.
+
+    Divergence and running out of memory are the configuration's: the checkpoint goes. An interrupt
+    or a failure of the environment (device, disk) is not: the checkpoint stays for the retry the
+    next run queues, and the environment's failure becomes a one-line UserError.
+    """
+    try:
+        yield
     except KeyboardInterrupt:
-        record.write_trial(trial, fail_reason=INTERRUPTED)
+        _write(trials, INTERRUPTED)
         raise
     except (Diverged, RuntimeError) as exc:
         # torch raises OutOfMemoryError on GPUs only; its CPU allocator raises a plain RuntimeError
@@ -45,7 +60,7 @@ def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, st
         if not (oom or isinstance(exc, Diverged)):
             raise
         reason = one_line(exc) if not oom else "OutOfMemoryError: " + str(exc)[str(exc).find("Default"):].splitlines()[0]
-        record.write_trial(trial, fail_reason=reason)
+        _write(trials, reason)
         _remove(checkpoint)
         if oom and not isinstance(exc, torch.OutOfMemoryError):
             raise torch.OutOfMemoryError(reason) from None  # among the failures optimize catches
@@ -55,10 +70,14 @@ def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, st
         raise
     except (UserError, OSError) as exc:
         message = str(exc) if isinstance(exc, UserError) else f"{exc.strerror}: {exc.filename}"
-        record.write_trial(trial, fail_reason=ENVIRONMENT + message)
-        raise UserError(f"trial {trial.number} stopped: {message}; fix it and run the same command to resume") from None
-    _remove(checkpoint)
-    return metrics.test_accuracy if test else metrics.val_accuracy
+        _write(trials, ENVIRONMENT + message)
+        numbers = ", ".join(str(t.number) for t in trials)
+        raise UserError(f"trial {numbers} stopped: {message}; fix it and run the same command to resume") from None
+
+
+def _write(trials: list[optuna.Trial], reason: str) -> None:
+    for trial in trials:
+        record.write_trial(trial, fail_reason=reason)
 
 
 def train_told(study: optuna.Study, config: Config, progress: StudyProgress, store: Any, test: bool = False,

@@ -1,0 +1,139 @@
+"""Who gets fused: a study's array size, and its trials trained K at a time as one fused model.
+
+A worker asks the study for K trials at once (ablation and comparison cells from the queue; for a
+search, the sampler proposes the first trial whole and the other K-1 with its non-fusible settings
+fixed), groups the trials whose configurations differ only in fusible settings
+(study/array.py: FUSIBLE) and trains each group with `train_array`. Every member stays an ordinary
+Optuna trial: its own params, intermediate values and attributes (plus `array`, the array it
+trained in), told COMPLETE, PRUNED or FAILED on its own.
+
+Fusion pays where one trial leaves the device idle: a GPU at 32 px (the issue's H100 probe:
+NaiveNet@32, 58.9k member-images/s alone, 113.7k at K=8, 115.7k at K=16) and loses where the
+grouped kernels are slower than the dense ones (the same GPU at 128 px: 11.6k alone, 8.5k at K=8)
+and on CPUs (0.8-1.0x, docs/performance.md). So `fuse` is off on CPUs and at resolutions above
+FUSE_MAX_RESOLUTION unless the space or `--fuse` asks; on a GPU it is ARRAY_SIZE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages._heartbeat import get_heartbeat_thread
+from optuna.trial import TrialState
+
+from study import models, record
+from study.array import FUSIBLE, train_array
+from study.budget import BudgetReached
+from study.config import Config
+from study.models.fused import NotFusible, fuse
+from study.recovery import own
+from study.train import resolve_device
+from study.trial import stored_failures
+
+ARRAY_SIZE = 8  # the H100 probe's knee: K=8 gave 1.9x one trial at 32 px, K=16 only 2% more
+FUSE_MAX_RESOLUTION = 64  # measured to lose at 128 px on the H100; 64 px not measured, kept on the safe side
+
+
+def array_size(config: Config, asked: int | None) -> tuple[int, str]:
+    """How many trials train as one model, and why: `asked` (a space's `fuse` or --fuse) wins; else
+    ARRAY_SIZE on a GPU at a resolution where fusion was measured to pay, 1 elsewhere."""
+    if asked is not None:
+        k, why = asked, "asked for"
+    elif resolve_device(config.device).type != "cuda":
+        return 1, "off on CPUs, where a fused array is slower than one trial (docs/performance.md)"
+    elif config.resolution > FUSE_MAX_RESOLUTION:
+        return 1, f"off above {FUSE_MAX_RESOLUTION} px, where the fused kernels were measured slower"
+    else:
+        k, why = ARRAY_SIZE, "on a GPU at a resolution where fusion pays"
+    if k > 1:
+        try:
+            fuse([models.build(config, 10), models.build(config, 10)])
+        except NotFusible as exc:
+            return 1, f"{config.model} cannot fuse ({exc})"
+    return k, why
+
+
+def fusion_key(config: Config) -> tuple[Any, ...]:
+    """What the members of one array must share: every setting outside FUSIBLE."""
+    return tuple(v for k, v in sorted(config.to_dict().items()) if k not in FUSIBLE)
+
+
+def ask(study: optuna.Study, n: int, kind: Any, fixed: dict[str, Any], seed: int) -> list[tuple[optuna.Trial, Config]]:
+    """`n` trials and their configurations. A search's trials after the first are enqueued with the
+    first one's non-fusible parameters, so the sampler proposes only what the array can vary."""
+    with warnings.catch_warnings():
+        # Optuna warns that heartbeats belong to optimize; train_group runs them as optimize does
+        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+        first = study.ask()
+        asked = [(first, kind.config(first, fixed, seed))]
+        shared = {p: v for p, v in first.params.items() if p not in FUSIBLE and p in Config.__dataclass_fields__}
+        for _ in range(n - 1):
+            if kind.name == "search":
+                study.enqueue_trial(shared, skip_if_exists=False)
+            trial = study.ask()
+            asked.append((trial, kind.config(trial, fixed, seed)))
+    return asked
+
+
+def groups(asked: list[tuple[optuna.Trial, Config]]) -> list[list[tuple[optuna.Trial, Config]]]:
+    """The asked trials grouped by fusion key, in the order they were asked."""
+    out: dict[tuple[Any, ...], list[tuple[optuna.Trial, Config]]] = {}
+    for trial, config in asked:
+        out.setdefault(fusion_key(config), []).append((trial, config))
+    return list(out.values())
+
+
+def train_group(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], progress: Any, store: Any,
+                checkpoints: Path) -> None:
+    """Train one group as an array and tell each member's trial how it ended."""
+    trials = [t for t, _ in group]
+    originals = [record.trial_info(study._storage.get_trial(t._trial_id)).retry_of for t in trials]
+    name = "-".join(str(t.number if o is None else o) for t, o in zip(trials, originals))
+    checkpoint = checkpoints / f"array-{name}.pt"
+    for t in trials:
+        record.write_trial(t, array=f"{trials[0].number}x{len(trials)}")
+    progress.start_trial(trials[0].number, group[0][1].epochs)
+    with contextlib.ExitStack() as stack:
+        for t in trials:  # what optimize runs around a trial, so that another machine sees these live
+            stack.enter_context(get_heartbeat_thread(t._trial_id, study._storage))
+        try:
+            with stored_failures(trials, checkpoint):
+                members = train_array([c for _, c in group], trials, on_epoch=lambda ms: progress.on_epoch(ms[0]),
+                                      on_step=progress.on_step, artifact_store=store, checkpoint=checkpoint)
+        except BaseException:
+            for t in trials:
+                study.tell(t, state=TrialState.FAIL)
+            raise
+    for t, member in zip(trials, members):
+        if member.status == "complete":
+            study.tell(t, member.metrics.val_accuracy)
+        elif member.status == "pruned":
+            study.tell(t, state=TrialState.PRUNED)
+        else:
+            record.write_trial(t, fail_reason=f"Diverged: {member.reason}")
+            study.tell(t, state=TrialState.FAIL)
+        progress(study, study._storage.get_trial(t._trial_id))
+    checkpoint.unlink(missing_ok=True)
+
+
+def train_arrays(study: optuna.Study, n: int, objective: Any) -> None:
+    """Ask `n` trials and train them in arrays, with what the worker's `objective` (study.trial.Objective)
+    holds: the space's kind, fixed settings, seed, budget, progress and folders."""
+    asked = ask(study, n, objective.kind, objective.fixed, objective.seed)
+    objective.attempts += len(asked)
+    admitted = []
+    for trial, config in asked:
+        own(study, trial)
+        try:
+            objective.budget.claim(study, trial)
+        except BudgetReached:
+            study.tell(trial, state=TrialState.FAIL)  # claim stored why
+            continue
+        admitted.append((trial, config))
+    for group in groups(admitted):
+        train_group(study, group, objective.progress, objective.store, objective.checkpoints)
+
