@@ -120,12 +120,14 @@ class Grid(Kind):
         return len(self.variants()) * self.space.seeds
 
     def enqueue(self, study: optuna.Study, fixed: dict[str, Any], base_seed: int) -> int:
-        """Enqueue every (variant, seed) cell not already done, running or queued; returns how many."""
-        taken = {_cell(t) for t in study.get_trials(deepcopy=False) if t.state in TAKEN}
+        """Enqueue every (variant, seed) cell not already done, running or queued; returns how many
+        cells are still to finish (these, and the queued or running ones: retries of interrupted cells)."""
+        trials = study.get_trials(deepcopy=False)
+        taken = {_cell(t) for t in trials if t.state in TAKEN}
         missing = [(v.name, s) for v in self.variants(fixed) for s in self.seeds(base_seed) if (v.name, s) not in taken]
         for name, seed in missing:
             study.enqueue_trial({"variant": name, "seed": seed})
-        return len(missing)
+        return len(missing) + sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
 
     def config(self, trial: optuna.Trial, fixed: dict[str, Any], base_seed: int) -> Config:
         """The configuration of the trial's cell; records its variant and components."""

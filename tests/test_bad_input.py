@@ -93,6 +93,9 @@ CASES = [
     ("epochs-absurd", [*RUN, "--epochs", "1000000000"], "epochs=1000000000 is invalid"),
     ("timeout-negative", [*RUN, "--timeout", "-1"], "--timeout -1.0 is invalid"),
     ("trials-zero", [*RUN, "--trials", "0"], "--trials 0 is invalid"),
+    ("fuse-zero", [*RUN, "--fuse", "0"], "--fuse 0 is invalid"),
+    ("space-fuse-zero", ["run", "{tmp}/fuse/bad.py", "--data-dir", "{data}", "--storage", "sqlite:///{db}"],
+     "fuse=0 is invalid"),
     ("storage-memory", ["run", "{space}", "--data-dir", "{data}", "--storage", "sqlite:///:memory:"], "in-memory database"),
     ("storage-read-only-query", ["run", "{space}", "--data-dir", "{data}", "--storage", "sqlite:///{db}?mode=ro"],
      "opens the database read-only"),
@@ -128,6 +131,7 @@ def inputs(tmp_path):
     sqlite_with(tmp_path / "other.db", "CREATE TABLE things (x)")
     sqlite_with(tmp_path / "studies.db", "CREATE TABLE studies (id INTEGER PRIMARY KEY, name TEXT)")
     space_file((tmp_path / "raises").mkdir() or tmp_path / "raises", "def suggest(trial):\n    return 1 / 0\n")
+    space_file((tmp_path / "fuse").mkdir() or tmp_path / "fuse", "fuse = 0\n")
     space_file((tmp_path / "returns").mkdir() or tmp_path / "returns",
                "def suggest(trial):\n    return [trial.suggest_float('lr', 1e-3, 1e-1)]\n")
     fake_cifar(tmp_path / "negative", labels=np.array([-1] + [i % 10 for i in range(39)]))

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from reports import ablation as ablation_tables
 from study import fusion, runner
 from study import space as spaces
+from study import trial as trial_module
 from study.array import FUSIBLE
 from study.config import Config
 
@@ -99,3 +100,30 @@ def test_on_a_gpu_fusion_is_on_where_it_was_measured_to_pay(monkeypatch, resolut
 
     monkeypatch.setattr(fusion, "resolve_device", lambda name: torch.device("cuda"))
     assert fusion.array_size(Config(model="naivenet", dataset="cifar10", resolution=resolution), None)[0] == expected
+
+
+@pytest.mark.parametrize("fuse", [2, 1])
+def test_an_interrupted_ablation_resumes_every_cell_from_its_checkpoint(data_dir, tmp_path, monkeypatch, fuse):
+    space = spaces.load(write_space(tmp_path, ABLATION.replace("seeds = 3", "seeds = 2")))
+    url = f"sqlite:///{tmp_path}/resume.db"
+    module, name = (fusion, "train_array") if fuse > 1 else (trial_module, "train")
+    train = getattr(module, name)
+
+    def interrupted_after_one_epoch(*args, **kwargs):
+        def stop(metrics):
+            raise KeyboardInterrupt
+
+        return train(*args, **{**kwargs, "on_epoch": stop})
+
+    monkeypatch.setattr(module, name, interrupted_after_one_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(space, {"data_dir": data_dir}, storage=url, fuse=fuse)
+    monkeypatch.undo()
+    study = runner.run(space, {"data_dir": data_dir}, storage=url, fuse=fuse)
+    trials = study.get_trials()
+    interrupted = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(interrupted) == fuse and all(t.user_attrs["fail_reason"] == "interrupted" for t in interrupted)
+    retried = [t for t in trials if t.user_attrs.get("retry_of") is not None]
+    assert sorted(t.user_attrs["retry_of"] for t in retried) == [t.number for t in interrupted]
+    assert all(t.state == TrialState.COMPLETE and t.user_attrs["resumed_from_epoch"] == 1 for t in retried)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
