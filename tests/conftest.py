@@ -16,3 +16,25 @@ def data_dir() -> str:
     if not (DATA / "cifar-10-batches-py").is_dir() or not (DATA / "cifar-100-python").is_dir():
         pytest.skip(f"the CIFAR subset is not at {DATA}: put shared/data beside the project or set STUDY_DATA_DIR")
     return str(DATA)
+
+
+class NoHostSync:
+    """`on_epoch` and `on_step` callbacks under which any host sync fails, from the second epoch's start
+    (after the first epoch's graph capture) to its last step; `steps_seen` lists each step's epoch."""
+
+    def __init__(self) -> None:
+        self.steps_seen: list[int] = []
+
+    def on_epoch(self, metrics) -> None:
+        import torch
+
+        first = metrics[0] if isinstance(metrics, list) else metrics  # a fused array's members, or one run's
+        if first.epochs_trained == 1:
+            torch.cuda.set_sync_debug_mode("error")
+
+    def on_step(self, epoch: int, step: int, steps: int) -> None:
+        import torch
+
+        self.steps_seen.append(epoch)
+        if step == steps - 1:
+            torch.cuda.set_sync_debug_mode("default")

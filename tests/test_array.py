@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import NoHostSync
 
 from study import models
 from study.array import train_array
@@ -188,24 +189,14 @@ def test_the_fused_step_is_one_cuda_graph_without_host_sync(data_dir):
     # NaiveNet with augmentation on, as a search would run it: 5 steps of 3 x 128 images per epoch
     base = Config(dataset="cifar10", resolution=32, data_dir=data_dir, device="cuda", data_fraction=0.14,
                   batch_size=128, epochs=2)
-    steps_seen = []
-
-    def start_watching(metrics):
-        if metrics[0].epochs_trained == 1:
-            torch.cuda.set_sync_debug_mode("error")
-
-    def stop_watching(epoch, step, steps):
-        steps_seen.append(epoch)
-        if step == steps - 1:
-            torch.cuda.set_sync_debug_mode("default")
-
+    watch = NoHostSync()
     try:
         metrics = train_array([base.replace(seed=k, lr=0.01 * (k + 1)) for k in range(3)],
-                              on_epoch=start_watching, on_step=stop_watching)
+                              on_epoch=watch.on_epoch, on_step=watch.on_step)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert all(m.metrics.step_mode == "graph" for m in metrics), metrics[0].metrics.step_mode_reason
-    assert steps_seen.count(1) == 5 and all(m.status == "complete" for m in metrics)
+    assert watch.steps_seen.count(1) == 5 and all(m.status == "complete" for m in metrics)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "onecycle"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import optuna
 import pytest
 import torch
+from conftest import NoHostSync
 
 from study.config import Config
 from study.train import train
@@ -45,23 +46,12 @@ def test_a_trial_records_step_mode_graph(data_dir, extra):
 
 
 def test_no_host_sync_inside_an_epoch(data_dir):
-    # from the second epoch's start (after the first epoch's capture) to its last step
-    steps_seen = []
-
-    def start_watching(metrics):
-        if metrics.epochs_trained == 1:
-            torch.cuda.set_sync_debug_mode("error")
-
-    def stop_watching(epoch, step, steps):
-        steps_seen.append(epoch)
-        if step == steps - 1:
-            torch.cuda.set_sync_debug_mode("default")
-
+    watch = NoHostSync()
     try:
-        m = train(small(data_dir, epochs=2), on_epoch=start_watching, on_step=stop_watching)
+        m = train(small(data_dir, epochs=2), on_epoch=watch.on_epoch, on_step=watch.on_step)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert m.step_mode == "graph" and steps_seen.count(1) == 5
+    assert m.step_mode == "graph" and watch.steps_seen.count(1) == 5
 
 
 def test_a_graphed_run_resumes_from_its_checkpoint(data_dir, tmp_path):
