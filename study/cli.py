@@ -42,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     run.add_argument("--workers", type=int,
                      help="worker processes sharing the study (CPU threads are split); default: 1 on CPU, "
-                          "4 per GPU (workers.TRIALS_PER_GPU)")
+                          "4 per GPU (workers.TRIALS_PER_GPU), 1 per GPU when trials train as fused arrays")
     run.add_argument("--devices", help="comma-separated devices dealt out to the workers, e.g. cuda:0,cuda:1")
     run.add_argument("--fuse", type=int, help="trials trained at a time as one fused model (1: one by one); "
                      "default: the space's, else 8 on a GPU at <= 64 px and 1 elsewhere (study/fusion.py)")

@@ -26,7 +26,7 @@ from study.recovery import recover, retry_dead
 from study.space import Space
 from study.train import Diverged
 from study.trial import Objective
-from study.workers import resolve_workers, run_processes
+from study.workers import TRIALS_PER_GPU, resolve_workers, run_processes
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Optuna marks its heartbeat and retry callback experimental; they are what we need here.
@@ -65,7 +65,9 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
     space.kind.check_fixed(fixed)
     defaults = space.defaults.replace(**fixed)
     preflight.check(space, defaults, devices, force)
-    n_workers, devices, per_gpu = resolve_workers(workers, devices, defaults.device)
+    k, why = fusion.array_size(defaults, fuse or space.fuse)
+    # a fused array fills a GPU as TRIALS_PER_GPU single trials did; only one array per GPU was measured
+    n_workers, devices, per_gpu = resolve_workers(workers, devices, defaults.device, 1 if k > 1 else TRIALS_PER_GPU)
     url = storage or storages.default_url(space.name)
     name = study_name or space.name
     with storages.one_line_failures(url), storages.removed_unless_used(url, default=storage is None):
@@ -75,7 +77,6 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
         done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
         queued = space.kind.enqueue(study, fixed, seed)
         budget = budgets.Budget(trials=done + queued) if queued is not None else budgets.resolve(space, trials, compute)
-        k, why = fusion.array_size(defaults, fuse or space.fuse)
         record.write_study(study, budget=budget.describe() if budget.compute else max(budget.trials, done),
                            array_size=k, array_size_reason=why, **(dict(trials_per_gpu=per_gpu) if per_gpu else {}))
     if budget.spent(study.get_trials(deepcopy=False)):

@@ -37,14 +37,15 @@ def run_processes(work: Callable[..., None], jobs: list[tuple[Any, ...]]) -> Non
         raise UserError(f"a worker exited with code {[p.exitcode for p in processes]}; run the same command to resume")
 
 
-def resolve_workers(workers: int | None, devices: list[str] | None, device: str) -> tuple[int, list[str] | None, float]:
-    """(workers, devices, trials per GPU, 0 without one); `workers` None: TRIALS_PER_GPU on each GPU in
+def resolve_workers(workers: int | None, devices: list[str] | None, device: str,
+                    per_gpu: int = TRIALS_PER_GPU) -> tuple[int, list[str] | None, float]:
+    """(workers, devices, trials per GPU, 0 without one); `workers` None: `per_gpu` on each GPU in
     `devices` (default: every visible one when `device` resolves to CUDA), one process on CPU."""
     if devices is None and resolve_device(device).type == "cuda" and workers is None:
         devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     gpus = {torch.device(d).index or 0 for d in devices or [device] if resolve_device(d).type == "cuda"}
     if workers is None:
-        workers = TRIALS_PER_GPU * len(gpus) if gpus else 1
+        workers = per_gpu * len(gpus) if gpus else 1
     return workers, devices, workers / len(gpus) if gpus else 0
 
 
