@@ -75,6 +75,8 @@ class StudyProgress:
         self.bars.update(self.trial_task, total=self._epochs * steps, completed=epoch * steps + step + 1)
 
     def on_epoch(self, metrics: Metrics) -> None:
+        if not metrics.train_loss_curve:  # a fused array's first member diverged in its first epoch
+            return
         text = epoch_line(metrics, self._epochs)
         if self.live:
             self.bars.update(self.trial_task, description=f"trial {text}")

@@ -316,7 +316,8 @@ def train_members(
         for epoch in range(run.first_epoch, configs[0].epochs):
             if all(run.ends):
                 break
-            run.epoch(epoch, trials, on_step)
+            if not run.epoch(epoch, trials, on_step):
+                break  # every member diverged in this epoch: nothing to score, save or show
             if checkpoint is not None:
                 _save(checkpoint, epoch + 1, run.train_seconds, run.model, run.optimizer, run.scheduler, run.metrics,
                       run.generators, run.ends)
@@ -368,8 +369,9 @@ class _Run:
         if self.optimizer.members is not None:  # a single run just stops
             self.optimizer.stop(member)
 
-    def epoch(self, epoch: int, trials: list[Any], on_step: StepCallback | None) -> None:
-        """Train one epoch, then score every member still going on the validation split."""
+    def epoch(self, epoch: int, trials: list[Any], on_step: StepCallback | None) -> bool:
+        """Train one epoch, then score every member still going on the validation split; False when
+        every member diverged in it."""
         epoch_start = time.perf_counter()
         train_losses, train_accuracies = run_epoch(self.replay, self.step, epoch, on_step)
         self.train_seconds += time.perf_counter() - epoch_start
@@ -377,7 +379,7 @@ class _Run:
             if self.ends[k] is None and not math.isfinite(loss):
                 self.end(k, "diverged", f"training loss became {loss} in epoch {epoch + 1}: lower lr or weight_decay")
         if all(self.ends):
-            return
+            return False
         if self.weights and epoch == 0:
             for k, member in enumerate(self.metrics):
                 per_layer = self.step.grad_norms[:self.steps, k].T.tolist()
@@ -402,6 +404,7 @@ class _Run:
                 trial.report(val_acc, epoch + 1)
                 if trial.should_prune():
                     self.end(k, "pruned", f"pruned after epoch {epoch + 1} at val_accuracy {val_acc:.4f}")
+        return True
 
     def score_test(self) -> None:
         d = self.d
