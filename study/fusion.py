@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
@@ -36,6 +37,7 @@ from study.trial import stored_failures
 
 ARRAY_SIZE = 8  # the H100 probe's knee: K=8 gave 1.9x one trial at 32 px, K=16 only 2% more
 FUSE_MAX_RESOLUTION = 64  # measured to lose at 128 px on the H100; 64 px not measured, kept on the safe side
+MEMORY_SHARE = 0.5  # of the GPU's free memory an array may plan for: optimizer state, evaluation and the graph's pool
 
 
 def array_size(config: Config, asked: int | None) -> tuple[int, str]:
@@ -48,13 +50,40 @@ def array_size(config: Config, asked: int | None) -> tuple[int, str]:
     elif config.resolution > FUSE_MAX_RESOLUTION:
         return 1, f"off above {FUSE_MAX_RESOLUTION} px, where the fused kernels were measured slower"
     else:
-        k, why = ARRAY_SIZE, "on a GPU at a resolution where fusion pays"
+        k, why = fits_in_memory(config, ARRAY_SIZE)
     if k > 1:
         try:
             fuse([models.build(config, 10), models.build(config, 10)])
         except NotFusible as exc:
             return 1, f"{config.model} cannot fuse ({exc})"
     return k, why
+
+
+def fits_in_memory(config: Config, k: int) -> tuple[int, str]:
+    """At most `k` members, as many as MEMORY_SHARE of the GPU's free memory holds: one member's
+    training step is run once and its peak memory measured."""
+    device = resolve_device(config.device)
+    try:
+        free, _ = torch.cuda.mem_get_info(device)
+        one = member_bytes(config, device)
+    except Exception as exc:  # the measurement is an estimate: never the reason a study fails to start
+        return k, f"on a GPU at a resolution where fusion pays; memory not measured ({type(exc).__name__})"
+    fit = max(1, min(k, int(MEMORY_SHARE * free // max(one, 1))))
+    return fit, (f"on a GPU at a resolution where fusion pays; {fit} members of {one / 2**20:.0f} MiB each "
+                 f"fit in {MEMORY_SHARE:.0%} of the {free / 2**30:.1f} GiB free")
+
+
+def member_bytes(config: Config, device: torch.device) -> int:
+    """Peak memory of one member's forward and backward pass at the config's batch and resolution."""
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    model = models.build(config, 100).to(device)
+    x = torch.randn(config.batch_size, 3, config.resolution, config.resolution, device=device)
+    model(x).float().logsumexp(1).mean().backward()
+    peak = torch.cuda.max_memory_allocated(device) - before
+    del model, x
+    torch.cuda.empty_cache()
+    return peak
 
 
 def fusion_key(config: Config) -> tuple[Any, ...]:

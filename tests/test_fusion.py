@@ -127,3 +127,16 @@ def test_an_interrupted_ablation_resumes_every_cell_from_its_checkpoint(data_dir
     assert sorted(t.user_attrs["retry_of"] for t in retried) == [t.number for t in interrupted]
     assert all(t.state == TrialState.COMPLETE and t.user_attrs["resumed_from_epoch"] == 1 for t in retried)
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+
+
+def test_on_a_gpu_the_array_is_as_large_as_its_memory_allows(monkeypatch):
+    import torch
+
+    config = Config(model="naivenet", dataset="cifar10", resolution=32, device="cuda")
+    monkeypatch.setattr(fusion, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * 2**30, 80 * 2**30))
+    monkeypatch.setattr(fusion, "member_bytes", lambda config, device: 2**30)  # 1 GiB a member
+    k, why = fusion.array_size(config, None)
+    assert k == 5 and "5 members of 1024 MiB" in why  # half of the 10 GiB free
+    monkeypatch.setattr(fusion, "member_bytes", lambda config, device: 2**27)
+    assert fusion.array_size(config, None)[0] == fusion.ARRAY_SIZE  # never above the measured knee
