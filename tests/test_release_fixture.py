@@ -1,6 +1,7 @@
 """A study database written by the 2026-11 release still opens and reports the same tables.
 
-tests/fixtures/release/studies.db was made with that release's code (commit e01d889) by:
+tests/fixtures/release/studies.sql is the SQL dump (sqlite3 `iterdump`) of the database that release's
+code (commit e01d889) wrote by these commands; a study database is an output, so git keeps its text:
 
     run spaces/naivenet32_cifar10.py --trials 3 --epochs 2 --set data_fraction=0.1
     run spaces/stage3_modern.py --epochs 1 --set data_fraction=0.05
@@ -14,7 +15,8 @@ and tables/ holds the CSV tables that release's `report --tables-only` wrote fro
 from __future__ import annotations
 
 import argparse
-import shutil
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import pandas as pd
@@ -26,8 +28,9 @@ FIXTURE = Path(__file__).parent / "fixtures" / "release"
 
 
 def test_a_database_of_the_previous_release_reports_the_same_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    db = tmp_path / "studies.db"
-    shutil.copy(FIXTURE / "studies.db", db)  # the report saves its figures into the studies
+    db = tmp_path / "studies.db"  # rebuilt each time: the report saves its figures into the studies
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        connection.executescript((FIXTURE / "studies.sql").read_text())
     monkeypatch.chdir(tmp_path)
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
