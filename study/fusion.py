@@ -11,7 +11,8 @@ Fusion pays where one trial leaves the device idle: a GPU at 32 px (the issue's 
 NaiveNet@32, 58.9k member-images/s alone, 113.7k at K=8, 115.7k at K=16) and loses where the
 grouped kernels are slower than the dense ones (the same GPU at 128 px: 11.6k alone, 8.5k at K=8)
 and on CPUs (0.8-1.0x, docs/performance.md). So `fuse` is off on CPUs and at resolutions above
-FUSE_MAX_RESOLUTION unless the space or `--fuse` asks; on a GPU it is ARRAY_SIZE.
+FUSE_MAX_RESOLUTION unless the space or `--fuse` asks; on a GPU it is ARRAY_SIZE, or fewer where the
+GPU's free memory holds fewer members.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from study.config import Config
 from study.models.fused import NotFusible, fuse
 from study.recovery import own
 from study.train import resolve_device
-from study.trial import stored_failures
+from study.trial import original_number, stored_failures
 
 ARRAY_SIZE = 8  # the H100 probe's knee: K=8 gave 1.9x one trial at 32 px, K=16 only 2% more
 FUSE_MAX_RESOLUTION = 64  # measured to lose at 128 px on the H100; 64 px not measured, kept on the safe side
@@ -120,8 +121,7 @@ def train_group(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], p
                 checkpoints: Path) -> None:
     """Train one group as an array and tell each member's trial how it ended."""
     trials = [t for t, _ in group]
-    originals = [record.trial_info(study._storage.get_trial(t._trial_id)).retry_of for t in trials]
-    name = "-".join(str(t.number if o is None else o) for t, o in zip(trials, originals))
+    name = "-".join(str(original_number(study._storage.get_trial(t._trial_id))) for t in trials)
     checkpoint = checkpoints / f"array-{name}.pt"
     for t in trials:
         record.write_trial(t, array=f"{trials[0].number}x{len(trials)}")
@@ -164,5 +164,7 @@ def train_arrays(study: optuna.Study, n: int, objective: Any) -> None:
             continue
         admitted.append((trial, config))
     for group in groups(admitted):
-        train_group(study, group, objective.progress, objective.store, objective.checkpoints)
+        # an array out of memory fails its own members (stored_failures); the next group still trains
+        with contextlib.suppress(torch.OutOfMemoryError):
+            train_group(study, group, objective.progress, objective.store, objective.checkpoints)
 

@@ -6,7 +6,6 @@ a worker does not finish while another's trial may still die: it waits, then ret
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import warnings
@@ -134,7 +133,7 @@ def _until_spent(study: optuna.Study, job: Job, objective: Objective) -> None:
         if left is not None and left <= 0:
             return
         if (room is None or room > 0) and job.fuse > 1:
-            with storages.one_line_failures(job.url), contextlib.suppress(torch.OutOfMemoryError):
+            with storages.one_line_failures(job.url):
                 fusion.train_arrays(study, min(job.fuse, room or job.fuse), objective)
         elif room is None or room > 0:
             with storages.one_line_failures(job.url):

@@ -125,7 +125,13 @@ class Objective:
         self.attempts += 1
         frozen = self.budget.claim(self.study, trial)
         config = self.kind.config(trial, self.fixed, self.seed)
-        retry_of = record.trial_info(frozen).retry_of
-        original = retry_of if retry_of is not None else RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
-        checkpoint = self.checkpoints / f"trial-{trial.number if original is None else original}.pt"
+        checkpoint = self.checkpoints / f"trial-{original_number(frozen)}.pt"
         return train_trial(config, trial, self.progress, self.store, checkpoint)
+
+
+def original_number(trial: optuna.trial.FrozenTrial) -> int:
+    """The number of the trial a retry repeats (re-queued by this project, or by Optuna's heartbeat),
+    else its own: what names its checkpoint, so that the retry resumes it."""
+    retry_of = record.trial_info(trial).retry_of
+    original = retry_of if retry_of is not None else RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return trial.number if original is None else original
