@@ -110,7 +110,7 @@ def work(job: Job, index: int, threads: int, console: Console | None = None) -> 
     epochs = job.space.defaults.replace(**job.fixed).epochs  # --set epochs=N applies to the pruner too
     study = optuna.load_study(
         study_name=job.name, storage=storages.open_storage(job.url),
-        sampler=studies.sampler(job.space, job.seed + index, job.budget),  # workers must not propose the same trials
+        sampler=studies.sampler(job.space, job.seed + index, epochs, job.budget),  # workers must not propose the same trials
         pruner=job.budget.pruner(studies.pruner(job.space, epochs, job.budget), epochs),
     )
     trials = study.get_trials(deepcopy=False)

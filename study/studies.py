@@ -18,11 +18,13 @@ from study.errors import UserError
 from study.space import Space
 
 
-def sampler(space: Space, seed: int, budget: Budget | None = None) -> optuna.samplers.BaseSampler:
-    return search_defaults.sampler(space.sampler, seed, search_defaults.full_trials(budget, space.defaults.epochs))
+def sampler(space: Space, seed: int, epochs: int, budget: Budget | None = None) -> optuna.samplers.BaseSampler:
+    """The space's sampler, its start-up sized to the full-length trials (of `epochs`) the budget buys."""
+    return search_defaults.sampler(space.sampler, seed, search_defaults.full_trials(budget, epochs))
 
 
 def pruner(space: Space, epochs: int, budget: Budget | None = None) -> optuna.pruners.BasePruner:
+    """The space's pruner, its first rung and reduction factor from `epochs` and the budget."""
     return search_defaults.pruner(space.pruner, epochs, search_defaults.full_trials(budget, epochs))
 
 
@@ -34,7 +36,8 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.Bas
         raise UserError(f"study {name!r} in {url} belongs to space {existing[name].space!r}; "
                         "pass --study-name to start a new one")
     defaults = space.defaults.replace(**fixed)
-    kwargs = dict(storage=storage, study_name=name, sampler=sampler(space, seed), pruner=pruner(space, defaults.epochs))
+    kwargs = dict(storage=storage, study_name=name, sampler=sampler(space, seed, defaults.epochs),
+                  pruner=pruner(space, defaults.epochs))
     try:
         study = optuna.create_study(direction="maximize", **kwargs)
     except optuna.exceptions.DuplicatedStudyError:
