@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
+from rich.console import Console
 
 from study import budget as budgets
 from study import runner, search_bench, search_defaults, studies
@@ -149,9 +151,21 @@ def test_search_bench_figures_from_hand_made_studies():
     assert result["defaults"]["range"] == pytest.approx(0.02)
 
 
+def test_search_bench_runs_its_arms_and_parallel_jobs_give_the_same_figures(tiny, data_dir):
+    plan = search_bench.Plan(seeds=2, arms=("default",), epochs=2, budget_epochs=4, data_fraction=0.05)
+    quiet = Console(file=io.StringIO())
+    one = search_bench.run(plan, tiny.path, data_dir, "cpu", quiet)
+    assert set(one["arms"]) == {"random", "default"} and one["budget_epochs"] == 4
+    assert [sum(e) for e in one["arms"]["random"]["epochs_per_trial"]] == [4, 4]  # exactly the budget
+    assert len(one["defaults"]["values"]) == 2 and all(0 < v < 1 for v in one["defaults"]["values"])
+    assert search_bench.run(plan, tiny.path, data_dir, "cpu", quiet, jobs=2) == one  # seeded: jobs change nothing
+
+
 @pytest.mark.parametrize("args, match", [
     (["run", "spaces/naivenet32_cifar10.py", "--budget", "12x"], "error: --budget '12x' is invalid"),
     (["bench", "--only", "search", "--arms", "random,bogus"], "error: --arms: unknown arm(s) bogus"),
+    (["bench", "--only", "search", "--jobs", "0"], "error: --jobs 0 is invalid"),
+    (["bench", "--only", "search", "--seeds", "1"], "error: --seeds 1 is invalid"),
 ])
 def test_bad_budget_or_arm_on_the_command_line_is_one_line(args, match, capsys, monkeypatch):
     from study import cli
