@@ -80,10 +80,10 @@ PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner]] = {
     "successive_halving": lambda epochs, full: optuna.pruners.SuccessiveHalvingPruner(
         min_resource=first_rung(epochs), reduction_factor=reduction_factor(full)),
     "median": lambda epochs, full: optuna.pruners.MedianPruner(
-        n_startup_trials=startup_trials(full), n_warmup_steps=first_rung(epochs) - 1),
+        n_startup_trials=startup_trials(full), n_warmup_steps=first_rung(epochs)),
     # keeps the top third at every epoch from the first rung: a stricter median
     "percentile": lambda epochs, full: optuna.pruners.PercentilePruner(
-        100 * 2 / 3, n_startup_trials=startup_trials(full), n_warmup_steps=first_rung(epochs) - 1),
+        100 * 2 / 3, n_startup_trials=startup_trials(full), n_warmup_steps=first_rung(epochs)),
     "none": lambda epochs, full: optuna.pruners.NopPruner(),
     # the former default (rung 1, factor 3), kept as a bench arm
     "hyperband_optuna": lambda epochs, full: optuna.pruners.HyperbandPruner(

@@ -131,6 +131,25 @@ def _trial(number_values: list[float], complete: bool, reference: bool = False) 
     )
 
 
+@pytest.mark.parametrize("name", ["hyperband", "successive_halving", "median", "percentile"])
+def test_every_pruner_first_prunes_at_the_measured_rung(name):
+    # steps are epochs, from 1: after three trials at 0.5, one at 0.1 is kept through epoch 6 and pruned at 7 of 10
+    study = optuna.create_study(direction="maximize", pruner=search_defaults.pruner(name, 10, 10))
+
+    def epoch_pruned_at(accuracy: float) -> int | None:
+        trial = study.ask()
+        for epoch in range(1, 11):
+            trial.report(accuracy, epoch)
+            if trial.should_prune():
+                study.tell(trial, state=TrialState.PRUNED)
+                return epoch
+        study.tell(trial, accuracy)
+        return None
+
+    assert [epoch_pruned_at(0.5) for _ in range(3)] == [None] * 3
+    assert epoch_pruned_at(0.1) == search_defaults.first_rung(10) == 7
+
+
 def test_search_bench_figures_from_hand_made_studies():
     random = [
         [_trial([0.2, 0.3], True, True), _trial([0.2, 0.4], True), _trial([0.1, 0.35], True)],
