@@ -170,11 +170,12 @@ def table(result: dict[str, Any]) -> Table:
     t = Table(title=f"search bench: {result['space']}, {result['budget_epochs']} epochs per study "
                     f"({result['epochs']} per trial, data_fraction {result['data_fraction']}), {result['seeds']} seeds; "
                     f"defaults {d['mean']:.3f} ± {d['std']:.3f} (range {d['range']:.3f})")
-    for col in ("arm", "median best", "- defaults", "beats random", "compute to random's best", "trials"):
+    for col in ("arm", "best per seed", "median best", "- defaults", "beats random", "compute to random's best", "trials"):
         t.add_column(col, justify="right")
     for arm, a in result["arms"].items():
         share = a["median_share_of_random_compute"]
-        t.add_row(arm, f"{a['median_best']:.3f}", f"{a['median_best'] - d['mean']:+.3f}",
+        t.add_row(arm, " / ".join(f"{b:.3f}" for b in a["bests"]), f"{a['median_best']:.3f}",
+                  f"{a['median_best'] - d['mean']:+.3f}",
                   "-" if arm == "random" else f"{a['beats_random']}/{result['seeds']}",
                   "not reached" if share is None else f"{share:.2f}", f"{statistics.median(a['trials']):.0f}")
     return t

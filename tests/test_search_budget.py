@@ -178,6 +178,9 @@ def test_search_bench_runs_its_arms_and_parallel_jobs_give_the_same_figures(tiny
     assert [sum(e) for e in one["arms"]["random"]["epochs_per_trial"]] == [4, 4]  # exactly the budget
     assert len(one["defaults"]["values"]) == 2 and all(0 < v < 1 for v in one["defaults"]["values"])
     assert search_bench.run(plan, tiny.path, data_dir, "cpu", quiet, jobs=2) == one  # seeded: jobs change nothing
+    printed = Console(file=io.StringIO(), width=200)
+    printed.print(search_bench.table(one))
+    assert " / ".join(f"{b:.3f}" for b in one["arms"]["default"]["bests"]) in printed.file.getvalue()
 
 
 @pytest.mark.parametrize("args, match", [
