@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
+import itertools
 import multiprocessing
 import os
 import statistics
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
@@ -116,13 +118,8 @@ def summarize(studies: dict[str, list[list[optuna.trial.FrozenTrial]]]) -> dict[
     }
 
 
-def _study(space: spaces.Space, arm: str, fixed: dict[str, Any], budget: int, folder: str,
-           threads: int | None) -> list[optuna.trial.FrozenTrial]:
+def _study(space: spaces.Space, arm: str, fixed: dict[str, Any], budget: int, folder: str) -> list[optuna.trial.FrozenTrial]:
     """One arm's study on one seed, in a SQLite file of its own (so that parallel jobs never share a lock)."""
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     seed = fixed["seed"]
     study = runner.run(arm_space(space, arm), fixed, storage=f"sqlite:///{folder}/{arm}-{seed}.db", study_name=f"{arm}-{seed}",
                        compute={"epochs": budget}, seed=seed + (0 if arm == "random" else SAMPLER_SEED_OFFSET),
@@ -135,8 +132,7 @@ def run(plan: Plan, space_path: str | Path, data_dir: str | None, device: str, c
     """Every arm of `plan` on every seed, in temporary storages; returns `summarize`'s figures.
 
     `jobs` > 1 trains that many studies at once, in spawned processes with the CPU threads split
-    between them: on 2 cores, two one-thread studies finish in about the time of one two-thread
-    study. Every study is seeded, so the figures do not depend on `jobs` (on a CPU, bit for bit).
+    between them. Every study is seeded, so the figures do not depend on `jobs` (on a CPU, bit for bit).
     """
     space = spaces.load(space_path)
     if space.kind.name != "search":
@@ -148,16 +144,16 @@ def run(plan: Plan, space_path: str | Path, data_dir: str | None, device: str, c
     fixed = {"data_dir": data_dir, "device": device, "epochs": epochs}
     if plan.data_fraction is not None:
         fixed["data_fraction"] = plan.data_fraction
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     with tempfile.TemporaryDirectory() as tmp:
         console.log(f"search bench: {len(cells)} studies of {budget} epochs ({', '.join(arms)} x {plan.seeds} seeds), "
                     f"{jobs} at a time")
+        args = [(space, arm, {**fixed, "seed": seed}, budget, tmp) for arm, seed in cells]
         if jobs == 1:
-            trials = [_study(space, arm, {**fixed, "seed": seed}, budget, tmp, None) for arm, seed in cells]
+            trials = list(itertools.starmap(_study, args))
         else:
-            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                trials = list(pool.map(_study, *zip(*[(space, arm, {**fixed, "seed": seed}, budget, tmp, threads)
-                                                      for arm, seed in cells])))
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
+                                     initargs=(max(1, (os.cpu_count() or 1) // jobs),)) as pool:
+                trials = list(pool.map(_study, *zip(*args)))
     studies = {arm: [t for (a, _), t in zip(cells, trials) if a == arm] for arm in arms}
     result = summarize(studies)
     result.update(space=space.name, epochs=epochs, budget_epochs=budget,
