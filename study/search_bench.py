@@ -40,6 +40,7 @@ ARMS = {
     "random": ("random", "none"),
     "default": (None, None),
     "optuna_defaults": ("tpe_optuna", "hyperband_optuna"),  # TPE's 10 start-up trials, Hyperband from epoch 1
+    "tpe_random_startup": ("tpe_random_startup", None),  # the former default: random start-up trials
     "tpe_no_pruning": ("tpe", "none"),
     "tpe_successive_halving": ("tpe", "successive_halving"),
     "tpe_median": ("tpe", "median"),

@@ -109,14 +109,16 @@ def test_space_budget_epochs_sets_a_compute_budget(tmp_path):
 
 
 def test_defaults_follow_the_budget():
-    assert search_defaults.first_rung(10) == 7 and search_defaults.first_rung(6) == 4
+    assert search_defaults.first_rung(10) == 4 and search_defaults.first_rung(6) == 3
     assert search_defaults.startup_trials(10) == 3 and search_defaults.startup_trials(60) == 10
     assert search_defaults.full_trials(budgets.Budget(epochs=100), 10) == 10
-    hb = search_defaults.pruner("hyperband", 10, 10)
-    assert (hb._min_resource, hb._reduction_factor) == (7, 2)
-    assert search_defaults.pruner("hyperband", 10, 40)._reduction_factor == 3
+    hb = search_defaults.pruner("hyperband", 10, 10)  # a small budget: Hyperband's first bracket only
+    assert isinstance(hb, optuna.pruners.SuccessiveHalvingPruner)
+    assert (hb._min_resource, hb._reduction_factor) == (4, 2)
+    big = search_defaults.pruner("hyperband", 10, 40)
+    assert isinstance(big, optuna.pruners.HyperbandPruner) and big._reduction_factor == 3
     # wrapped, Hyperband no longer narrows the sampler's view to one bracket's trials
-    study = optuna.create_study(pruner=budgets.Budget(epochs=100).pruner(hb, 10))
+    study = optuna.create_study(pruner=budgets.Budget(epochs=100).pruner(big, 10))
     trial = study.ask()
     assert optuna.pruners._filter_study(study, study._storage.get_trial(trial._trial_id)) is study
 
@@ -133,7 +135,7 @@ def _trial(number_values: list[float], complete: bool, reference: bool = False) 
 
 @pytest.mark.parametrize("name", ["hyperband", "successive_halving", "median", "percentile"])
 def test_every_pruner_first_prunes_at_the_measured_rung(name):
-    # steps are epochs, from 1: after three trials at 0.5, one at 0.1 is kept through epoch 6 and pruned at 7 of 10
+    # steps are epochs, from 1: after three trials at 0.5, one at 0.1 is kept through epoch 3 and pruned at 4 of 10
     study = optuna.create_study(direction="maximize", pruner=search_defaults.pruner(name, 10, 10))
 
     def epoch_pruned_at(accuracy: float) -> int | None:
@@ -147,7 +149,7 @@ def test_every_pruner_first_prunes_at_the_measured_rung(name):
         return None
 
     assert [epoch_pruned_at(0.5) for _ in range(3)] == [None] * 3
-    assert epoch_pruned_at(0.1) == search_defaults.first_rung(10) == 7
+    assert epoch_pruned_at(0.1) == search_defaults.first_rung(10) == 4
 
 
 def test_search_bench_figures_from_hand_made_studies():

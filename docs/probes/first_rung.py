@@ -38,9 +38,9 @@ def main() -> None:
     curves = []
     for i in range(args.configs):
         trial = ask.ask()
-        config = space.config(trial, fixed)
+        config = space.kind.config(trial, fixed)
         try:
-            curve = train(config)["val_accuracy_curve"]
+            curve = train(config).val_accuracy_curve
         except Diverged:
             continue
         curves.append(curve)
