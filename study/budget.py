@@ -145,7 +145,8 @@ def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 
 class BudgetPruner(optuna.pruners.BasePruner):
-    """The space's pruner, plus a stop when the compute budget has no epoch left for this trial.
+    """The space's pruner, plus a stop when the compute budget has no epoch left for this trial; never
+    a trial that trained all its epochs.
 
     Wrapping also hides a HyperbandPruner from Optuna's sampler-side bracket filter
     (optuna.pruners._filter_study), which shows TPE only the trials of the current trial's bracket:
@@ -158,6 +159,10 @@ class BudgetPruner(optuna.pruners.BasePruner):
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         step = trial.last_step or 0
+        if step >= self.epochs:
+            # fully trained, so it completes: successive halving has a rung at the last epoch
+            # whenever epochs = first rung x a power of the factor (3 x 2 of the quick bench's 6)
+            return False
         if self.budget.compute and step < self.epochs and not self.budget.may_continue(study):
             record.write_stored_trial(study, trial, stopped_by=BUDGET_STOP)
             return True

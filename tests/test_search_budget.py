@@ -152,6 +152,28 @@ def test_every_pruner_first_prunes_at_the_measured_rung(name):
     assert epoch_pruned_at(0.1) == search_defaults.first_rung(10) == 4
 
 
+def test_a_trial_that_trained_all_its_epochs_completes_even_at_a_rung():
+    # the quick bench's plan: 6 epochs, first rung 3, factor 2, so successive halving has a rung at
+    # epoch 6 too; a trial below the others' there was pruned after training all 6 epochs
+    epochs = 6
+    study = optuna.create_study(direction="maximize", pruner=budgets.Budget(trials=10).pruner(
+        search_defaults.pruner("hyperband", epochs, 4), epochs))
+
+    def run(curve: list[float]) -> TrialState:
+        trial = study.ask()
+        for epoch, accuracy in enumerate(curve, 1):
+            trial.report(accuracy, epoch)
+            if trial.should_prune():
+                study.tell(trial, state=TrialState.PRUNED)
+                return TrialState.PRUNED
+        study.tell(trial, curve[-1])
+        return TrialState.COMPLETE
+
+    assert [run([0.5] * 6) for _ in range(3)] == [TrialState.COMPLETE] * 3
+    assert run([0.6] * 5 + [0.1]) == TrialState.COMPLETE
+    assert run([0.1] * 6) == TrialState.PRUNED  # still pruned at the first rung, epoch 3
+
+
 def test_search_bench_figures_from_hand_made_studies():
     random = [
         [_trial([0.2, 0.3], True, True), _trial([0.2, 0.4], True), _trial([0.1, 0.35], True)],
