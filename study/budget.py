@@ -163,7 +163,7 @@ class BudgetPruner(optuna.pruners.BasePruner):
             # fully trained, so it completes: successive halving has a rung at the last epoch
             # whenever epochs = first rung x a power of the factor (3 x 2 of the quick bench's 6)
             return False
-        if self.budget.compute and step < self.epochs and not self.budget.may_continue(study):
+        if self.budget.compute and not self.budget.may_continue(study):
             record.write_stored_trial(study, trial, stopped_by=BUDGET_STOP)
             return True
         return self.inner.prune(study, trial)

@@ -29,7 +29,7 @@ _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what TPE and GPSampler c
 class SpreadStartup(optuna.samplers.BaseSampler):
     """`sampler`, except that its first `n_startup` finished trials are spread over the space."""
 
-    def __init__(self, sampler: optuna.samplers.BaseSampler, n_startup: int, seed: int | None = None) -> None:
+    def __init__(self, sampler: optuna.samplers.BaseSampler, n_startup: int, seed: int) -> None:
         self._sampler, self._n_startup, self._seed = sampler, n_startup, seed
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -47,7 +47,7 @@ class SpreadStartup(optuna.samplers.BaseSampler):
         others = study.get_trials(deepcopy=False)
         taken = [t.params[param_name] for t in others if t.number != trial.number and param_name in t.params]
         # seeded by trial and parameter, so parallel workers and resumed studies draw the same values
-        rng = np.random.default_rng([self._seed or 0, trial.number, zlib.crc32(param_name.encode())])
+        rng = np.random.default_rng([self._seed, trial.number, zlib.crc32(param_name.encode())])
         return spread(param_distribution, taken, self._n_startup, rng)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
