@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tables-only", action="store_true", help="write the CSV/Markdown/LaTeX tables, not the HTML")
     parser.add_argument("--no-dashboard", action="store_true",
                         help="do not save the figures and a summary note into the studies for optuna-dashboard")
+    parser.add_argument("--min-effect", type=float, default=1.0, metavar="PP",
+                        help="smallest accuracy difference worth detecting, in percentage points (default 1): the "
+                             "ablation table's 'seeds needed' is the seed count that finds it with 80%% power")
 
 
 def main(args: argparse.Namespace) -> None:
@@ -30,9 +33,12 @@ def main(args: argparse.Namespace) -> None:
     output = Path(args.output)
     if output.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"-o {args.output}: the report is an HTML file; give a name ending in .html")
+    if not 0 < args.min_effect < 100:
+        raise UserError(f"--min-effect {args.min_effect:g}: give the smallest difference worth detecting in percentage "
+                        "points, above 0 and below 100 (e.g. --min-effect 1)")
     _check_writable(output)
     items = sources.load(args.storages, args.study)
-    built = sections.build(items)
+    built = sections.build(items, min_effect=args.min_effect / 100)
     folder = output.with_name(f"{output.stem}_tables")
     written = export.write(built, folder)
     print(f"{len(written) // 3} tables written to {folder}/ (CSV, Markdown, LaTeX)")

@@ -95,21 +95,28 @@ def variant_bars(data: pd.DataFrame) -> go.Figure:
 
 
 def forest(data: pd.DataFrame) -> go.Figure:
-    """Each arm's delta against the reference with its 95% CI, the test and Holm-adjusted p beside it."""
+    """Each arm's delta against the reference with its 95% CI, the test and Holm-adjusted p beside it.
+
+    An unbounded interval (a test too weak at its seed count to reject any shift) is drawn to the plot's
+    edge and said in the arm's label."""
     arms = data[data["test"] != ""].iloc[::-1]  # top to bottom in table order
-    labels = [f"{v} ({t}, n={n:.0f})" for v, t, n in zip(arms["variant"], arms["test"], arms["pairs"])]
+    unbounded = ~(np.isfinite(arms["ci_low"]) & np.isfinite(arms["ci_high"])) & arms["ci_low"].notna()
+    labels = [f"{v} ({t}{', CI unbounded' if u else ''})" for v, t, u in zip(arms["variant"], arms["test"], unbounded)]
+    finite = pd.concat([arms["delta"], arms["ci_low"], arms["ci_high"], pd.Series([0.0])])
+    finite = finite[np.isfinite(finite.astype(float))]
+    pad = 0.1 * max(float(finite.max() - finite.min()), 0.01)  # zero (no change) always inside, off the edge
+    low, high = float(finite.min()) - pad, float(finite.max()) + pad
+    ci_low, ci_high = arms["ci_low"].clip(lower=low), arms["ci_high"].clip(upper=high)
     fig = go.Figure(go.Scatter(
         x=arms["delta"], y=labels, mode="markers", marker=dict(size=10, color="black"),
-        error_x=dict(type="data", symmetric=False, array=(arms["ci_high"] - arms["delta"]).fillna(0),
-                     arrayminus=(arms["delta"] - arms["ci_low"]).fillna(0)),
+        error_x=dict(type="data", symmetric=False, array=(ci_high - arms["delta"]).fillna(0),
+                     arrayminus=(arms["delta"] - ci_low).fillna(0)),
         customdata=arms[["p", "p_holm"]].to_numpy(),
-        hovertemplate="Δ %{x:+.2%}<br>p %{customdata[0]:.3g}, Holm %{customdata[1]:.3g}<extra></extra>",
+        hovertemplate="Δ %{x:+.2%}<br>p %{customdata[0]:.3g}, Holm %{customdata[1]:.3g} (two-sided)<extra></extra>",
     ))
     fig.add_vline(x=0, line_dash="dash", line_color="grey")
-    ends = pd.concat([arms["delta"], arms["ci_low"], arms["ci_high"], pd.Series([0.0])]).dropna()
-    pad = 0.1 * max(float(ends.max() - ends.min()), 0.01)  # zero (no change) always inside, off the edge
     return _styled(fig, "Δ accuracy against the reference with 95% CI (dashed: no change)",
-                   xaxis_title="Δ validation accuracy", xaxis_tickformat="+.1%", xaxis_range=[ends.min() - pad, ends.max() + pad],
+                   xaxis_title="Δ validation accuracy", xaxis_tickformat="+.1%", xaxis_range=[low, high],
                    yaxis_automargin=True,
                    height=max(HEIGHT // 2, 60 * len(arms) + 140))
 

@@ -108,16 +108,17 @@ def search_section(items: list[Loaded]) -> Section:
     return section
 
 
-def ablation_section(items: list[Loaded]) -> Section:
+def ablation_section(items: list[Loaded], min_effect: float = ablation.MIN_EFFECT) -> Section:
     section = Section("Ablation")
     for i in items:
         study, name, kind = i.study, i.study.study_name, search.kind(i.study)
         if kind == "ablation":
-            table = ablation.variants(study)
+            table = ablation.variants(study, min_effect=min_effect)
             section.add(table, name, "variants", figures.variant_bars)
             if not isinstance(table, str) and (table.data["test"] != "").any():
                 section.part(name).items.append(Figure("forest", figures.forest(table.data)))
             if record.study_info(study).design == "factorial":
+                section.add(ablation.main_effects(study), name, "main effects")
                 section.add(ablation.interactions(study), name, "interactions")
         elif kind == "ablation_path":
             section.add(ablation.path(study), name, "ablation path", figures.waterfall)
@@ -209,10 +210,12 @@ def provenance(items: list[Loaded], command: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["field", "value"])
 
 
-def build(items: list[Loaded]) -> list[Section]:
-    """Every section in page order; a section no study supports is kept empty with the reason."""
+def build(items: list[Loaded], min_effect: float = ablation.MIN_EFFECT) -> list[Section]:
+    """Every section in page order; a section no study supports is kept empty with the reason.
+
+    `min_effect`: the smallest accuracy difference worth detecting, which "seeds needed" aims at."""
     parts = ((("search",), search_section, "Search"),
-             (("ablation", "ablation_path"), ablation_section, "Ablation"),
+             (("ablation", "ablation_path"), lambda chosen: ablation_section(chosen, min_effect), "Ablation"),
              (("comparison",), lambda chosen: baselines_section(chosen, items), "Baselines"),
              (("final",), final_section, "Final test"))
     sections = [overview(items)]

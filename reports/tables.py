@@ -79,10 +79,27 @@ def pm_number(mean: Any, std: Any, digits: int = 2) -> str:
     return f"{mean:.{digits}f}" if missing(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _end(x: float) -> str:
+    return ("+∞" if x > 0 else "−∞") if math.isinf(x) else pct(x, True)
+
+
 def ci(delta: Any, low: Any, high: Any) -> str:
+    """A difference in pp with its interval; an unbounded end (a test too weak to reject any shift) reads ∞."""
     if missing(delta):
         return MISSING
-    return pct(delta, True) if missing(low) else f"{pct(delta, True)} [{pct(low, True)}, {pct(high, True)}]"
+    return pct(delta, True) if missing(low) else f"{pct(delta, True)} [{_end(low)}, {_end(high)}]"
+
+
+def ci_only(low: Any, high: Any) -> str:
+    """An interval in pp: "[-1.20, +0.40]", "[−∞, +∞]" where the test rejects no shift, "–" where there is none."""
+    return MISSING if missing(low) or missing(high) else f"[{_end(low)}, {_end(high)}]"
+
+
+def share_ci(x: Any, low: Any, high: Any) -> str:
+    """A probability with its interval: "0.83 [0.50, 1.00]"."""
+    if missing(x):
+        return MISSING
+    return f"{x:.2f}" if missing(low) else f"{x:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def count(x: Any) -> str:

@@ -97,8 +97,9 @@ FINAL = {"naivenet": [0.68, 0.70], "resnet18": [0.82, 0.86]}
 def final_study(storage: Any = None) -> optuna.Study:
     """What `python -m study final` stores for the comparison: each model retrained, test accuracy as the value."""
     study = new_study("baselines-final", storage, kind="final", source_study="baselines", seeds=2)
+    source = {"naivenet": 0, "resnet18": 4}  # each model's lowest-seed full-data trial in comparison_study
     for model, values in FINAL.items():
         for seed, v in enumerate(values):
-            add(study, v, candidate=f"model={model}", model=model, seed=seed, source_trial=0, test_accuracy=v,
+            add(study, v, candidate=f"model={model}", model=model, seed=seed, source_trial=source[model], test_accuracy=v,
                 val_accuracy=v + 0.01, scored_once=True)
     return study

@@ -9,7 +9,10 @@ code (commit e01d889) wrote by these commands; a study database is an output, so
     ablation-path studies.db --study-name naivenet32_cifar10 --seeds 2
     final studies.db --study-name naivenet32_cifar10 --top 2 --seeds 2
 
-and tables/ holds the CSV tables that release's `report --tables-only` wrote from it.
+and tables/ holds the CSV tables that release's `report --tables-only` wrote from it, except two whose
+figures that release got wrong and which hold today's (docs/statistics.md): stage3_modern-ablation.csv
+(its t intervals sat beside sign-flip p, its tied arm stood outside Holm's family, its seeds needed came
+from the observed deltas) and stage2_scaling-baselines.csv (four depths were averaged into one row).
 """
 
 from __future__ import annotations

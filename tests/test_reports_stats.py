@@ -112,7 +112,7 @@ def test_seeds_needed_reaches_its_power_in_a_simulation(delta, spread, alpha):
 def test_seeds_needed_for_small_effects_and_no_spread():
     assert stats.seeds_needed(0.01, 0.0, 0.05) != stats.seeds_needed(0.01, 0.0, 0.05)  # NaN: nothing to go on
     assert stats.seeds_needed(0.5, 0.01, 0.05) == 6  # huge effect: the sign-flip test's own floor, 2 / 2^6 < 0.05
-    assert stats.seeds_needed(-0.1, 0.010000000000000009, 0.05) == 6  # where scipy's noncentral t gives NaN
+    assert stats.seeds_needed(-0.1, 0.010000000000000009, 0.05) == 6  # the sign of the effect does not matter
     assert stats.seeds_needed(1e-6, 0.05, 0.05) == math.inf
 
 
@@ -121,7 +121,7 @@ def test_unmatched_cells_fall_back_to_welch():
     rows = table.data.set_index("variant")
     assert set(rows.loc[["se", "mixup", "bare"], "test"]) == {"Welch"}
     assert rows.loc["bare", "p"] == pytest.approx(welch_by_hand(FACTORIAL["bare"], FACTORIAL["full"])[3])
-    assert table.shown.set_index("variant").loc["bare", "test"] == "Welch (n=2)"
+    assert table.shown.set_index("variant").loc["bare", "test (two-sided)"] == "Welch; 2 vs 2 runs"
 
 
 def test_welch_needs_two_values_per_side():
@@ -144,23 +144,28 @@ def test_ablation_rows_against_the_full_model():
     assert list(rows["n"]) == [3, 3, 2]  # the failed trial does not count
     assert rows.loc["no se", "val_accuracy_mean"] == pytest.approx(0.62)
     assert rows.loc["no se", "val_accuracy_std"] == pytest.approx(math.sqrt(0.0007))
-    # every variant ran seeds 0.. as the reference did: paired, seed by seed
-    expected = sp.ttest_rel(ABLATION["no se"], ABLATION["full"]).confidence_interval()
-    assert rows.loc["no se", ["ci_low", "ci_high"]].tolist() == pytest.approx([expected.low, expected.high])
+    # every variant ran seeds 0.. as the reference did: paired, seed by seed, by the exact sign-flip test,
+    # whose inverted 95% interval is unbounded at 3 pairs (its smallest p is 0.25): no t interval beside it
+    assert rows.loc["no se", ["ci_low", "ci_high"]].tolist() == [-math.inf, math.inf]
     assert rows.loc["no se", "p"] == pytest.approx(sign_flip_by_hand(np.subtract(ABLATION["no se"], ABLATION["full"])))
     assert rows.loc["no se", "test"] == "sign-flip exact" and rows.loc["no se", "pairs"] == 3
-    # "no mixup" lost exactly 1 point on both of its seeds: no spread, so neither an interval nor a test
-    assert rows.loc["no mixup", "pairs"] == 2
-    assert math.isnan(rows.loc["no mixup", "ci_low"]) and math.isnan(rows.loc["no mixup", "p"])
+    assert rows.loc["no se", "left_out"] == 0
+    # "no mixup" lost exactly 1 point on both of its seeds: no spread, yet the exact test has its p (2 of 4 patterns)
+    assert rows.loc["no mixup", "pairs"] == 2 and rows.loc["no mixup", "left_out"] == 1  # full's seed 2 has no partner
+    assert rows.loc["no mixup", "p"] == pytest.approx(0.5)
     assert rows.loc["no se", "p"] == pytest.approx(0.25)  # 3 seeds, all lower: 2 of 8 sign patterns are as extreme
-    assert rows.loc["no se", "p_holm"] == pytest.approx(0.25)  # the only arm with a p: Holm leaves it
+    assert rows.loc["no se", "p_holm"] == pytest.approx(0.5)  # both arms are in Holm's family: 0.25 x 2
     assert rows.loc["no mixup", "delta"] == pytest.approx(-0.01)  # on its two seeds, not against all three of full
     assert rows.loc["full", "delta"] == 0 and math.isnan(rows.loc["full", "p"])
-    assert rows.loc["no se", "seeds_needed"] == 6  # the one tested arm: a sign-flip test needs 6 seeds to reach p < 0.05 at all
+    # a priori: 1 pp at Holm's strictest level 0.05 / 2 with the pooled sd of the paired differences
+    pooled = math.sqrt((np.var(np.subtract(ABLATION["no se"], ABLATION["full"]), ddof=1) * 2 + 0) / 3)
+    assert rows.loc["no se", "seeds_needed"] == stats.seeds_needed(0.01, pooled, 0.025)
+    assert rows.loc["no mixup", "seeds_needed"] == rows.loc["no se", "seeds_needed"]  # not from either arm's own delta
     assert rows.loc["no se", "params"] == 900 and rows.loc["full", "seconds"] == pytest.approx(11.0)
     shown = table.shown.set_index("variant")
     assert shown.loc["no se", "val acc (%)"] == "62.00 ± 2.65"
-    assert shown.loc["no se", "Δ vs full [95% CI]"].startswith("-10.00 [")
+    assert shown.loc["no se", "effect (Δ = variant − full, pp)"] == "removing se changes accuracy by -10.00"
+    assert shown.loc["no se", "95% CI (pp)"] == "[−∞, +∞]"
 
 
 def test_reference_variant_missing_is_said():
