@@ -91,7 +91,8 @@ def test_text(c: stats.Comparison, shared: int) -> str:
     if not c.test:
         return ""
     if c.paired:
-        left = f", {c.left_out} run{'s' if c.left_out != 1 else ''} left out (no partner seed)" if c.left_out else ", none left out"
+        runs = f"{c.left_out} run{'s' if c.left_out != 1 else ''}"
+        left = f", {runs} left out (no partner seed or no finite value)" if c.left_out else ", none left out"
         return f"{c.test}; {c.n} pair{'s' if c.n != 1 else ''}{left}"
     why = f" (only {shared} seed{'s' if shared != 1 else ''} shared: unpaired, every run kept)" if shared else ""
     left = f", {c.left_out} non-finite left out" if c.left_out else ""
@@ -148,7 +149,8 @@ def variants(study: optuna.Study, alpha: float = ALPHA, min_effect: float = MIN_
     shown = pd.DataFrame({
         "variant": data["variant"], "n": data["n"],
         "val acc (%)": [pm(m, s) for m, s in zip(data["val_accuracy_mean"], data["val_accuracy_std"])],
-        effect_header: [f"{e} changes accuracy by {pct(d, True)}" if e else "(reference)" for e, d in zip(data["effect"], data["delta"])],
+        effect_header: [f"{e} changes accuracy by {pct(d, True)}" if e else "(reference)"
+                        for e, d in zip(data["effect"], data["delta"])],
         "95% CI (pp)": [ci_only(lo, hi) if e else "" for e, lo, hi in zip(data["effect"], data["ci_low"], data["ci_high"])],
         "test (two-sided)": data["test_detail"],
         "p": data["p"].map(pvalue), "p (Holm)": data["p_holm"].map(pvalue),
