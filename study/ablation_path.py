@@ -3,7 +3,8 @@
 Starting at the reference configuration, each step trains every configuration that changes one more
 of the remaining parameters to the best trial's value, keeps the change that gains most, and goes
 on until every parameter has its best value. Every run is a trial of its own study, so an
-interrupted path resumes without retraining what it already has.
+interrupted path resumes without retraining what it already has; a stored run counts only when it
+trained the whole configuration asked for (`Config.identity`), so other settings (--epochs 30) train anew.
 """
 
 from __future__ import annotations
@@ -76,10 +77,9 @@ def ablation_path(
     )
     record.write_study(path_study, kind="ablation_path", source_study=source.study_name, seeds=n_seeds,
                        dataset=info.dataset, space=info.space, space_path=info.space_path)
-    done = {
-        (frozenset(record.trial_info(t).changed), record.trial_info(t).seed): t.value
-        for t in path_study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE
-    }
+    # a stored run stands in for a requested one only when it trained the very same configuration
+    done = {record.config(t).identity(): t.value
+            for t in path_study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE}
     store = storage.artifact_store(url)
     steps = len(goal)
     budget = n_seeds * (1 + steps * (steps + 1) // 2)
@@ -89,12 +89,12 @@ def ablation_path(
         def score(changed: frozenset[str], step: int) -> list[float]:
             values = []
             for seed in seed_list:
-                if (changed, seed) not in done:
-                    config = start.replace(**{p: goal[p] for p in changed}, seed=seed)
+                config = start.replace(**{p: goal[p] for p in changed}, seed=seed)
+                if config.identity() not in done:
                     # a failed run (NaN) counts as no evidence for its change
-                    done[(changed, seed)] = train_told(path_study, config, progress, store, changed=sorted(changed),
-                                                       seed=seed, path_step=step, variant=_label(changed))
-                values.append(done[(changed, seed)])
+                    done[config.identity()] = train_told(path_study, config, progress, store, changed=sorted(changed),
+                                                         seed=seed, path_step=step, variant=_label(changed))
+                values.append(done[config.identity()])
             return values
 
         current: frozenset[str] = frozenset()

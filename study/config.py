@@ -33,6 +33,8 @@ DATASET_CLASSES = {"cifar10": 10, "cifar100": 100}
 MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds below 2**32
 MAX_EPOCHS = 100_000  # far beyond any CIFAR recipe: a larger number is a typo
 # augmentation magnitudes (px, degrees, factors) and the MixUp alpha: negative values mean nothing
+# where a run happens, not what it trains: a stored run answers a request whatever these read
+WHERE_IT_RUNS = ("data_dir", "device")
 NON_NEGATIVE = ("translate", "rotate", "shear", "brightness", "contrast", "saturation", "cutout", "mixup_alpha")
 
 
@@ -135,6 +137,16 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def identity(self) -> tuple[tuple[str, Any], ...]:
+        """What the run trains: every setting but where it runs. A stored run may stand in for a
+        requested one only when their identities are equal."""
+        return tuple((k, v) for k, v in self.to_dict().items() if k not in WHERE_IT_RUNS)
+
+    def differences(self, other: Config) -> dict[str, Any]:
+        """The settings (where it runs aside) in which `other` differs from this one, with other's values."""
+        mine = dict(self.identity())
+        return {k: v for k, v in other.identity() if mine[k] != v}
 
 
 _TYPES = typing.get_type_hints(Config)

@@ -5,7 +5,9 @@ does, after the choice is made. For a search the candidates are its best trial (
 an ablation or a comparison, every variant's reference cell (its run at the lowest seed). Each
 (candidate, seed) is one trial of `<source>-final` beside the source study, holding the test
 accuracy as its value. A rerun finds what is stored and trains only what is missing, so nothing is
-scored on the test set twice, and the report marks these numbers "not used for selection".
+scored on the test set twice, and the report marks these numbers "not used for selection". A stored
+run counts only when it trained the whole configuration asked for (`Config.identity`): a rerun with
+other settings (--epochs 30) trains anew, under a label that names them.
 """
 
 from __future__ import annotations
@@ -49,6 +51,16 @@ def candidates(source: optuna.Study, top: int) -> list[Candidate]:
     return [Candidate(name, t.number, record.config(t)) for name, t in first.items()]
 
 
+def _labelled(c: Candidate, fixed: dict[str, Any]) -> Candidate:
+    """The candidate as asked: its label names the settings `fixed` changes (the seed aside), so runs
+    of one source trial under other settings ("trial 3 (epochs=30)") are rows of their own."""
+    changed = {k: v for k, v in c.config.differences(c.config.replace(**fixed)).items() if k != "seed"}
+    if not changed:
+        return c
+    label = f"{c.label} ({', '.join(f'{k}={v}' for k, v in sorted(changed.items()))})"
+    return Candidate(label, c.source_trial, c.config)
+
+
 def open_final(url: str, source: optuna.Study, seeds: int) -> optuna.Study:
     study = optuna.create_study(
         storage=storage.open_storage(url, heartbeat=False), study_name=source.study_name + SUFFIX,
@@ -69,19 +81,20 @@ def final(url: str, study_name: str | None, fixed: dict[str, Any], top: int = 1,
     picks = candidates(source, top)
     n_seeds = seeds or record.study_info(source).seeds or 3
     study = open_final(url, source, n_seeds)
-    scored = {(record.trial_info(t).candidate, record.trial_info(t).seed)
+    cells = [(_labelled(c, fixed), c.config.replace(**{**fixed, "seed": c.config.seed + i}))
+             for c in picks for i in range(n_seeds)]
+    # a stored score stands in for a requested one only when it trained the very same configuration
+    scored = {(record.trial_info(t).candidate, record.config(t).identity())
               for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE}
-    cells = [(c, c.config.seed + i) for c in picks for i in range(n_seeds)]
-    todo = [(c, seed) for c, seed in cells if (c.label, seed) not in scored]
+    todo = [(c, config) for c, config in cells if (c.label, config.identity()) not in scored]
     if not todo:
         console.print(f"{study.study_name} already holds a test score for each of the {len(cells)} runs; nothing trained")
     else:
         store = storage.artifact_store(url)
         with StudyProgress(console, len(cells), len(cells) - len(todo), metric="test_acc") as progress:
-            for c, seed in todo:
-                train_told(study, c.config.replace(**fixed, seed=seed), progress, store, test=True, candidate=c.label,
-                           variant=c.label, source_trial=c.source_trial, seed=seed, model=c.config.model,
-                           scored_once=True)
+            for c, config in todo:
+                train_told(study, config, progress, store, test=True, candidate=c.label, variant=c.label,
+                           source_trial=c.source_trial, seed=config.seed, model=config.model, scored_once=True)
     console.print(final_table(study))
     return study
 

@@ -123,11 +123,27 @@ class Grid(Kind):
         """Enqueue every (variant, seed) cell not already done, running or queued; returns how many
         cells are still to finish (these, and the queued or running ones: retries of interrupted cells)."""
         trials = study.get_trials(deepcopy=False)
+        self._check_stored(study.study_name, trials, fixed)
         taken = {_cell(t) for t in trials if t.state in TAKEN}
         missing = [(v.name, s) for v in self.variants(fixed) for s in self.seeds(base_seed) if (v.name, s) not in taken]
         for name, seed in missing:
             study.enqueue_trial({"variant": name, "seed": seed})
         return len(missing) + sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+
+    def _check_stored(self, name: str, trials: list[optuna.trial.FrozenTrial], fixed: dict[str, Any]) -> None:
+        """Refuse a rerun whose cells would train other settings than the stored runs of the same cells:
+        one study would then mix two configurations under one variant's name."""
+        by_name = {v.name: v for v in self.variants(fixed)}
+        for t in trials:
+            variant, seed = _cell(t)
+            if t.state not in TAKEN or variant not in by_name or not record.trial_info(t).config:
+                continue
+            asked = self.space.defaults.replace(**{**fixed, **by_name[variant].settings, "seed": seed})
+            changed = record.config(t).differences(asked)
+            if changed:
+                settings = ", ".join(f"{k}={v!r} (stored: {record.setting(t, k)!r})" for k, v in sorted(changed.items()))
+                raise UserError(f"study {name!r} stored its runs with other settings than this run asks: {settings}; "
+                                "pass --study-name to train these in a study of their own")
 
     def config(self, trial: optuna.Trial, fixed: dict[str, Any], base_seed: int) -> Config:
         """The configuration of the trial's cell; records its variant and components."""

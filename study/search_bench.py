@@ -2,10 +2,19 @@
 
 Every arm (a sampler and a pruner) searches the same space with the same epoch budget (study.budget)
 on several seeds; each seed's studies share the training seed, and trial 0 of every study is the
-space's defaults. Per arm it reports the median best validation accuracy at the budget, the seeds
-on which it beats random search's best, the epochs it needs to reach random search's final best
-(as a share of random's), and, to tell gains from noise, the defaults' own seed-to-seed spread:
-trial 0 of each seed's random study, the defaults trained with that seed.
+space's defaults. The seeds start at FIRST_SEED, past TUNED_SEEDS, on which the defaults were
+chosen: nothing is judged on the seeds that tuned it.
+
+A study's best validation accuracy is a best-of-N on the very images that selected it, so it is
+not the figure that judges an arm. Each arm's chosen configuration (its best finished trial) is
+retrained RESCORE_RUNS times with fresh training seeds on held-out splits (other `split_seed`s:
+validation images the search never ranked on), and the mean of those runs is the arm's re-scored
+accuracy on that seed. Per arm against random search it reports, on the re-scored accuracies paired
+by seed: the mean difference, the exact two-sided sign-flip p and the 95% interval that inverts the
+same test (`sign_flip`), and the probability of improvement P(A > B) (Agarwal et al. 2021) with a
+paired percentile-bootstrap interval. Beside them: the selecting bests, the seeds on which an arm's
+selecting best beats random's, the epochs it needs to reach random search's best (as a share of
+random's), and the defaults' seed-to-seed spread (trial 0 of each seed's random study).
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import argparse
 import dataclasses
 import io
 import itertools
+import math
 import multiprocessing
 import os
 import statistics
@@ -23,21 +33,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
+from scipy import stats
 
 from study import record, runner
 from study import space as spaces
+from study.config import Config
 from study.errors import UserError
+from study.train import Diverged, train
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces" / "naivenet32_cifar10.py"
 SAMPLER_SEED_OFFSET = 1000  # so that no arm's random start-up replays random search's trials
+TUNED_SEEDS = range(0, 5)  # the seeds the search defaults were chosen on (docs/search.md)
+FIRST_SEED = 100  # the bench's seeds start here, past TUNED_SEEDS
+RESCORE_RUNS = 2  # retrainings of each chosen configuration on fresh seeds and held-out splits
+RESCORE_SEED_OFFSET = 50_000  # training seeds of the re-scoring runs: no search trial uses them
+CONFIDENCE = 0.95
+EXACT_FLIPS_MAX_N = 12  # up to 2^12 sign vectors enumerated; beyond, a seeded Monte-Carlo sample of them
+BOOTSTRAP_RESAMPLES = 2000
 # name: (sampler, pruner); "default" is the space's own sampler and pruner with study.search_defaults
 ARMS = {
     "random": ("random", "none"),
+    "random_successive_halving": ("random", "successive_halving"),  # pruning without a model: what TPE adds
     "default": (None, None),
     "optuna_defaults": ("tpe_optuna", "hyperband_optuna"),  # TPE's 10 start-up trials, Hyperband from epoch 1
     "tpe_random_startup": ("tpe_random_startup", None),  # the former default: random start-up trials
@@ -58,13 +80,18 @@ class Plan:
     epochs: int | None = None
     budget_epochs: int | None = None
     data_fraction: float | None = None
+    first_seed: int = FIRST_SEED
+    rescore: int = RESCORE_RUNS
 
 
 # Quick: 3 seeds x 2 arms x 24 epochs (4 full-length trials of 6 epochs) on half the data. On a
 # quarter, 6 epochs of the defaults' recipe stay at chance (0.10) and every arm ties.
-QUICK = Plan(seeds=3, arms=("random", "default"), epochs=6, budget_epochs=24, data_fraction=0.5)
-# Full: the space as shipped, 5 seeds, the arms the defaults were chosen among (hours on 2 CPU cores).
-FULL = Plan(seeds=5, arms=tuple(ARMS))
+QUICK = Plan(seeds=3, arms=("random", "random_successive_halving", "default"), epochs=6, budget_epochs=24,
+             data_fraction=0.5)
+# Full: the space as shipped, the arms the defaults were chosen among (hours on 2 CPU cores); 8 seeds,
+# because the exact sign-flip test cannot reach p < 0.05 below 6 pairs (its smallest p is 2 / 2^n),
+# so fewer seeds bound no 95% interval whatever the data.
+FULL = Plan(seeds=8, arms=tuple(ARMS))
 
 
 def arm_space(space: spaces.Space, arm: str) -> spaces.Space:
@@ -90,8 +117,99 @@ def _reference(trials: list[optuna.trial.FrozenTrial]) -> float:
     return next(t.value for t in trials if record.trial_info(t).reference and t.state == TrialState.COMPLETE)
 
 
-def summarize(studies: dict[str, list[list[optuna.trial.FrozenTrial]]]) -> dict[str, Any]:
-    """The figures from stored studies: `studies[arm][seed]` is that study's trials; "random" is required."""
+def _sign_vectors(n: int) -> np.ndarray:
+    """Every vector of n signs (2^n rows), or beyond EXACT_FLIPS_MAX_N a seeded sample with the identity first."""
+    if n <= EXACT_FLIPS_MAX_N:
+        return 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
+    rng = np.random.default_rng(0)
+    return np.vstack([np.ones(n, dtype=int), rng.choice((-1, 1), size=(2 ** EXACT_FLIPS_MAX_N - 1, n))])
+
+
+def _flip_p(d: np.ndarray, signs: np.ndarray) -> float:
+    """Two-sided sign-flip p of mean(d) = 0: the share of sign vectors whose |sum| reaches the observed one."""
+    sums = np.abs(signs @ d)
+    return float(np.mean(sums >= sums[0] * (1 - 1e-12) - 1e-15))
+
+
+def sign_flip(d: Any, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """The exact two-sided sign-flip test of a mean paired difference, and the interval inverting it.
+
+    p is the share of the 2^n sign vectors under which |mean| is at least the observed one (what
+    scipy.stats.permutation_test computes). The interval holds every shift delta the same test does
+    not reject at 1 - confidence when applied to d - delta, so p < 1 - confidence exactly when the
+    interval excludes 0. scipy inverts no permutation test, so it is done here: p(delta) changes only
+    where a sign vector's sum crosses the observed one, which is where delta is the mean of a subset
+    of d; p is evaluated between and beyond those points. Where the test cannot reject even a shift
+    beyond every difference (its smallest p, 2 / 2^n, is above 1 - confidence: n <= 5 at 95%), that
+    end is infinite. Returns (p, low, high); NaN throughout below two differences.
+    """
+    d = np.asarray(d, dtype=float)
+    n = len(d)
+    if n < 2:
+        return math.nan, math.nan, math.nan
+    signs = _sign_vectors(n)
+    alpha = 1 - confidence
+    p = _flip_p(d - 0.0, signs)
+    if n <= EXACT_FLIPS_MAX_N:
+        subsets = signs[1:] < 0  # every non-empty subset (the rows other than all +1)
+        points = np.unique(np.round((subsets @ d) / subsets.sum(axis=1), 12))
+    else:
+        points = np.linspace(d.min(), d.max(), 2001)
+    span = max(float(np.ptp(d)), 1e-9)
+    probes = np.concatenate([[points[0] - span], (points[:-1] + points[1:]) / 2, [points[-1] + span], points])
+    kept = sorted(float(x) for x in probes if _flip_p(d - x, signs) > alpha)
+    if not kept:
+        return p, math.nan, math.nan
+    low = -math.inf if kept[0] < points[0] else max(x for x in points if x <= kept[0])
+    high = math.inf if kept[-1] > points[-1] else min(x for x in points if x >= kept[-1])
+    return p, float(low), float(high)
+
+
+def _improvement(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    """P(A > B) over all pairs of runs, ties counting half (rliable's probability of improvement)."""
+    gt = (a[..., :, None] > b[..., None, :]).mean(axis=(-2, -1))
+    eq = (a[..., :, None] == b[..., None, :]).mean(axis=(-2, -1))
+    return gt + 0.5 * eq
+
+
+def probability_of_improvement(a: Any, b: Any, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """P(A > B) and its percentile-bootstrap interval, resampling seeds with their pairs kept (a[i] and
+    b[i] share seed i). Returns (P, low, high); the interval is NaN below two seeds."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    point = float(_improvement(a, b))
+    if len(a) < 2:
+        return point, math.nan, math.nan
+    result = stats.bootstrap((a, b), _improvement, paired=True, vectorized=True, method="percentile",
+                             confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES, random_state=0)
+    return point, float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def versus(arm: Any, baseline: Any) -> dict[str, Any]:
+    """`arm` against `baseline`, paired by seed: the figures the table prints beside each arm."""
+    d = np.asarray(arm, dtype=float) - np.asarray(baseline, dtype=float)
+    p, low, high = sign_flip(d)
+    improvement, i_low, i_high = probability_of_improvement(arm, baseline)
+    return {"mean_difference": float(d.mean()), "differences": d.tolist(), "p": p, "ci_low": low, "ci_high": high,
+            "test": "exact sign-flip, two-sided", "p_improvement": improvement,
+            "p_improvement_low": i_low, "p_improvement_high": i_high}
+
+
+def chosen(trials: list[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial:
+    """The configuration a study chose: its best finished trial."""
+    return max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+
+
+def rescore_configs(config: Config, runs: int, seed: int) -> list[Config]:
+    """The re-scoring runs of a chosen configuration: fresh training seeds, and held-out splits (other
+    split seeds than the search's: validation images it never ranked on)."""
+    return [config.replace(seed=RESCORE_SEED_OFFSET + runs * seed + r, split_seed=config.split_seed + 1 + r)
+            for r in range(runs)]
+
+
+def summarize(studies: dict[str, list[list[optuna.trial.FrozenTrial]]],
+              rescored: dict[str, list[float]] | None = None) -> dict[str, Any]:
+    """The figures from stored studies: `studies[arm][seed]` is that study's trials; "random" is required.
+    `rescored[arm][seed]`, where given, is the arm's chosen configuration re-scored on fresh runs."""
     randoms = studies["random"]
     targets = [best(trials) for trials in randoms]
     random_epochs = [sum(len(t.intermediate_values) for t in trials) for trials in randoms]
@@ -111,6 +229,10 @@ def summarize(studies: dict[str, list[list[optuna.trial.FrozenTrial]]]) -> dict[
             "trials": [len([t for t in trials if t.state in runner.FINISHED]) for trials in per_seed],
             "epochs_per_trial": [[len(t.intermediate_values) for t in trials] for trials in per_seed],
         }
+        if rescored is not None:
+            arms[arm]["rescored"] = rescored[arm]
+            arms[arm]["median_rescored"] = statistics.median(rescored[arm])
+            arms[arm]["vs_random"] = None if arm == "random" else versus(rescored[arm], rescored["random"])
     spread = statistics.stdev(defaults) if len(defaults) > 1 else 0.0
     return {
         "seeds": len(randoms), "arms": arms,
@@ -141,38 +263,79 @@ def run(plan: Plan, space_path: str | Path, data_dir: str | None, device: str, c
     epochs = plan.epochs or space.defaults.epochs
     budget = plan.budget_epochs or space.budget_epochs or epochs * space.trials
     arms = ("random", *(a for a in plan.arms if a != "random"))
-    cells = [(arm, seed) for seed in range(plan.seeds) for arm in arms]
+    seeds = range(plan.first_seed, plan.first_seed + plan.seeds)
+    cells = [(arm, seed) for seed in seeds for arm in arms]
     fixed = {"data_dir": data_dir, "device": device, "epochs": epochs}
     if plan.data_fraction is not None:
         fixed["data_fraction"] = plan.data_fraction
     with tempfile.TemporaryDirectory() as tmp:
-        console.log(f"search bench: {len(cells)} studies of {budget} epochs ({', '.join(arms)} x {plan.seeds} seeds), "
-                    f"{jobs} at a time")
+        console.log(f"search bench: {len(cells)} studies of {budget} epochs ({', '.join(arms)} x seeds {seeds.start}-"
+                    f"{seeds.stop - 1}), {jobs} at a time; then each chosen configuration retrained {plan.rescore}x")
         args = [(space, arm, {**fixed, "seed": seed}, budget, tmp) for arm, seed in cells]
-        if jobs == 1:
-            trials = list(itertools.starmap(_study, args))
-        else:
-            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
-                                     initargs=(max(1, (os.cpu_count() or 1) // jobs),)) as pool:
-                trials = list(pool.map(_study, *zip(*args)))
+        trials = _map(_study, args, jobs)
+    # arms that chose the same configuration on a seed share its re-scoring runs (seeded: the same numbers)
+    picks = [rescore_configs(record.config(chosen(t)), plan.rescore, seed) for (_, seed), t in zip(cells, trials)]
+    unique = {c.identity(): c for runs in picks for c in runs}
+    console.log(f"re-scoring: {len(unique)} runs")
+    scores = dict(zip(unique, _map(_rescore, [(c,) for c in unique.values()], jobs)))
+    means = [statistics.fmean(scores[c.identity()] for c in runs) for runs in picks]
     studies = {arm: [t for (a, _), t in zip(cells, trials) if a == arm] for arm in arms}
-    result = summarize(studies)
-    result.update(space=space.name, epochs=epochs, budget_epochs=budget,
-                  data_fraction=plan.data_fraction or space.defaults.data_fraction)
+    rescored = {arm: [m for (a, _), m in zip(cells, means) if a == arm] for arm in arms}
+    result = summarize(studies, rescored)
+    result.update(space=space.name, epochs=epochs, budget_epochs=budget, first_seed=plan.first_seed,
+                  rescore_runs=plan.rescore, data_fraction=plan.data_fraction or space.defaults.data_fraction)
     return result
+
+
+def _map(function: Any, args: list[tuple[Any, ...]], jobs: int) -> list[Any]:
+    """`function` over `args`, in `jobs` spawned processes with the CPU threads split between them."""
+    if jobs == 1:
+        return list(itertools.starmap(function, args))
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
+                             initargs=(max(1, (os.cpu_count() or 1) // jobs),)) as pool:
+        return list(pool.map(function, *zip(*args)))
+
+
+def _rescore(config: Config) -> float:
+    """One re-scoring run: the validation accuracy of `config` on its own (held-out) split; NaN if it diverges."""
+    try:
+        value = train(config).val_accuracy
+    except Diverged:
+        return math.nan
+    return math.nan if value is None else value
+
+
+def _interval(low: float, high: float, scale: float = 1.0, digits: int = 1) -> str:
+    if math.isnan(low):
+        return "n/a"
+    ends = [("-inf" if x == -math.inf else "+inf") if math.isinf(x) else f"{scale * x:+.{digits}f}" for x in (low, high)]
+    return f"[{ends[0]}, {ends[1]}]"
 
 
 def table(result: dict[str, Any]) -> Table:
     d = result["defaults"]
+    first = result.get("first_seed", 0)
     t = Table(title=f"search bench: {result['space']}, {result['budget_epochs']} epochs per study "
-                    f"({result['epochs']} per trial, data_fraction {result['data_fraction']}), {result['seeds']} seeds; "
-                    f"defaults {d['mean']:.3f} ± {d['std']:.3f} (range {d['range']:.3f})")
-    for col in ("arm", "best per seed", "median best", "- defaults", "beats random", "compute to random's best", "trials"):
+                    f"({result['epochs']} per trial, data_fraction {result['data_fraction']}), seeds {first}-"
+                    f"{first + result['seeds'] - 1}; defaults {d['mean']:.3f} ± {d['std']:.3f} (range {d['range']:.3f}); "
+                    f"re-scored: each chosen configuration retrained {result.get('rescore_runs', 0)}x on fresh seeds and "
+                    "held-out splits; Δ, its 95% CI and p (exact sign-flip, two-sided) on the re-scored accuracy, "
+                    "paired by seed, in points")
+    for col in ("arm", "best per seed (selecting)", "re-scored per seed", "median re-scored", "Δ vs random",
+                "95% CI", "p", "P(arm > random) [95% CI]", "beats random (selecting)", "compute to random's best",
+                "trials"):
         t.add_column(col, justify="right")
     for arm, a in result["arms"].items():
         share = a["median_share_of_random_compute"]
-        t.add_row(arm, " / ".join(f"{b:.3f}" for b in a["bests"]), f"{a['median_best']:.3f}",
-                  f"{a['median_best'] - d['mean']:+.3f}",
+        v = a.get("vs_random")
+        t.add_row(arm, " / ".join(f"{b:.3f}" for b in a["bests"]),
+                  " / ".join(f"{b:.3f}" for b in a.get("rescored", [])),
+                  f"{a['median_rescored']:.3f}" if "median_rescored" in a else "",
+                  "-" if v is None else f"{100 * v['mean_difference']:+.1f}",
+                  "-" if v is None else _interval(v["ci_low"], v["ci_high"], 100),
+                  "-" if v is None else f"{v['p']:.3f}",
+                  "-" if v is None else f"{v['p_improvement']:.2f} "
+                                        f"{_interval(v['p_improvement_low'], v['p_improvement_high'], 1, 2)}",
                   "-" if arm == "random" else f"{a['beats_random']}/{result['seeds']}",
                   "not reached" if share is None else f"{share:.2f}", f"{statistics.median(a['trials']):.0f}")
     return t
@@ -181,8 +344,16 @@ def table(result: dict[str, Any]) -> Table:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", default=str(SPACE), help="search space for --only search (default: the laptop space)")
     parser.add_argument("--arms", help=f"comma-separated arms for --only search, of: {', '.join(ARMS)} "
-                                       "(default: random,default with --quick, else all); random is always run")
-    parser.add_argument("--seeds", type=int, help="seeds per arm for --only search (default: 3 with --quick, else 5)")
+                                       "(default: random,random_successive_halving,default with --quick, else all); "
+                                       "random is always run")
+    parser.add_argument("--seeds", type=int, help="seeds per arm for --only search (default: 3 with --quick, else 8)")
+    parser.add_argument("--first-seed", type=int, help=f"--only search: the first of the seeds (default {FIRST_SEED}; "
+                        f"seeds {TUNED_SEEDS.start}-{TUNED_SEEDS.stop - 1} chose the defaults)")
+    parser.add_argument("--rescore", type=int, help="--only search: retrainings of each chosen configuration on fresh "
+                        f"seeds and held-out splits (default {RESCORE_RUNS})")
+    parser.add_argument("--trial-epochs", type=int, help="--only search: epochs per trial (default: the plan's)")
+    parser.add_argument("--budget-epochs", type=int, help="--only search: epochs per study (default: the plan's)")
+    parser.add_argument("--data-fraction", type=float, help="--only search: share of the training data (default: the plan's)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="studies trained at once by --only search, the CPU threads split between them (default 1)")
 
@@ -200,6 +371,20 @@ def main(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         plan = dataclasses.replace(plan, seeds=args.seeds)
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs} is invalid: it must be >= 1")
+    for flag, field, low in (("first_seed", "first_seed", 0), ("rescore", "rescore", 1), ("trial_epochs", "epochs", 1),
+                             ("budget_epochs", "budget_epochs", 1)):
+        value = getattr(args, flag, None)
+        if value is not None:
+            if value < low:
+                raise UserError(f"--{flag.replace('_', '-')} {value} is invalid: it must be >= {low}")
+            plan = dataclasses.replace(plan, **{field: value})
+    if getattr(args, "data_fraction", None) is not None:
+        if not 0 < args.data_fraction <= 1:
+            raise UserError(f"--data-fraction {args.data_fraction} is invalid: it must be in (0, 1]")
+        plan = dataclasses.replace(plan, data_fraction=args.data_fraction)
+    if plan.first_seed < TUNED_SEEDS.stop and plan.first_seed + plan.seeds > TUNED_SEEDS.start:
+        console.log(f"note: seeds {TUNED_SEEDS.start}-{TUNED_SEEDS.stop - 1} chose the search defaults; "
+                    "a bench on them does not judge the defaults")
     result = run(plan, args.space, args.data_dir, args.device, console, args.jobs)
     console.print(table(result))
     return result

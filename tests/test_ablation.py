@@ -134,3 +134,51 @@ def test_ablation_path_table_rounds_settings_and_marks_gains_within_noise():
     assert "1.0 -> 0.838" in text and "0.0001 -> 1.85e-05" in text and "0.8379179943" not in text
     assert text.count("~ within noise") == 1  # the noisy step only
     assert "+0.50" in text and "82.50 ± 3.54" in text
+
+
+def _two_trial_search(storage: str, data_dir: str) -> Config:
+    source = optuna.create_study(study_name="search", storage=storage, direction="maximize")
+    reference = Config(dataset="cifar10", resolution=32, epochs=1, data_dir=data_dir, data_fraction=0.1)
+    best = reference.replace(lr=0.05)
+    dist = {"lr": optuna.distributions.FloatDistribution(1e-3, 0.1, log=True)}
+    for config, value, attrs in ((reference, 0.2, {"reference": True}), (best, 0.3, {})):
+        source.add_trial(optuna.trial.create_trial(params={"lr": config.lr}, distributions=dist, value=value,
+                                                   user_attrs={"config": config.to_dict(), **attrs}))
+    return reference
+
+
+def test_ablation_path_trains_anew_when_the_settings_differ_from_the_stored_runs(data_dir, tmp_path, monkeypatch):
+    from fake_train import FakeTrain
+
+    from study import trial as trial_module
+
+    storage = f"sqlite:///{tmp_path}/search.db"
+    _two_trial_search(storage, data_dir)
+    fake = FakeTrain(lambda config: 0.01 * config.epochs + config.lr)
+    monkeypatch.setattr(trial_module, "train", fake)
+    ablation_path(storage, None, {}, seeds=1)
+    first = len(fake.trained)
+    assert first > 0 and {c.epochs for c in fake.trained} == {1}
+    ablation_path(storage, None, {}, seeds=1)
+    assert len(fake.trained) == first  # the same settings: nothing new
+    path = ablation_path(storage, None, {"epochs": 30}, seeds=1)
+    assert len(fake.trained) == 2 * first and {c.epochs for c in fake.trained[first:]} == {30}
+    assert path[0]["val_accuracy_mean"] == pytest.approx(0.30 + 0.01)  # the 30-epoch runs' score, not the stored 1-epoch
+
+
+def test_grid_rerun_with_other_settings_is_refused_and_changes_nothing(data_dir, tmp_path, monkeypatch):
+    from fake_train import FakeTrain
+
+    from study import trial as trial_module
+
+    monkeypatch.setattr(trial_module, "train", FakeTrain())
+    space = spaces.load(write_space(tmp_path, TINY))
+    storage = f"sqlite:///{tmp_path}/ablate.db"
+    fixed = {"data_dir": data_dir, "data_fraction": 0.1}
+    runner.run(space, fixed, storage=storage, fuse=1)
+    with pytest.raises(UserError, match=r"epochs=30 \(stored: 1\).*--study-name"):
+        runner.run(space, {**fixed, "epochs": 30}, storage=storage, fuse=1)
+    study = optuna.load_study(study_name="ablate", storage=storage)
+    assert len(study.trials) == 6 and {t.user_attrs["config"]["epochs"] for t in study.trials} == {1}
+    runner.run(space, {**fixed, "data_dir": data_dir + "/"}, storage=storage, fuse=1)  # where it runs: no new cells
+    assert len(optuna.load_study(study_name="ablate", storage=storage).trials) == 6

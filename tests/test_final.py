@@ -61,3 +61,24 @@ def test_final_bad_inputs(tmp_path, capsys):
     optuna.create_study(study_name="empty", storage=f"sqlite:///{tmp_path}/empty.db")
     assert cli.main(["final", str(tmp_path / "empty.db")]) == 2
     assert "study empty has no completed trial" in capsys.readouterr().err
+
+
+def test_final_trains_anew_when_the_settings_differ_from_the_stored_runs(data_dir, tmp_path, monkeypatch):
+    from fake_train import FakeTrain
+
+    storage = f"sqlite:///{tmp_path}/search.db"
+    stored_search(storage, data_dir)  # trained with epochs=1
+    fake = FakeTrain(lambda config: 0.1 * config.epochs)
+    monkeypatch.setattr(trial_module, "train", fake)
+    final.final(storage, None, {}, top=1, seeds=2)
+    assert [c.epochs for c in fake.trained] == [1, 1]
+    longer = final.final(storage, None, {"epochs": 30}, top=1, seeds=2)
+    assert [c.epochs for c in fake.trained] == [1, 1, 30, 30]  # the 1-epoch scores do not stand in for 30 epochs
+    runs = {(t.user_attrs["candidate"], t.user_attrs["seed"]): t.value for t in longer.trials}
+    assert runs == {("trial 1", 0): 0.1, ("trial 1", 1): 0.1,
+                    ("trial 1 (epochs=30)", 0): 3.0, ("trial 1 (epochs=30)", 1): 3.0}
+    final.final(storage, None, {"epochs": 30, "data_dir": "/elsewhere"}, top=1, seeds=2)  # where it runs: reused
+    final.final(storage, None, {}, top=1, seeds=2)
+    assert len(fake.trained) == 4
+    final.final(storage, None, {"data_fraction": 0.2}, top=1, seeds=2)
+    assert len(fake.trained) == 6 and fake.trained[-1].data_fraction == 0.2

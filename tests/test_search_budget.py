@@ -201,6 +201,8 @@ def test_search_bench_runs_its_arms_and_parallel_jobs_give_the_same_figures(tiny
     assert set(one["arms"]) == {"random", "default"} and one["budget_epochs"] == 4
     assert [sum(e) for e in one["arms"]["random"]["epochs_per_trial"]] == [4, 4]  # exactly the budget
     assert len(one["defaults"]["values"]) == 2 and all(0 < v < 1 for v in one["defaults"]["values"])
+    assert all(len(a["rescored"]) == 2 and all(0 < v < 1 for v in a["rescored"]) for a in one["arms"].values())
+    assert one["first_seed"] == search_bench.FIRST_SEED and one["arms"]["default"]["vs_random"]["test"].startswith("exact")
     assert search_bench.run(plan, tiny.path, data_dir, "cpu", quiet, jobs=2) == one  # seeded: jobs change nothing
     printed = Console(file=io.StringIO(), width=200)
     printed.print(search_bench.table(one))
@@ -212,6 +214,8 @@ def test_search_bench_runs_its_arms_and_parallel_jobs_give_the_same_figures(tiny
     (["bench", "--only", "search", "--arms", "random,bogus"], "error: --arms: unknown arm(s) bogus"),
     (["bench", "--only", "search", "--jobs", "0"], "error: --jobs 0 is invalid"),
     (["bench", "--only", "search", "--seeds", "1"], "error: --seeds 1 is invalid"),
+    (["bench", "--only", "search", "--rescore", "0"], "error: --rescore 0 is invalid"),
+    (["bench", "--only", "search", "--data-fraction", "1.5"], "error: --data-fraction 1.5 is invalid"),
 ])
 def test_bad_budget_or_arm_on_the_command_line_is_one_line(args, match, capsys, monkeypatch):
     from study import cli

@@ -1,0 +1,28 @@
+"""A stand-in for `study.train.train` in tests of what is stored and reused: no data, no model.
+
+Its accuracy is a function of the configuration (`score`, else a fixed value), stored on the trial as
+`train` stores its metrics, so that the code under test reads the trial exactly as after real training.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from study import record
+from study.config import Config
+
+
+class FakeTrain:
+    def __init__(self, score: Callable[[Config], float] | None = None) -> None:
+        self.score = score or (lambda config: 0.5)
+        self.trained: list[Config] = []
+
+    def __call__(self, config: Config, trial: Any = None, *, test: bool = False, artifact_store: Any = None,
+                 **kwargs: Any) -> record.Metrics:
+        self.trained.append(config)
+        value = self.score(config)
+        metrics = record.Metrics(config=config.to_dict(), seed=config.seed, epochs_trained=config.epochs,
+                                 val_accuracy=value, test_accuracy=value if test else None)
+        if trial is not None:
+            record.store_metrics(trial, metrics)
+        return metrics
