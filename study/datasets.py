@@ -13,6 +13,7 @@ memory fails before any image is decoded, saying how much it needs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import zipfile
@@ -63,7 +64,8 @@ def load(config: Config) -> Images:
     if not path.exists():
         raise UserError(f"dataset {config.dataset!r} not found: give an image folder (train/<class>/*.png) "
                         "or a .npz file, relative to the folder you run from")
-    return _load_own(str(path.resolve()), path.stat().st_mtime_ns, config.image_size)
+    images = _load_own(str(path.resolve()), path.stat().st_mtime_ns, config.image_size)
+    return dataclasses.replace(images, name=config.dataset)  # as the space says it; root is where it lies
 
 
 @functools.lru_cache(maxsize=2)
