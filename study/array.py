@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.config import NAMES, Config
+from study.config import Config
 from study.errors import UserError
 from study.record import Metrics
 from study.train import MembersEpochCallback, StepCallback, train_members
@@ -33,9 +33,9 @@ def check_fusible(configs: list[Config]) -> None:
     if not configs:
         raise UserError("a fused array needs at least one configuration")
     first = configs[0].to_dict()
-    differing = [name for name in NAMES if name not in FUSIBLE and any(c.to_dict()[name] != first[name] for c in configs)]
+    differing = [name for name in first if name not in FUSIBLE and any(c.to_dict().get(name) != first[name] for c in configs)]
     if differing:
-        values = "; ".join(f"{name}: {sorted({repr(getattr(c, name)) for c in configs})}" for name in differing)
+        values = "; ".join(f"{name}: {sorted({repr(c.to_dict().get(name)) for c in configs})}" for name in differing)
         raise UserError(f"these configurations cannot train as one fused array, they differ in {values}; "
                         f"members may differ only in {', '.join(FUSIBLE)}")
 

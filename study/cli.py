@@ -89,11 +89,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fixed(args: argparse.Namespace) -> dict[str, Any]:
-    """--set values, then the shorthand flags, which win."""
+def _fixed(args: argparse.Namespace, declared: dict[str, Any] | None = None) -> dict[str, Any]:
+    """--set values (of built-in settings, or of the space's own `declared` ones), then the shorthand
+    flags, which win."""
     flags = {n: getattr(args, n, None) for n in ("data_dir", "epochs", "device", "seed")}
     flags = {n: v for n, v in flags.items() if v is not None}
-    return {**parse_overrides(args.set), **flags}
+    return {**parse_overrides(args.set, declared), **flags}
 
 
 def _run(args: argparse.Namespace, console: Console) -> None:
@@ -113,7 +114,7 @@ def _run(args: argparse.Namespace, console: Console) -> None:
     for device in devices or []:
         Config(device=device)  # checks the name
     study = runner.run(
-        space, _fixed(args), storage=args.storage, study_name=args.study_name, trials=args.trials,
+        space, _fixed(args, space.defaults.declared_dict()), storage=args.storage, study_name=args.study_name, trials=args.trials,
         compute=budget.parse(args.budget) if args.budget else None,
         timeout=args.timeout, seed=args.seed or 0, workers=args.workers, devices=devices, force=args.force, fuse=args.fuse,
         console=console,
@@ -182,7 +183,7 @@ def _train(args: argparse.Namespace, console: Console) -> None:
     from study.train import train
 
     space = spaces.load(args.space)
-    config = space.defaults.replace(**_fixed(args))
+    config = space.defaults.replace(**_fixed(args, space.defaults.declared_dict()))
     metrics = record.as_dict(train(config, test=args.test, on_epoch=lambda m: console.print(epoch_line(m, config.epochs))))
     if args.json:
         print(json.dumps(metrics))

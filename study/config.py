@@ -30,6 +30,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 
 DATASET_CLASSES = {"cifar10": 10, "cifar100": 100}
+CIFAR_SIZE = 32  # px per side of a CIFAR image
+# what a space's own settings (its `settings = {...}` table) may hold: the types a --set value parses to
+DECLARED_TYPES = (bool, int, float, str)
 MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds below 2**32
 MAX_EPOCHS = 100_000  # far beyond any CIFAR recipe: a larger number is a typo
 # augmentation magnitudes (px, degrees, factors) and the MixUp alpha: negative values mean nothing
@@ -45,6 +48,7 @@ class Config:
     dataset: str = "cifar100"
     resolution: int = 128  # px per side fed to the model; CIFAR's 32 px upscaled by an integer factor
     num_classes: int = 0  # 0: taken from the data set
+    image_size: int = 0  # own images (study/datasets.py) are resized to this once; 0: their files' size
     # data
     data_dir: str | None = None  # None: --data-dir, else $STUDY_DATA_DIR, else the user cache
     val_fraction: float = 0.1  # of the training set, stratified by class; the test set is never used
@@ -91,16 +95,23 @@ class Config:
     dropout: float = 0.0  # cnn: before the classifier
     # performance
     compile: bool = False  # torch.compile the training forward; for GPUs: 2x slower on the bench's CPU (docs/performance.md)
+    # the space's own settings (its `settings = {...}` table), as sorted (name, value) pairs; read them
+    # as attributes (`config.kernel_size`) and set them as any other setting (replace, --set, suggest)
+    declared: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise UserError(f"{f.name}={value!r} is invalid: it must be a finite number")
+        _check_declared(self.declared)
         for name, options in CHOICES.items():
+            if name == "dataset" and is_own_dataset(self.dataset):
+                continue
             if getattr(self, name) not in options:
+                also = " or a path to an image folder (with a /) or a .npz file" if name == "dataset" else ""
                 raise UserError(
-                    f"{name}={getattr(self, name)!r} is not supported; choose one of: {', '.join(options)}"
+                    f"{name}={getattr(self, name)!r} is not supported; choose one of: {', '.join(options)}{also}"
                 )
         checks = [
             ("device", self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device) is not None,
@@ -117,8 +128,10 @@ class Config:
             ("aug_strength", 0 <= self.aug_strength <= 1, "in [0, 1]"),
             ("flip", 0 <= self.flip <= 1, "in [0, 1]"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
-            ("num_classes", self.num_classes == 0 or self.num_classes >= DATASET_CLASSES[self.dataset],
-             f"0 (from the data) or at least the {DATASET_CLASSES[self.dataset]} classes of {self.dataset}"),
+            ("num_classes", self.num_classes == 0 or self.num_classes >= DATASET_CLASSES.get(self.dataset, 1),
+             f"0 (from the data) or at least the {DATASET_CLASSES.get(self.dataset)} classes of {self.dataset}"),
+            ("image_size", self.image_size >= 0 and (is_own_dataset(self.dataset) or self.image_size in (0, CIFAR_SIZE)),
+             f"0 (the files' size) or a size in px; CIFAR's images are {CIFAR_SIZE} px"),
             ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
             ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
             ("seed", 0 <= self.seed <= MAX_SEED, f"in [0, {MAX_SEED}]"),
@@ -131,12 +144,41 @@ class Config:
             if not ok:
                 raise UserError(f"{name}={getattr(self, name)!r} is invalid: it must be {must}")
 
+    def __getattr__(self, name: str) -> Any:
+        # only called where no field matches: the space's own settings read as attributes
+        if not name.startswith("__"):
+            for key, value in self.__dict__.get("declared", ()):
+                if key == name:
+                    return value
+        raise AttributeError(f"Config has no setting {name!r}")
+
     def replace(self, **overrides: Any) -> Config:
-        """A copy with `overrides` applied, each checked against the field's type."""
-        return dataclasses.replace(self, **{k: coerce(k, v) for k, v in overrides.items()})
+        """A copy with `overrides` applied, each checked against the field's type (a declared setting's:
+        the type of its value in the space)."""
+        own = dict(self.declared)
+        checked = {k: coerce(k, v, own) for k, v in overrides.items()}
+        mine = {k: checked.pop(k) for k in list(checked) if k in own}
+        if mine:
+            checked["declared"] = tuple(sorted({**own, **mine}.items()))
+        return dataclasses.replace(self, **checked)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every setting by name, the declared ones beside the built-in ones; DECLARED lists their
+        names, so that `from_dict` tells them from settings of another release."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "declared"}
+        if self.declared:
+            out.update(self.declared)
+            out[DECLARED] = tuple(name for name, _ in self.declared)
+        return out
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any]) -> Config:
+        """The Config `to_dict` gave (as stored); settings of a release other than this one's are dropped."""
+        declared = tuple(sorted((name, stored[name]) for name in stored.get(DECLARED, ()) if name in stored))
+        return cls(**{k: v for k, v in stored.items() if k in NAMES}, declared=declared)
+
+    def declared_dict(self) -> dict[str, Any]:
+        return dict(self.declared)
 
     def identity(self) -> tuple[tuple[str, Any], ...]:
         """What the run trains: every setting but where it runs. A stored run may stand in for a
@@ -149,15 +191,36 @@ class Config:
         return {k: v for k, v in other.identity() if mine[k] != v}
 
 
+DECLARED = "declared"  # the Config field of a space's own settings, and to_dict's list of their names
 _TYPES = typing.get_type_hints(Config)
-NAMES = tuple(f.name for f in fields(Config))
+NAMES = tuple(f.name for f in fields(Config) if f.name != DECLARED)
 
 
-def coerce(name: str, value: Any) -> Any:
-    """`value` as the type of setting `name`; unknown names and wrong types are a UserError."""
-    if name not in _TYPES:
-        raise UserError(f"unknown setting {name!r}; known settings: {', '.join(NAMES)}")
-    expected = _TYPES[name]
+def is_own_dataset(name: str) -> bool:
+    """A dataset setting naming the user's own images (a folder or .npz file), not CIFAR."""
+    return name not in DATASET_CLASSES and ("/" in name or name.endswith(".npz"))
+
+
+def _check_declared(declared: tuple[tuple[str, Any], ...]) -> None:
+    for name, value in declared:
+        if name in NAMES or name == DECLARED or not name.isidentifier():
+            raise UserError(f"settings[{name!r}]: a space's own setting needs a name of its own (a Python "
+                            "identifier that is not a built-in setting); rename it")
+        if type(value) not in DECLARED_TYPES:
+            raise UserError(f"settings[{name!r}] = {value!r}: a space's own setting is a bool, int, float or str")
+
+
+def coerce(name: str, value: Any, declared: dict[str, Any] | None = None) -> Any:
+    """`value` as the type of setting `name` (of its value in `declared`, a space's own settings);
+    unknown names and wrong types are a UserError."""
+    declared = declared or {}
+    if name in declared:
+        expected: Any = type(declared[name])
+    elif name in NAMES:
+        expected = _TYPES[name]
+    else:
+        known = ", ".join([*NAMES, *declared])
+        raise UserError(f"unknown setting {name!r}; known settings: {known}")
     allowed = typing.get_args(expected) if isinstance(expected, types.UnionType) else (expected,)
     if value is None and type(None) in allowed:
         return None
@@ -171,8 +234,9 @@ def coerce(name: str, value: Any) -> Any:
     return value
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`["lr=0.05", "se=none"]` -> {"lr": 0.05, "se": "none"}; values are Python literals or bare strings."""
+def parse_overrides(items: list[str], declared: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`["lr=0.05", "se=none"]` -> {"lr": 0.05, "se": "none"}; values are Python literals or bare strings.
+    `declared`: the space's own settings, which may be set too."""
     out: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition("=")
@@ -183,7 +247,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             value = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError):
             value = text.strip()  # a bare word such as `se=none` is a string
-        out[name] = coerce(name, value)
+        out[name] = coerce(name, value, declared)
     return out
 
 

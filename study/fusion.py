@@ -31,7 +31,7 @@ from study import models, record
 from study.array import FUSIBLE, train_array
 from study.budget import BudgetReached
 from study.config import Config
-from study.models.fused import NotFusible, fuse
+from study.models.fused import NotFusible, check_members, fuse
 from study.recovery import own
 from study.train import resolve_device
 from study.trial import original_number, stored_failures
@@ -54,7 +54,10 @@ def array_size(config: Config, asked: int | None) -> tuple[int, str]:
         k, why = fits_in_memory(config, ARRAY_SIZE)
     if k > 1:
         try:
-            fuse([models.build(config, 10), models.build(config, 10)])
+            members = [models.build(config, 10), models.build(config, 10)]
+            fused = fuse(members)
+            if models.user.is_user_model(config.model):  # the shipped models are tested (tests/test_fused.py)
+                check_members(fused, members, config.resolution)
         except NotFusible as exc:
             return 1, f"{config.model} cannot fuse ({exc})"
     return k, why
@@ -100,7 +103,8 @@ def ask(study: optuna.Study, n: int, kind: Any, fixed: dict[str, Any], seed: int
         warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
         first = study.ask()
         asked = [(first, kind.config(first, fixed, seed))]
-        shared = {p: v for p, v in first.params.items() if p not in FUSIBLE and p in Config.__dataclass_fields__}
+        settings = asked[0][1].to_dict()
+        shared = {p: v for p, v in first.params.items() if p not in FUSIBLE and p in settings}
         for _ in range(n - 1):
             if kind.name == "search":
                 study.enqueue_trial(shared, skip_if_exists=False)

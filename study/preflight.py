@@ -5,20 +5,35 @@ from __future__ import annotations
 
 import torch
 
-from study import data
+from study import data, datasets, models
 from study.config import Config
 from study.errors import UserError
 from study.space import Space
-from study.train import resolve_device
+from study.train import num_classes, resolve_device
 
 
-def check(space: Space, config: Config, devices: list[str] | None, force: bool) -> None:
-    """The devices, the data and its split, and the space's needs."""
+def check(space: Space, config: Config, devices: list[str] | None, force: bool, fixed: dict | None = None) -> None:
+    """The devices, the data and its split, the user's own models, and the space's needs."""
     for device in {config.device, *(devices or [])}:
         _check_device(device)
-    cifar = data.load(config.dataset, config.data_dir)
-    data.split(cifar.train_labels, config.val_fraction, config.data_fraction, config.split_seed)
-    _check_needs(space, config, len(cifar.train_labels), force)
+    images = datasets.load(config)
+    data.split(images.train_labels, config.val_fraction, config.data_fraction, config.split_seed)
+    _check_user_models(space, config, fixed or {})
+    _check_needs(space, config, len(images.train_labels), force)
+
+
+def _check_user_models(space: Space, config: Config, fixed: dict) -> None:
+    """Each configuration a grid trains, or a search's defaults, builds the user's model and gets
+    [batch, classes] logits from it; shipped models are known to."""
+    configs = [config]
+    if hasattr(space.kind, "variants"):
+        configs = [config.replace(**v.settings) for v in space.kind.variants(fixed)]
+    seen = set()
+    for c in configs:
+        if models.user.is_user_model(c.model) and c not in seen:
+            seen.add(c)
+            classes = num_classes(c)
+            models.user.check_output(models.build(c, classes), c, classes)
 
 
 def _check_device(name: str) -> None:

@@ -176,8 +176,7 @@ def write_stored_trial(study: optuna.Study, trial: FrozenTrial, **attrs: Any) ->
 
 def config(trial: FrozenTrial) -> Config:
     """The trial's configuration as trained (settings of a later release than the database are dropped)."""
-    stored = trial_info(trial).config
-    return Config(**{k: v for k, v in stored.items() if k in Config.__dataclass_fields__})
+    return Config.from_dict(trial_info(trial).config)
 
 
 def setting(trial: FrozenTrial, name: str, default: Any = None) -> Any:

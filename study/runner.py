@@ -63,7 +63,7 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space.kind.check_fixed(fixed)
     defaults = space.defaults.replace(**fixed)
-    preflight.check(space, defaults, devices, force)
+    preflight.check(space, defaults, devices, force, fixed)
     k, why = fusion.array_size(defaults, fuse or space.fuse)
     # a fused array fills a GPU as TRIALS_PER_GPU single trials did; only one array per GPU was measured
     n_workers, devices, per_gpu = resolve_workers(workers, devices, defaults.device, 1 if k > 1 else TRIALS_PER_GPU)

@@ -13,6 +13,12 @@ setting it sets), or `components`, which makes it an ablation space:
 A component is a setting with its full and ablated value (`name: (full, ablated)`), or, to give it a
 readable name, `name: {setting: (full, ablated)}`. Everything is checked when the file loads, so a
 typo fails before any training.
+
+A space may build its own model: `def model(config, num_classes)` (or a class named `model`) in the
+file, or `model = "mypackage.nets:TinyNet"` (study/models/user.py), with settings of its own, declared
+with their defaults in a table that suggest, --set and components then use like built-in ones:
+
+    settings = {"kernel_size": 3, "blocks": 2}
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from study.errors import UserError
 
 DESIGNS = ("one_out", "add_one", "factorial")
 REQUIRED = ("model", "dataset")  # what every space must say explicitly
+OWN_SETTINGS = "settings"  # the name of a space's table of its own settings
 STUDY_SETTINGS = {"trials": int, "sampler": str, "pruner": str, "seeds": int, "design": str, "components": dict,
                   "compare": dict, "needs": tuple, "budget_epochs": int, "augmentation": str, "fuse": int}
 NEEDS = ("cuda", "full_data")
@@ -133,9 +140,13 @@ def _sorted_out(path: Path, namespace: dict[str, Any]) -> tuple[dict[str, Any], 
     if preset not in PRESETS:
         raise UserError(f"{path}: augmentation={preset!r} is not a preset; choose one of: {', '.join(PRESETS)}")
     settings: dict[str, Any] = dict(PRESETS[preset])
+    settings["declared"] = _declared(path, namespace.get(OWN_SETTINGS, {}))
     study: dict[str, Any] = {}
     for key, value in namespace.items():
-        if key.startswith("_") or key == "suggest" or isinstance(value, (types.ModuleType, type)):
+        if key == "model" and callable(value) and getattr(value, "__module__", None) == namespace.get("__name__"):
+            settings[key] = f"{path}:{key}"  # the file's own model: built from the file wherever it trains
+            continue
+        if key.startswith("_") or key in ("suggest", OWN_SETTINGS) or isinstance(value, (types.ModuleType, type)):
             continue
         if callable(value) and getattr(value, "__module__", None) != namespace.get("__name__"):
             continue  # an imported helper, not a setting
@@ -146,13 +157,24 @@ def _sorted_out(path: Path, namespace: dict[str, Any]) -> tuple[dict[str, Any], 
         elif key in NAMES:
             settings[key] = coerce(key, value)
         else:
-            known = ", ".join([*STUDY_SETTINGS, "suggest", *NAMES])
-            raise UserError(f"{path}: unknown setting {key!r}; known: {known}")
+            known = ", ".join([*STUDY_SETTINGS, "suggest", OWN_SETTINGS, *NAMES])
+            raise UserError(f"{path}: unknown setting {key!r}; known: {known}; declare a setting of the space's own "
+                            f"in {OWN_SETTINGS} = {{{key!r}: ...}}, and name helper functions with a leading _")
     for required in REQUIRED:
         if required not in settings:
             raise UserError(f"{path}: missing required setting {required!r}; add e.g. {required} = {getattr(Config, required)!r}")
     study.pop("augmentation", None)
     return settings, study
+
+
+def _declared(path: Path, table: Any) -> tuple[tuple[str, Any], ...]:
+    """The space's own settings as Config holds them; Config checks each name and value."""
+    if not isinstance(table, dict) or not all(isinstance(k, str) for k in table):
+        raise UserError(f"{path}: {OWN_SETTINGS} must be a dict of setting name -> default value, not {table!r}")
+    for name in table:
+        if name in STUDY_SETTINGS or name in ("suggest", OWN_SETTINGS):
+            raise UserError(f"{path}: {OWN_SETTINGS}[{name!r}]: {name!r} is a study setting; rename the setting")
+    return tuple(sorted(table.items()))
 
 
 def _check_study_settings(path: Path, study: dict[str, Any]) -> None:
@@ -172,7 +194,7 @@ def _compare(path: Path, declared: dict[str, Any], defaults: Config) -> dict[str
         if not isinstance(values, (list, tuple)) or not values:
             raise UserError(f"{path}: compare[{setting!r}] must be a non-empty list of values, not {values!r}")
         try:
-            out[setting] = tuple(coerce(setting, v) for v in values)
+            out[setting] = tuple(coerce(setting, v, defaults.declared_dict()) for v in values)
             for value in out[setting]:
                 _check_model(defaults.replace(**{setting: value}).model)
         except UserError as exc:
@@ -183,8 +205,7 @@ def _compare(path: Path, declared: dict[str, Any], defaults: Config) -> dict[str
 def _check_model(name: str) -> None:
     from study import models
 
-    if name not in models.names():
-        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(models.names())}")
+    models.check(name)
 
 
 def _components(path: Path, declared: dict[str, Any], defaults: Config) -> tuple[Component, ...]:
@@ -199,7 +220,7 @@ def _components(path: Path, declared: dict[str, Any], defaults: Config) -> tuple
                 f"{path}: component {name!r} must be (full, ablated) or {{setting: (full, ablated)}}, not {spec!r}"
             )
         try:
-            full, ablated = coerce(setting, values[0]), coerce(setting, values[1])
+            full, ablated = (coerce(setting, v, defaults.declared_dict()) for v in values)
             for value in (full, ablated):
                 _check_model(defaults.replace(**{setting: value}).model)
         except UserError as exc:

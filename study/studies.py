@@ -11,7 +11,7 @@ from typing import Any
 
 import optuna
 
-from study import data, record, search_defaults
+from study import datasets, record, search_defaults
 from study.budget import Budget
 from study.config import Config
 from study.errors import UserError
@@ -55,9 +55,9 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.Bas
 
 def _set_up(study: optuna.Study, space: Space, fixed: dict[str, Any], defaults: Config) -> None:
     """A new study's attributes, note and first trials; the uid comes last: it says the rest is there."""
-    cifar = data.load(defaults.dataset, defaults.data_dir)
-    dataset = dataclasses.asdict(record.Dataset(cifar.name, str(cifar.root), list(cifar.classes), len(cifar.train_labels),
-                                                len(cifar.test_labels)))
+    images = datasets.load(defaults)
+    dataset = dataclasses.asdict(record.Dataset(images.name, str(images.root), list(images.classes),
+                                                len(images.train_labels), len(images.test_labels)))
     record.write_study(
         study, space=space.name, space_path=str(space.path), description=space.description.strip(),
         kind=space.kind.name, sampler=space.sampler, pruner=space.pruner, seeds=space.seeds, dataset=dataset,

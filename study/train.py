@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from study import augment, data, models, record
+from study import augment, data, datasets, models, record
 from study.config import Config
 from study.errors import UserError
 from study.models.fused import Fused, fuse, members_forward
@@ -55,26 +55,36 @@ def resolve_device(name: str) -> torch.device:
 @functools.lru_cache(maxsize=2)
 def _device_data(config: Config, device: torch.device, test: bool) -> dict[str, torch.Tensor]:
     """The split's images (uint8) and labels on the device, built once per process and split."""
-    cifar = data.load(config.dataset, config.data_dir)
-    parts = data.split(cifar.train_labels, config.val_fraction, config.data_fraction, config.split_seed)
-    mean, std = data.STATS[config.dataset]
+    images = datasets.load(config)
+    parts = data.split(images.train_labels, config.val_fraction, config.data_fraction, config.split_seed)
     out = {
-        "train_x": cifar.train_images[parts.train], "train_y": cifar.train_labels[parts.train],
-        "val_x": cifar.train_images[parts.val], "val_y": cifar.train_labels[parts.val],
-        "mean": torch.tensor(mean), "std": torch.tensor(std),
+        "train_x": images.train_images[parts.train], "train_y": images.train_labels[parts.train],
+        "val_x": images.train_images[parts.val], "val_y": images.train_labels[parts.val],
+        "mean": torch.tensor(images.mean), "std": torch.tensor(images.std),
     }
     if test:
-        out.update(test_x=cifar.test_images, test_y=cifar.test_labels)
+        if not len(images.test_labels):
+            raise UserError(f"{config.dataset} has no test images to score; add a test/ folder (or x_test, y_test)")
+        out.update(test_x=images.test_images, test_y=images.test_labels)
     return {k: v.to(device) for k, v in out.items()}
 
 
 def device_data(config: Config, device: torch.device, test: bool = False) -> dict[str, torch.Tensor]:
     # The cache key holds only what selects the data, so every trial of a study shares one copy.
     key = Config(
-        dataset=config.dataset, data_dir=config.data_dir, val_fraction=config.val_fraction,
+        dataset=config.dataset, data_dir=config.data_dir, image_size=config.image_size, val_fraction=config.val_fraction,
         data_fraction=config.data_fraction, split_seed=config.split_seed,
     )
     return _device_data(key, device, test)
+
+
+def num_classes(config: Config) -> int:
+    """The classes a model of `config` tells apart: its num_classes, else the data's."""
+    found = datasets.load(config).num_classes
+    if config.num_classes and config.num_classes < found:
+        raise UserError(f"num_classes={config.num_classes} is fewer than the {found} classes of {config.dataset}; "
+                        "leave it 0 (from the data)")
+    return config.num_classes or found
 
 
 def flops_per_image(model: nn.Module, resolution: int, device: torch.device) -> int:
@@ -344,8 +354,10 @@ class _Run:
         if device.type == "cpu":
             keep_freed_memory()
         self.d = d = device_data(config, device, test)
-        self.num_classes = config.num_classes or data.load(config.dataset, config.data_dir).num_classes
+        self.num_classes = num_classes(config)
         built, self.generators = _build_members(configs, self.num_classes, device)
+        if models.user.is_user_model(config.model):
+            models.user.check_output(built[0], config, self.num_classes)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format

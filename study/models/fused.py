@@ -87,9 +87,13 @@ def _fuse_leaf(layers: list[nn.Module], path: str) -> nn.Module | None:
         return FusedLinear(layers)
     if isinstance(first, _PASS_THROUGH) or isinstance(first, StochasticDepth):
         return None
-    if any(True for _ in first.parameters(recurse=False)) or any(True for _ in first.buffers(recurse=False)):
+    if _has_state(first):
         raise NotFusible(f"{path} ({type(first).__name__}) has state that fusion does not know how to split")
     return None
+
+
+def _has_state(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False))
 
 
 class Fused(nn.Module):
@@ -99,6 +103,10 @@ class Fused(nn.Module):
         super().__init__()
         self.members = len(members)
         self.body = copy.deepcopy(members[0])
+        for name, module in self.body.named_modules():
+            if any(True for _ in module.children()) and _has_state(module):
+                raise NotFusible(f"{name or 'the model'} ({type(module).__name__}) holds parameters or buffers beside "
+                                 "its submodules, which fusion does not know how to split")
         for name, module in list(self.body.named_modules()):
             if name and not any(True for _ in module.children()):
                 fused = _fuse_leaf([m.get_submodule(name) for m in members], name)
@@ -115,6 +123,24 @@ class Fused(nn.Module):
 def fuse(members: list[nn.Module]) -> Fused:
     """One module computing every member; each keeps its own parameters and BatchNorm statistics."""
     return Fused(members)
+
+
+def check_members(fused: Fused, members: list[nn.Module], resolution: int) -> None:
+    """Raise NotFusible unless the fused model computes each member's output on a random batch.
+
+    Module by module, fusion sees only layers; a forward that mixes channels across the members
+    (a reshape over channels, a functional norm) is found only by running it.
+    """
+    x = torch.randn(len(members), 2, 3, resolution, resolution)
+    for m in (fused, *members):
+        m.eval()
+    with torch.no_grad():
+        got = fused(x)
+        for k, member in enumerate(members):
+            want = member(x[k])
+            if got[k].shape != want.shape or not torch.allclose(got[k], want, rtol=1e-3, atol=1e-4):
+                raise NotFusible("its forward mixes the members' channels (a reshape over channels, or a functional "
+                                 "layer): fused, a member's output differs from its own")
 
 
 def member_state(fused: Fused, k: int) -> dict[str, torch.Tensor]:
