@@ -133,15 +133,24 @@ def _owner_gone(trial: optuna.trial.FrozenTrial) -> bool:
     return _process_start(owner["pid"]) not in (owner["process_start"], 0)
 
 
+def _fail(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> bool:
+    """FAIL a running trial of another process with `reason`; False where another process ended it first."""
+    try:
+        record.write_stored_trial(study, trial, fail_reason=reason)
+        return study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+
+
+def _died(trial: optuna.trial.FrozenTrial) -> str:
+    return f"its worker (process {trial.system_attrs[OWNER]['pid']} on {socket.gethostname()}) died"
+
+
 def _fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
     """FAIL a running trial and re-queue it the way Optuna's heartbeat does (the retry resumes its checkpoint)."""
     storage = study._storage
-    try:
-        record.write_stored_trial(study, trial, fail_reason=reason)
-        if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-            return
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return  # another process finished or failed it first
+    if not _fail(study, trial, reason):
+        return
     failed = copy.deepcopy(storage.get_trial(trial._trial_id))
     record.clear_failure(failed)
     storage.get_heartbeat_stale_trial_callback()(study, failed)
@@ -165,5 +174,13 @@ def retry_dead(study: optuna.Study) -> None:
     went stale (owners elsewhere). Safe to run in several workers at once: each trial fails once."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if _owner_gone(t):
-            _fail_and_retry(study, t, f"its worker (process {t.system_attrs[OWNER]['pid']} on {socket.gethostname()}) died")
+            _fail_and_retry(study, t, _died(t))
     optuna.storages.fail_stale_trials(study)
+
+
+def fail_dead(study: optuna.Study) -> None:
+    """FAIL, without re-queuing, running trials whose owner on this host is gone: for the studies
+    that walk their own list of runs (final scoring, ablation path) and train again what is missing."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _owner_gone(t):
+            _fail(study, t, _died(t))

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,3 +106,75 @@ def test_a_suggest_that_raises_in_a_fused_array_fails_its_trial_and_strands_none
 
     trials = _assert_rerun_finishes(space, data_dir, tmp_path)
     assert [t.user_attrs.get("retry_of") for t in trials if "retry_of" in t.user_attrs] == [2]
+
+
+SEARCH = """
+model = "naivenet"
+dataset = "cifar10"
+resolution = 32
+pruner = "none"
+seeds = 1
+def suggest(trial):
+    return {"lr": trial.suggest_float("lr", 1e-3, 1e-1, log=True)}
+"""
+
+
+def _searched(data_dir: str, tmp_path: Path) -> Path:
+    """A finished two-trial search (trial 0 the reference) in tmp_path/s.db."""
+    from study import runner
+    from study import space as spaces
+
+    space = spaces.load(write_space(tmp_path, SEARCH, name="searched"))
+    runner.run(space, {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05}, storage=f"sqlite:///{tmp_path}/s.db",
+               trials=2, fuse=1)
+    return tmp_path / "s.db"
+
+
+def wait_for_running(db: Path, name: str, proc: subprocess.Popen, seconds: float = 180) -> None:
+    deadline = time.time() + seconds
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, f"no running trial in {name}"
+        try:
+            if any(t.state == TrialState.RUNNING for t in trials_of(db, name)):
+                return
+        except KeyError:  # the study is not made yet
+            pass
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("command,suffix", [("final", "-final"), ("ablation-path", "-ablation-path")])
+def test_final_and_ablation_path_stop_on_sigterm_as_run_does(data_dir, tmp_path, command, suffix):
+    db = _searched(data_dir, tmp_path)
+    args = [command, str(db), "--seeds", "1", "--epochs", "2", "--set", "data_fraction=0.1"]
+    proc = start(*args, cwd=tmp_path)
+    wait_for_running(db, "searched" + suffix, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and err.startswith("terminated (SIGTERM):") and err.count("\n") == 1, err
+    assert [(t.state, t.user_attrs.get("fail_reason")) for t in trials_of(db, "searched" + suffix)] == \
+        [(TrialState.FAIL, "interrupted")]
+
+    r = study_cli(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    states = [t.state for t in trials_of(db, "searched" + suffix)]
+    assert TrialState.RUNNING not in states and TrialState.COMPLETE in states
+
+
+def test_a_killed_final_or_path_run_leaves_no_trial_running_after_a_rerun(tmp_path):
+    from study import recovery
+    from study import storage as storages
+
+    study = optuna.create_study(storage=storages.open_storage(f"sqlite:///{tmp_path}/k.db", heartbeat=False),
+                                study_name="k-final")
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()  # a process id that is gone: the owner killed before it told its trial
+    killed = study.ask()
+    study._storage.set_trial_system_attr(killed._trial_id, recovery.OWNER, {
+        "host": recovery.HOST, "pid": dead.pid, "process_start": 1, "trial": killed.number})
+    alive = study.ask()
+    recovery.own(study, alive)  # this process: still running it
+    recovery.fail_dead(study)
+    first, second = study.get_trials()
+    assert first.state == TrialState.FAIL and f"process {dead.pid} " in first.user_attrs["fail_reason"]
+    assert second.state == TrialState.RUNNING and len(study.get_trials()) == 2  # nothing re-queued
