@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from scipy import stats
 
-from study import record, storage
+from study import record, recovery, storage
 from study.errors import UserError
 from study.progress import TABLE_BOX, StudyProgress, fmt_setting
 from study.trial import train_told
@@ -77,6 +77,7 @@ def ablation_path(
     )
     record.write_study(path_study, kind="ablation_path", source_study=source.study_name, seeds=n_seeds,
                        dataset=info.dataset, space=info.space, space_path=info.space_path)
+    recovery.fail_dead(path_study)  # a killed earlier run's trial: its cell is trained again below
     # a stored run stands in for a requested one only when it trained the very same configuration
     done = {record.config(t).identity(): t.value
             for t in path_study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE}

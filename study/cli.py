@@ -125,7 +125,10 @@ def _run(args: argparse.Namespace, console: Console) -> None:
 
 
 def _ablation_path(args: argparse.Namespace, console: Console) -> None:
+    from study import recovery
     from study.ablation_path import ablation_path
+
+    recovery.handle_stop_signals()
 
     if args.seeds is not None and args.seeds < 1:
         raise UserError(f"--seeds {args.seeds} is invalid: it must be >= 1")
@@ -134,7 +137,10 @@ def _ablation_path(args: argparse.Namespace, console: Console) -> None:
 
 
 def _final(args: argparse.Namespace, console: Console) -> None:
+    from study import recovery
     from study.final import final
+
+    recovery.handle_stop_signals()
 
     for flag in ("top", "seeds"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:

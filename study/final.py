@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
-from study import record, storage
+from study import record, recovery, storage
 from study.ablation_path import load_source
 from study.config import Config
 from study.errors import UserError
@@ -81,6 +81,7 @@ def final(url: str, study_name: str | None, fixed: dict[str, Any], top: int = 1,
     picks = candidates(source, top)
     n_seeds = seeds or record.study_info(source).seeds or 3
     study = open_final(url, source, n_seeds)
+    recovery.fail_dead(study)  # a killed earlier run's trial: its cell is trained again below
     cells = [(_labelled(c, fixed), c.config.replace(**{**fixed, "seed": c.config.seed + i}))
              for c in picks for i in range(n_seeds)]
     # a stored score stands in for a requested one only when it trained the very same configuration

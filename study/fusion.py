@@ -31,8 +31,9 @@ from study import models, record
 from study.array import FUSIBLE, train_array
 from study.budget import BudgetReached
 from study.config import Config
+from study.errors import one_line
 from study.models.fused import NotFusible, check_members, fuse
-from study.recovery import own
+from study.recovery import INTERRUPTED, deferred_stop_signals, fail_running, own
 from study.train import resolve_device
 from study.trial import original_number, stored_failures
 
@@ -95,21 +96,34 @@ def fusion_key(config: Config) -> tuple[Any, ...]:
     return tuple(v for k, v in sorted(config.to_dict().items()) if k not in FUSIBLE)
 
 
-def ask(study: optuna.Study, n: int, kind: Any, fixed: dict[str, Any], seed: int) -> list[tuple[optuna.Trial, Config]]:
-    """`n` trials and their configurations. A search's trials after the first are enqueued with the
-    first one's non-fusible parameters, so the sampler proposes only what the array can vary."""
+def ask(study: optuna.Study, n: int, kind: Any, fixed: dict[str, Any], seed: int, beats: contextlib.ExitStack,
+        created: list[optuna.Trial]) -> list[tuple[optuna.Trial, Config]]:
+    """`n` trials and their configurations. Each trial is owned by this process and beats (in `beats`)
+    from the moment it exists, and is listed in `created` at once, so that whatever stops this
+    process before it tells the trial, its caller or the next run finds the trial. A search's trials
+    after the first are enqueued with the first one's non-fusible parameters, so the sampler
+    proposes only what the array can vary."""
+    asked: list[tuple[optuna.Trial, Config]] = []
+    shared: dict[str, Any] = {}
     with warnings.catch_warnings():
-        # Optuna warns that heartbeats belong to optimize; train_group runs them as optimize does
+        # Optuna warns that heartbeats belong to optimize; arrays run them as optimize does
         warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
-        first = study.ask()
-        asked = [(first, kind.config(first, fixed, seed))]
-        settings = asked[0][1].to_dict()
-        shared = {p: v for p, v in first.params.items() if p not in FUSIBLE and p in settings}
-        for _ in range(n - 1):
-            if kind.name == "search":
+        for i in range(n):
+            if i and kind.name == "search":
                 study.enqueue_trial(shared, skip_if_exists=False)
-            trial = study.ask()
-            asked.append((trial, kind.config(trial, fixed, seed)))
+            with deferred_stop_signals():  # a stop between creating and owning would leave a trial nobody owns
+                trial = study.ask()
+                own(study, trial)
+                created.append(trial)
+            beats.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
+            try:
+                config = kind.config(trial, fixed, seed)
+            except Exception as exc:  # the space's suggest: the trial it was asked for fails with the reason
+                fail_running(study, [trial], one_line(exc))
+                raise
+            asked.append((trial, config))
+            if i == 0:
+                shared = {p: v for p, v in trial.params.items() if p not in FUSIBLE and p in config.to_dict()}
     return asked
 
 
@@ -130,17 +144,14 @@ def train_group(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], p
     for t in trials:
         record.write_trial(t, array=f"{trials[0].number}x{len(trials)}")
     progress.start_trial(trials[0].number, group[0][1].epochs)
-    with contextlib.ExitStack() as stack:
-        for t in trials:  # what optimize runs around a trial, so that another machine sees these live
-            stack.enter_context(get_heartbeat_thread(t._trial_id, study._storage))
-        try:
-            with stored_failures(trials, checkpoint):
-                members = train_array([c for _, c in group], trials, on_epoch=lambda ms: progress.on_epoch(ms[0]),
-                                      on_step=progress.on_step, artifact_store=store, checkpoint=checkpoint)
-        except BaseException:
-            for t in trials:
-                study.tell(t, state=TrialState.FAIL)
-            raise
+    try:
+        with stored_failures(trials, checkpoint):
+            members = train_array([c for _, c in group], trials, on_epoch=lambda ms: progress.on_epoch(ms[0]),
+                                  on_step=progress.on_step, artifact_store=store, checkpoint=checkpoint)
+    except BaseException:
+        for t in trials:
+            study.tell(t, state=TrialState.FAIL)
+        raise
     for t, member in zip(trials, members):
         if member.status == "complete":
             study.tell(t, member.metrics.val_accuracy)
@@ -155,20 +166,30 @@ def train_group(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], p
 
 def train_arrays(study: optuna.Study, n: int, objective: Any) -> None:
     """Ask `n` trials and train them in arrays, with what the worker's `objective` (study.trial.Objective)
-    holds: the space's kind, fixed settings, seed, budget, progress and folders."""
-    asked = ask(study, n, objective.kind, objective.fixed, objective.seed)
-    objective.attempts += len(asked)
-    admitted = []
-    for trial, config in asked:
-        own(study, trial)
-        try:
-            objective.budget.claim(study, trial)
-        except BudgetReached:
-            study.tell(trial, state=TrialState.FAIL)  # claim stored why
-            continue
-        admitted.append((trial, config))
-    for group in groups(admitted):
-        # an array out of memory fails its own members (stored_failures); the next group still trains
-        with contextlib.suppress(torch.OutOfMemoryError):
-            train_group(study, group, objective.progress, objective.store, objective.checkpoints)
+    holds: the space's kind, fixed settings, seed, budget, progress and folders.
 
+    Each trial beats, as optimize's do, from its creation until the batch ends, so that another
+    machine sees it live while it waits for an earlier group. Whatever ends the batch early (an
+    interrupt, a suggest that raises, a failing disk), no trial it created is left running: those
+    not yet told are stored as interrupted, and the next run re-queues them."""
+    created: list[optuna.Trial] = []
+    with contextlib.ExitStack() as beats:
+        try:
+            asked = ask(study, n, objective.kind, objective.fixed, objective.seed, beats, created)
+            objective.attempts += len(asked)
+            admitted = []
+            for trial, config in asked:
+                try:
+                    objective.budget.claim(study, trial)
+                except BudgetReached:
+                    study.tell(trial, state=TrialState.FAIL)  # claim stored why
+                    continue
+                admitted.append((trial, config))
+            for group in groups(admitted):
+                # an array out of memory fails its own members (stored_failures); the next group still trains
+                with contextlib.suppress(torch.OutOfMemoryError):
+                    train_group(study, group, objective.progress, objective.store, objective.checkpoints)
+        except BaseException:
+            with deferred_stop_signals():  # a second Ctrl-C must not cut the marking short
+                fail_running(study, created, INTERRUPTED)
+            raise

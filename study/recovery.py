@@ -9,13 +9,15 @@ same parameters). Retries resume from the trial's last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import optuna
 from optuna.trial import TrialState
@@ -36,10 +38,50 @@ def _stop(signum: int, _frame: Any) -> None:
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def handle_stop_signals() -> None:
     """Ctrl-C and SIGTERM interrupt the running trial: marked interrupted, its checkpoint kept."""
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop)
+
+
+@contextlib.contextmanager
+def deferred_stop_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back until the block ends, then delivered as they would have been.
+
+    For steps that must not be cut in two (creating a trial and recording its owner). Python runs
+    signal handlers in the main thread only, so only there can they be held back (and need to be).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, _frame: pending.append(signum)) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
+def fail_running(study: optuna.Study, trials: list[optuna.Trial], reason: str) -> None:
+    """Store `reason` with each of `trials` (this process's) still running, and tell it FAILED.
+
+    A storage that cannot be written leaves the trial running; it is owned, so the next run here
+    (or the heartbeat, elsewhere) fails and re-queues it instead.
+    """
+    for trial in trials:
+        try:
+            if study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+                continue
+            record.write_trial(trial, fail_reason=reason)
+            study.tell(trial, state=TrialState.FAIL)
+        except Exception:
+            continue
 
 
 def _boot_id() -> str:
@@ -91,15 +133,24 @@ def _owner_gone(trial: optuna.trial.FrozenTrial) -> bool:
     return _process_start(owner["pid"]) not in (owner["process_start"], 0)
 
 
+def _fail(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> bool:
+    """FAIL a running trial of another process with `reason`; False where another process ended it first."""
+    try:
+        record.write_stored_trial(study, trial, fail_reason=reason)
+        return study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+
+
+def _died(trial: optuna.trial.FrozenTrial) -> str:
+    return f"its worker (process {trial.system_attrs[OWNER]['pid']} on {socket.gethostname()}) died"
+
+
 def _fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
     """FAIL a running trial and re-queue it the way Optuna's heartbeat does (the retry resumes its checkpoint)."""
     storage = study._storage
-    try:
-        record.write_stored_trial(study, trial, fail_reason=reason)
-        if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-            return
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return  # another process finished or failed it first
+    if not _fail(study, trial, reason):
+        return
     failed = copy.deepcopy(storage.get_trial(trial._trial_id))
     record.clear_failure(failed)
     storage.get_heartbeat_stale_trial_callback()(study, failed)
@@ -123,5 +174,13 @@ def retry_dead(study: optuna.Study) -> None:
     went stale (owners elsewhere). Safe to run in several workers at once: each trial fails once."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if _owner_gone(t):
-            _fail_and_retry(study, t, f"its worker (process {t.system_attrs[OWNER]['pid']} on {socket.gethostname()}) died")
+            _fail_and_retry(study, t, _died(t))
     optuna.storages.fail_stale_trials(study)
+
+
+def fail_dead(study: optuna.Study) -> None:
+    """FAIL, without re-queuing, running trials whose owner on this host is gone: for the studies
+    that walk their own list of runs (final scoring, ablation path) and train again what is missing."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _owner_gone(t):
+            _fail(study, t, _died(t))

@@ -18,7 +18,7 @@ from study.config import Config
 from study.errors import UserError, one_line
 from study.kinds import Kind
 from study.progress import StudyProgress
-from study.recovery import ENVIRONMENT, INTERRUPTED, own
+from study.recovery import ENVIRONMENT, INTERRUPTED, deferred_stop_signals, own
 from study.train import Diverged, train
 
 CPU_OUT_OF_MEMORY = "can't allocate memory"  # in the message of torch's CPU allocator when it runs out
@@ -87,11 +87,14 @@ def train_told(study: optuna.Study, config: Config, progress: StudyProgress, sto
 
     For studies that walk their own list of runs (ablation path, final scoring): a diverged or
     out-of-memory run is told FAILED and returns NaN; an interrupt is told FAILED and re-raised,
-    so that the storage holds no trial left RUNNING.
+    so that the storage holds no trial left RUNNING. The trial is owned from its creation: one
+    whose process was killed is failed by the next run (`recovery.fail_dead`).
     """
-    trial = study.ask()
-    record.write_trial(trial, **attrs)
+    with deferred_stop_signals():  # a stop between creating and owning would leave a trial nobody owns
+        trial = study.ask()
+        own(study, trial)
     try:
+        record.write_trial(trial, **attrs)
         value = train_trial(config, trial, progress, store, test=test)
     except (Diverged, torch.OutOfMemoryError):
         study.tell(trial, state=TrialState.FAIL)

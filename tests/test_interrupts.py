@@ -1,0 +1,180 @@
+"""Never lose a trial, part 3 (issue 25, "study broken or stuck"): interrupts while fused arrays ask for
+their trials, half-made set-ups, same-named space files, stop signals in `final` and `ablation-path`,
+checkpoints that do not fit, and commands that only read leaving their storage as it was.
+
+The bad-input catalogue is tests/test_bad_input.py; these are the cases where a study could be left
+broken or stuck."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+RERUN_SECONDS = 240  # a rerun that waits on a trial nobody owns never ends: this bounds the wait
+
+
+def study_cli(*args, cwd, timeout=RERUN_SECONDS):
+    return subprocess.run([sys.executable, "-m", "study", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start(*args, cwd):
+    return subprocess.Popen([sys.executable, "-m", "study", *args], cwd=cwd, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def write_space(folder: Path, body: str, name: str = "stuck") -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.py"
+    path.write_text(f'"""{name}: a small space for interrupt tests."""\n' + textwrap.dedent(body))
+    return str(path)
+
+
+def trials_of(db: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{db}").get_trials()
+
+
+def wait_for(path: Path, proc: subprocess.Popen, seconds: float = 180) -> None:
+    deadline = time.time() + seconds
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+
+
+# A search whose suggest, once (a marker file says it happened), stalls or raises at one trial.
+FUSED = """
+model = "naivenet"
+dataset = "cifar10"
+resolution = 32
+pruner = "none"
+from pathlib import Path
+_MARK = Path(__file__).with_name("{mark}")
+def suggest(trial):
+    lr = trial.suggest_float("lr", 1e-3, 1e-1, log=True)
+    if trial.number == {at} and not _MARK.exists():
+        _MARK.write_text("once")
+        {what}
+    return {{"lr": lr}}
+"""
+FUSED_ARGS = ["--trials", "4", "--fuse", "2", "--epochs", "1", "--set", "data_fraction=0.05"]
+
+
+def _assert_rerun_finishes(space: str, data_dir: str, tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
+    r = study_cli("run", space, "--data-dir", data_dir, *FUSED_ARGS, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    trials = trials_of(tmp_path / "runs" / "stuck.db", "stuck")
+    assert TrialState.RUNNING not in [t.state for t in trials]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+    return trials
+
+
+def test_sigterm_while_a_fused_member_is_suggested_leaves_no_trial_running(data_dir, tmp_path):
+    space = write_space(tmp_path, FUSED.format(mark="stalled", at=1, what="import time; time.sleep(600)"))
+    proc = start("run", space, "--data-dir", data_dir, *FUSED_ARGS, cwd=tmp_path)
+    wait_for(tmp_path / "stalled", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and err.startswith("terminated (SIGTERM):") and err.count("\n") == 1, err
+    first = trials_of(tmp_path / "runs" / "stuck.db", "stuck")
+    assert [(t.state, t.user_attrs.get("fail_reason")) for t in first] == [(TrialState.FAIL, "interrupted")] * 2
+
+    trials = _assert_rerun_finishes(space, data_dir, tmp_path)
+    assert sorted(t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs) == [0, 1]
+    assert next(t for t in trials if t.user_attrs.get("retry_of") == 0).user_attrs["reference"]
+
+
+def test_a_suggest_that_raises_in_a_fused_array_fails_its_trial_and_strands_none(data_dir, tmp_path):
+    space = write_space(tmp_path, FUSED.format(mark="raised", at=3, what="raise ValueError('no lr today')"))
+    r = study_cli("run", space, "--data-dir", data_dir, *FUSED_ARGS, cwd=tmp_path)
+    assert r.returncode != 0
+    first = trials_of(tmp_path / "runs" / "stuck.db", "stuck")
+    assert [t.state for t in first] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 2
+    assert "no lr today" in first[3].user_attrs["fail_reason"]
+    assert first[2].user_attrs["fail_reason"] == "interrupted"  # asked with it, never trained: re-queued
+
+    trials = _assert_rerun_finishes(space, data_dir, tmp_path)
+    assert [t.user_attrs.get("retry_of") for t in trials if "retry_of" in t.user_attrs] == [2]
+
+
+SEARCH = """
+model = "naivenet"
+dataset = "cifar10"
+resolution = 32
+pruner = "none"
+seeds = 1
+def suggest(trial):
+    return {"lr": trial.suggest_float("lr", 1e-3, 1e-1, log=True)}
+"""
+
+
+def _searched(data_dir: str, tmp_path: Path) -> Path:
+    """A finished two-trial search (trial 0 the reference) in tmp_path/s.db."""
+    from study import runner
+    from study import space as spaces
+
+    space = spaces.load(write_space(tmp_path, SEARCH, name="searched"))
+    runner.run(space, {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05}, storage=f"sqlite:///{tmp_path}/s.db",
+               trials=2, fuse=1)
+    return tmp_path / "s.db"
+
+
+def wait_for_running(db: Path, name: str, proc: subprocess.Popen, seconds: float = 180) -> None:
+    deadline = time.time() + seconds
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, f"no running trial in {name}"
+        try:
+            if any(t.state == TrialState.RUNNING for t in trials_of(db, name)):
+                return
+        except KeyError:  # the study is not made yet
+            pass
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("command,suffix", [("final", "-final"), ("ablation-path", "-ablation-path")])
+def test_final_and_ablation_path_stop_on_sigterm_as_run_does(data_dir, tmp_path, command, suffix):
+    db = _searched(data_dir, tmp_path)
+    args = [command, str(db), "--seeds", "1", "--epochs", "2", "--set", "data_fraction=0.1"]
+    proc = start(*args, cwd=tmp_path)
+    wait_for_running(db, "searched" + suffix, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and err.startswith("terminated (SIGTERM):") and err.count("\n") == 1, err
+    assert [(t.state, t.user_attrs.get("fail_reason")) for t in trials_of(db, "searched" + suffix)] == \
+        [(TrialState.FAIL, "interrupted")]
+
+    r = study_cli(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    states = [t.state for t in trials_of(db, "searched" + suffix)]
+    assert TrialState.RUNNING not in states and TrialState.COMPLETE in states
+
+
+def test_a_killed_final_or_path_run_leaves_no_trial_running_after_a_rerun(tmp_path):
+    from study import recovery
+    from study import storage as storages
+
+    study = optuna.create_study(storage=storages.open_storage(f"sqlite:///{tmp_path}/k.db", heartbeat=False),
+                                study_name="k-final")
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()  # a process id that is gone: the owner killed before it told its trial
+    killed = study.ask()
+    study._storage.set_trial_system_attr(killed._trial_id, recovery.OWNER, {
+        "host": recovery.HOST, "pid": dead.pid, "process_start": 1, "trial": killed.number})
+    alive = study.ask()
+    recovery.own(study, alive)  # this process: still running it
+    recovery.fail_dead(study)
+    first, second = study.get_trials()
+    assert first.state == TrialState.FAIL and f"process {dead.pid} " in first.user_attrs["fail_reason"]
+    assert second.state == TrialState.RUNNING and len(study.get_trials()) == 2  # nothing re-queued
