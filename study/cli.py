@@ -208,6 +208,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        print(f"{what}: the running trial is marked interrupted; run the same command to resume", file=sys.stderr)
+        marked = getattr(exc, "marked", None)  # set where a trial was running (study/trial.py)
+        if marked:
+            said = f"trial {', '.join(map(str, marked))} {'is' if len(marked) == 1 else 'are'} marked interrupted"
+            print(f"{what}: {said}; run the same command to resume", file=sys.stderr)
+        elif args.command in ("run", "final", "ablation-path"):
+            print(f"{what} before any trial was running; run the same command to resume", file=sys.stderr)
+        else:
+            print(what, file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     return 0

@@ -247,6 +247,9 @@ def parse_overrides(items: list[str], declared: dict[str, Any] | None = None) ->
             value = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError):
             value = text.strip()  # a bare word such as `se=none` is a string
+        except (RecursionError, MemoryError, TypeError, OverflowError) as exc:  # nested thousands deep, or huge
+            raise UserError(f"--set {name}=...: the value cannot be read as a Python literal ({type(exc).__name__}); "
+                            "write a plain number, word or short list") from None
         out[name] = coerce(name, value, declared)
     return out
 

@@ -156,7 +156,11 @@ def load(name: str, data_dir: str | None = None) -> Cifar:
     folder = root / folder_name
     needed = [*train_files, test_file, meta_file]
     if not all((folder / f).is_file() for f in needed):
-        if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        given = None if data_dir is None else Path(data_dir).expanduser()
+        if given is not None and given.exists() and not given.is_dir():
+            raise UserError(f"data directory {data_dir} is a file, not a folder; point --data-dir or ${ENV_VAR} at "
+                            f"the folder holding {folder_name}/")
+        if given is not None and not given.is_dir():
             raise UserError(f"data directory {data_dir} does not exist; fix --data-dir or ${ENV_VAR}")
         _download(name, root)
     missing = [f for f in needed if not (folder / f).is_file()]

@@ -69,6 +69,7 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
     n_workers, devices, per_gpu = resolve_workers(workers, devices, defaults.device, 1 if k > 1 else TRIALS_PER_GPU)
     url = storage or storages.default_url(space.name)
     name = study_name or space.name
+    storages.check_study_name(name)
     with storages.one_line_failures(url), storages.removed_unless_used(url, default=storage is None):
         study = studies.open_study(space, fixed, storages.open_storage(url, create_folder=storage is None),
                                    url, name, seed)

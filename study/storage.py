@@ -29,6 +29,16 @@ HEARTBEAT_SECONDS = 10
 HEARTBEAT_GRACE_SECONDS = 30
 MAX_RETRY = 2
 SCHEMA_TRIES = 5  # first starts of several machines on an empty server database
+# Optuna's schema stores a study name as VARCHAR(512): PostgreSQL and MySQL refuse longer ones, SQLite
+# would take them, so the limit holds for every storage and a study moves between them
+MAX_STUDY_NAME = 512
+
+
+def check_study_name(name: str) -> None:
+    """A study name every storage can hold (the names of derived studies included)."""
+    if len(name) > MAX_STUDY_NAME:
+        raise UserError(f"study name {name[:40]}... is {len(name)} characters: a study name holds at most "
+                        f"{MAX_STUDY_NAME}; pass a shorter --study-name")
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -166,6 +176,9 @@ def _check_sqlite(url: str, path: Path, create_folder: bool) -> None:
     if "mode=ro" in query or "immutable=1" in query:
         raise UserError(f"{url} opens the database read-only, but run stores trials; drop the query, or use "
                         "`python -m study report` to read it")
+    if path.exists() and not path.is_file():  # /dev/null, a folder: SQLite would write a journal beside it
+        raise UserError(f"{path} is not a regular file ({'a folder' if path.is_dir() else 'a device or pipe'}); "
+                        "pass a study database file, e.g. --storage sqlite:///runs/study.db")
     folder = path.parent
     if create_folder:
         try:

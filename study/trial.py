@@ -51,8 +51,9 @@ def stored_failures(trials: list[optuna.Trial], checkpoint: Path | None) -> Iter
     """
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _write(trials, INTERRUPTED)
+        exc.marked = [t.number for t in trials]  # what the command line's last words name
         raise
     except (Diverged, RuntimeError) as exc:
         # torch raises OutOfMemoryError on GPUs only; its CPU allocator raises a plain RuntimeError
@@ -127,9 +128,23 @@ class Objective:
         own(self.study, trial)
         self.attempts += 1
         frozen = self.budget.claim(self.study, trial)
-        config = self.kind.config(trial, self.fixed, self.seed)
+        config = configure(self.kind, trial, self.fixed, self.seed)
         checkpoint = self.checkpoints / f"trial-{original_number(frozen)}.pt"
         return train_trial(config, trial, self.progress, self.store, checkpoint)
+
+
+def configure(kind: Kind, trial: optuna.Trial, fixed: dict[str, Any], seed: int) -> Config:
+    """The trial's configuration; where the space's own code fails (its `suggest` raising, or returning
+    settings that are invalid), the trial stores why and the run stops with one line."""
+    try:
+        return kind.config(trial, fixed, seed)
+    except optuna.TrialPruned:
+        raise
+    except Exception as exc:
+        what = str(exc) if isinstance(exc, UserError) else f"failed ({one_line(exc)})"
+        record.write_trial(trial, fail_reason=f"suggest() {what}")
+        raise UserError(f"trial {trial.number}: the space's suggest() {what}; fix the space file and run the same "
+                        "command to go on") from None
 
 
 def original_number(trial: optuna.trial.FrozenTrial) -> int:

@@ -1,7 +1,9 @@
 """The catalogue of bad input: each is one line `error: ...`, exit 2, and the stored trials untouched.
 
 Run in-process through `study.cli.main` (the same code path as the command, without a Python start
-per case); one stored study is the witness that nothing stored changes.
+per case); one stored study is the witness that nothing stored changes. Cases that need a damaged
+data set or a stored study made wrong on purpose are beside it: tests/test_bad_data.py (data files)
+and tests/test_bad_stored.py (studies not written by `study run`, malformed attributes, report output).
 """
 
 import pickle
@@ -121,6 +123,13 @@ CASES = [
     ("dashboard-port-range", ["dashboard", "{db}", "--port", "99999"], "between 1 and 65535"),
     ("dashboard-port-taken", ["dashboard", "{db}", "--port", "{port}"], "cannot listen on 127.0.0.1"),
     ("report-unwritable-output", ["report", "{db}", "-o", "{tmp}/notes.txt/report.html"], "cannot create"),
+    ("set-nested-5000-deep", [*RUN, "--set", "lr=" + "-" * 5000 + "1"], "cannot be read as a Python literal"),
+    ("data-dir-is-a-file", ["train", "{space}", "--data-dir", "{tmp}/notes.txt"], "is a file, not a folder"),
+    ("storage-dev-null", ["run", "{space}", "--data-dir", "{data}", "--storage", "sqlite:////dev/null"],
+     "/dev/null is not a regular file"),
+    ("storage-a-folder", ["run", "{space}", "--data-dir", "{data}", "--storage", "sqlite:///{tmp}/raises"],
+     "is not a regular file (a folder)"),
+    ("study-name-513-characters", [*RUN, "--study-name", "x" * 513], "is 513 characters: a study name holds at most 512"),
 ]
 
 
@@ -158,6 +167,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_stored_changes(argv, fragment,
     assert snapshot(db) == before
     assert not (inputs / "no").exists() and not (inputs / "new.db").exists()  # nothing left behind
     assert (inputs / "other.db").stat().st_size == 8192  # no Optuna tables added, no WAL switch
+    assert not Path("/dev/null-journal").exists()
 
 
 def test_spaces_lists_a_broken_suggest_as_an_error_row(inputs, monkeypatch, capsys):
@@ -197,3 +207,45 @@ def test_report_reads_a_read_only_url(stored, tmp_path, capsys):
     code, err = main(["report", f"sqlite:///{stored}/study.db?mode=ro", "-o", tmp_path / "r.html", "--no-dashboard"], capsys)
     assert code == 0, err
     assert "naivenet32_cifar10" in (tmp_path / "r.html").read_text()
+
+
+SUGGEST_FAILS_LATER = """
+def suggest(trial):
+    if trial.number >= 1:  # the defaults (trial 0) pass the load-time check
+        raise ZeroDivisionError("division by zero")
+    return {"lr": trial.suggest_float("lr", 1e-3, 1e-1, log=True)}
+"""
+
+
+def test_a_suggest_failing_at_a_later_trial_is_one_line_and_a_fail_with_its_reason(data_dir, tmp_path, capsys):
+    space = space_file(tmp_path, SUGGEST_FAILS_LATER)
+    db = tmp_path / "s.db"
+    code, err = main(["run", space, "--data-dir", data_dir, "--storage", f"sqlite:///{db}", "--trials", "3",
+                      "--epochs", "1", "--set", "data_fraction=0.05"], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: trial 1: the space's suggest() failed (ZeroDivisionError: division by zero)"), err
+    trials = optuna.load_study(study_name="bad", storage=f"sqlite:///{db}").get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    assert trials[1].user_attrs["fail_reason"] == "suggest() failed (ZeroDivisionError: division by zero)"
+
+
+def test_ctrl_c_during_set_up_does_not_claim_a_running_trial(data_dir, tmp_path, monkeypatch, capsys):
+    from study import studies
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(studies, "_set_up", interrupted)  # Ctrl-C while the new study is being set up
+    code, err = main([*[a.format(space=SPACE32, data=data_dir, db=tmp_path / "s.db") for a in RUN]], capsys)
+    assert code == 130 and err == "interrupted before any trial was running; run the same command to resume\n", err
+
+
+def test_ctrl_c_during_a_trial_names_the_trial_marked_interrupted(data_dir, tmp_path, monkeypatch, capsys):
+    from study import trial
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trial, "train", interrupted)  # Ctrl-C while trial 0 trains
+    code, err = main([*[a.format(space=SPACE32, data=data_dir, db=tmp_path / "s.db") for a in RUN]], capsys)
+    assert code == 130 and err == "interrupted: trial 0 is marked interrupted; run the same command to resume\n", err
