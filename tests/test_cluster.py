@@ -102,6 +102,7 @@ def database():
         c.exec_driver_sql(f"CREATE DATABASE {name}")
     db = url.rsplit("/", 1)[0] + "/" + name
     direct = study_storage.open_storage(db, heartbeat=False)  # the schema, before the proxy serves it
+    direct.engine.dispose()  # connections only while the test reads: the others are the proxy's
     yield SimpleNamespace(url=db, name=name, admin=admin, storage=direct)
     direct.engine.dispose()
     with admin.connect() as c:
