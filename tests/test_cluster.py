@@ -47,7 +47,7 @@ model = "naivenet"
 dataset = "cifar10"
 resolution = 32
 width = 0.5
-components = {"se": {"se": ("both", "none")}, "mixup_alpha": (0.2, 0.0)}
+components = {"mixup_alpha": (0.2, 0.0)}
 design = "one_out"
 seeds = 2
 '''
@@ -171,6 +171,12 @@ def test_four_nodes_through_the_proxy_spend_an_epoch_budget_exactly(data_dir, tm
     assert any(record.trial_info(t).stopped_by == budget.BUDGET_STOP for t in trials)
     workers, hosts = record.workers_and_hosts(trials)
     assert hosts == 1 and 2 <= workers <= NODES
+    from reports import sections, sources
+
+    source = sources.open_source(database.url)
+    [overview] = sections.overview([sources.Loaded(optuna.load_study(study_name="cluster_search", storage=source.storage),
+                                                   source)]).parts
+    assert f"cluster_search: trained by {workers} worker processes on 1 host." in overview.items
     assert 0 < connections.most <= PROXY_THREADS  # four nodes, at most the proxy's threads
 
 
@@ -185,8 +191,8 @@ def test_four_nodes_through_the_proxy_train_an_ablation_grid_in_fused_arrays_exa
     trials = load(database, "cluster_ablation")
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     cells = sorted((record.trial_info(t).variant, record.trial_info(t).seed) for t in done)
-    assert len(cells) == 6 and len(set(cells)) == 6  # 3 variants x 2 seeds, each trained once
-    assert len(trials) == 6
+    assert len(cells) == 4 and len(set(cells)) == 4  # 2 variants x 2 seeds, each trained once
+    assert len(trials) == 4
     assert any(record.trial_info(t).array_size == 2 for t in done)  # seeds of a variant trained as one array
 
 
@@ -249,7 +255,7 @@ def test_a_worker_waits_out_a_proxy_restart_and_gives_up_on_a_lost_proxy_in_one_
     space = write_space(tmp_path, SEARCH, "cluster_lost")
     args = ["run", space, "--data-dir", data_dir, "--storage", proxy.url, "--trials", "2", "--epochs", "3",
             "--set", "data_fraction=0.03", "--plain"]
-    env = {**ENV, study_storage.RETRY_SECONDS_ENV: "6"}
+    env = {**ENV, study_storage.RETRY_SECONDS_ENV: "20"}
     [worker] = nodes(args, tmp_path, n=1, env=env)
 
     def wait_for_epoch(trial: int) -> None:
@@ -259,7 +265,7 @@ def test_a_worker_waits_out_a_proxy_restart_and_gives_up_on_a_lost_proxy_in_one_
             time.sleep(0.2)
 
     wait_for_epoch(0)
-    proxy.kill()  # a restart: back within the worker's 6 s
+    proxy.kill()  # a restart: back within the worker's 20 s
     time.sleep(2)
     proxy.start()
     wait_for_epoch(1)
