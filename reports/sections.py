@@ -81,6 +81,10 @@ def overview(items: list[Loaded]) -> Section:
         description = record.study_info(i.study).description.strip()
         if text or description:
             part.items.append(f"{i.study.study_name}: {text or description.splitlines()[0]}")
+        workers, hosts = record.workers_and_hosts(i.study.get_trials(deepcopy=False))
+        if workers:  # trials of studies stored before owners were recorded name none
+            part.items.append(f"{i.study.study_name}: trained by {workers} worker process{'es' * (workers > 1)} "
+                              f"on {hosts} host{'s' * (hosts > 1)}.")
     return section
 
 

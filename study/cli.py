@@ -34,7 +34,8 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="search a space with Optuna; resumes a stored study")
     _common(run)
-    run.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/<space>.db)")
+    run.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/<space>.db), or grpc://host:port "
+                     "for a storage proxy (`storage-proxy`)")
     run.add_argument("--study-name", help="study name (default: the space's file name)")
     run.add_argument("--trials", type=int, help="trial budget, counting trials of earlier runs (default: the space's)")
     run.add_argument("--budget", help="compute budget, counting earlier runs: epochs trained (120ep) or seconds of "
@@ -51,6 +52,15 @@ def parser() -> argparse.ArgumentParser:
                      help="plain log lines instead of live bars (the default when output is not a terminal)")
 
     sub.add_parser("spaces", help="list the space files with their kind, budget and description")
+
+    proxy = sub.add_parser("storage-proxy", help="Optuna's gRPC storage proxy in front of a database, for many workers "
+                           "(they pass --storage grpc://host:port); unauthenticated")
+    proxy.add_argument("storage", help="the database the proxy serves: an SQLAlchemy URL (postgresql://...) or a .db file")
+    proxy.add_argument("--port", type=int, default=13000, help="port to listen on (default 13000)")
+    proxy.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine "
+                       "only; 0.0.0.0 for every interface: anyone who reaches it can change every study)")
+    proxy.add_argument("--threads", type=int, default=storage.PROXY_THREADS,
+                       help="requests served at once = database connections held at most (default %(default)s)")
 
     # reports/ renders; study/ only hands it the arguments (data flows study -> stored studies -> reports)
     from reports import cli as reports_cli
@@ -121,7 +131,8 @@ def _run(args: argparse.Namespace, console: Console) -> None:
     )
     console.print(top_trials_table(study))
     url = args.storage or storage.default_url(space.name)
-    console.print(f"browse it: optuna-dashboard {url}")
+    # optuna-dashboard opens database URLs only; ours opens a proxy too
+    console.print(f"browse it: {'python -m study dashboard' if storage.grpc_address(url) else 'optuna-dashboard'} {url}")
 
 
 def _ablation_path(args: argparse.Namespace, console: Console) -> None:
@@ -167,6 +178,24 @@ def _spaces(args: argparse.Namespace, console: Console) -> None:
     console.print(table)
 
 
+def _storage_proxy(args: argparse.Namespace, console: Console) -> None:
+    url = storage.url(args.storage)
+    if storage.sqlite_path(url) is not None:
+        storage.existing_url(args.storage)  # a proxy serves a study database; it does not make one up
+    where = f"grpc://{args.host}:{args.port}"
+
+    def ready() -> None:
+        print(f"warning: the storage proxy at {where} is unauthenticated: whoever reaches the port can read and change "
+              "every study in the database; keep it on 127.0.0.1 or a private network", file=sys.stderr, flush=True)
+        print(f"storage proxy for {storage.redacted(url)} listening on {where} ({args.threads} threads, at most "
+              f"{args.threads} database connections); workers pass --storage {where}; Ctrl-C stops it", flush=True)
+
+    try:
+        storage.serve_proxy(url, args.host, args.port, args.threads, ready=ready)
+    except KeyboardInterrupt:
+        print("storage proxy stopped", file=sys.stderr)
+
+
 def _report(args: argparse.Namespace, console: Console) -> None:
     from reports import cli as reports_cli
 
@@ -202,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     console = make_console(stderr=args.command == "train" and getattr(args, "json", False), plain=getattr(args, "plain", False))
     try:
         {"run": _run, "train": _train, "ablation-path": _ablation_path, "spaces": _spaces,
-         "report": _report, "dashboard": _dashboard, "bench": _bench, "final": _final}[args.command](args, console)
+         "report": _report, "dashboard": _dashboard, "bench": _bench, "final": _final,
+         "storage-proxy": _storage_proxy}[args.command](args, console)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

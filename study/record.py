@@ -27,7 +27,35 @@ from study.config import Config
 
 ARTIFACT_NUMBERS = 400
 ARTIFACT_SUFFIX = "_artifact"
-OWNER = "owner"  # trial system attribute (study/recovery.py): the process that runs it
+OWNER = "owner"  # trial system attribute (study/recovery.py): the process that runs it, an Owner
+# trial system attribute: the last heartbeat through the gRPC storage proxy (study/storage.py)
+HEARTBEAT = "heartbeat"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The process that runs a trial: `host` is the host name and its boot id (process ids start over
+    at a reboot), `process_start` the process's start time in clock ticks since boot (a pid is reused)."""
+
+    host: str
+    pid: int
+    process_start: int | None
+    trial: int  # the trial it owns: a retry copies its original's system attributes, this tells them apart
+    started: float
+
+
+def owner(trial: FrozenTrial) -> Owner | None:
+    """Who ran or runs `trial` (None where no worker of ours took it, or it was stored before owners were)."""
+    stored = trial.system_attrs.get(OWNER)
+    if not stored or stored.get("trial") != trial.number:
+        return None
+    return Owner(**{k: stored.get(k) for k in Owner.__dataclass_fields__})
+
+
+def workers_and_hosts(trials: list[FrozenTrial]) -> tuple[int, int]:
+    """How many worker processes, and on how many hosts, trained these trials."""
+    owners = [o for t in trials if (o := owner(t)) is not None]
+    return len({(o.host, o.pid, o.process_start) for o in owners}), len({o.host for o in owners})
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import os
 import signal
 import socket
@@ -120,17 +121,15 @@ def _process_start(pid: int) -> int | None:
 def own(study: optuna.Study, trial: optuna.Trial) -> None:
     """Record this process as the trial's owner, so that a rerun here can tell at once if it died."""
     pid = os.getpid()
-    owner = {"host": HOST, "pid": pid, "process_start": _process_start(pid), "trial": trial.number,
-             "started": time.time()}
-    study._storage.set_trial_system_attr(trial._trial_id, OWNER, owner)
+    owner = record.Owner(host=HOST, pid=pid, process_start=_process_start(pid), trial=trial.number, started=time.time())
+    study._storage.set_trial_system_attr(trial._trial_id, OWNER, dataclasses.asdict(owner))
 
 
 def _owner_gone(trial: optuna.trial.FrozenTrial) -> bool:
-    owner = trial.system_attrs.get(OWNER)
-    # "trial" tells the owner apart from the attributes a retry copies from the trial it retries
-    if not owner or owner.get("trial") != trial.number or owner["host"] != HOST:
+    owner = record.owner(trial)
+    if owner is None or owner.host != HOST:
         return False
-    return _process_start(owner["pid"]) not in (owner["process_start"], 0)
+    return _process_start(owner.pid) not in (owner.process_start, 0)
 
 
 def _fail(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> bool:
@@ -143,7 +142,7 @@ def _fail(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> 
 
 
 def _died(trial: optuna.trial.FrozenTrial) -> str:
-    return f"its worker (process {trial.system_attrs[OWNER]['pid']} on {socket.gethostname()}) died"
+    return f"its worker (process {record.owner(trial).pid} on {socket.gethostname()}) died"
 
 
 def _fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
@@ -153,6 +152,7 @@ def _fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason
         return
     failed = copy.deepcopy(storage.get_trial(trial._trial_id))
     record.clear_failure(failed)
+    # Optuna's own retry, the one its heartbeat runs (every storage `run` opens has one: study/storage.py)
     storage.get_heartbeat_stale_trial_callback()(study, failed)
 
 

@@ -6,23 +6,39 @@ folders beside them, and every bad storage said in one line. `reports/` opens st
   workers and optuna-dashboard read and write one file without "database is locked" errors or two
   workers taking one queued trial; any SQLAlchemy URL (PostgreSQL, MySQL) works the same way for
   several machines.
-- Every RDB storage runs Optuna's heartbeat for trials owned by other machines (study/recovery.py).
+- `grpc://host:port` reaches a database through Optuna's gRPC storage proxy (`python -m study
+  storage-proxy`, `serve_proxy`), for more workers than the database takes connections. The proxy
+  has no heartbeat call, so `GrpcStorage` keeps Optuna's heartbeat protocol with the beat stored as
+  a trial system attribute (record.HEARTBEAT), judged stale by how long it has not changed on the
+  reader's own clock: hosts' clocks need not agree.
+- Every storage that `run` opens runs Optuna's heartbeat for trials owned by other machines
+  (study/recovery.py).
+- A server storage (a database server, the proxy) that stops answering is retried for
+  `retry_seconds()` (STUDY_STORAGE_RETRY_SECONDS, default RETRY_SECONDS), then the worker stops
+  with one line (StorageLost) and its trial stays RUNNING, to be re-queued as a dead worker's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import shutil
 import sqlite3
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages import GrpcStorageProxy, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.trial import TrialState
 
+from study import record
 from study.errors import UserError, one_line
 
 HEARTBEAT_SECONDS = 10
@@ -39,6 +55,13 @@ def check_study_name(name: str) -> None:
     if len(name) > MAX_STUDY_NAME:
         raise UserError(f"study name {name[:40]}... is {len(name)} characters: a study name holds at most "
                         f"{MAX_STUDY_NAME}; pass a shorter --study-name")
+GRPC = "grpc://"
+RETRY_SECONDS = 120  # how long a worker waits for a lost database server or proxy before it stops
+RETRY_SECONDS_ENV = "STUDY_STORAGE_RETRY_SECONDS"
+PROXY_CONNECT_SECONDS = 10  # a grpc:// URL nobody answers at is a wrong address or a proxy not started
+PROXY_THREADS = 10  # Optuna's default: requests served at once, so database connections the proxy holds
+# A worker's pool: its main thread and Optuna's heartbeat thread each hold one connection at most.
+WORKER_CONNECTIONS = 2
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -206,6 +229,273 @@ def _check_optuna_file(path: Path) -> None:
                         "pass a study database or a new file name")
 
 
+LOST = "lost the storage"
+
+
+class StorageLost(UserError):
+    """A server storage that did not answer for retry_seconds(): the worker stops, its trial recoverable."""
+
+
+def retry_seconds() -> float:
+    text = os.environ.get(RETRY_SECONDS_ENV, "")
+    try:
+        return float(text) if text else RETRY_SECONDS
+    except ValueError:
+        raise UserError(f"{RETRY_SECONDS_ENV}={text!r} is invalid: it must be a number of seconds") from None
+
+
+def _disconnected(exc: BaseException) -> bool:
+    """Whether `exc` says the server could not be reached (not that the request was wrong)."""
+    import sqlalchemy
+
+    for e in _chain(exc):
+        if isinstance(e, sqlalchemy.exc.OperationalError):  # psycopg: refused, closed, server restarting
+            return True
+        if type(e).__module__.startswith("grpc") and callable(getattr(e, "code", None)):
+            # UNAVAILABLE: the proxy is unreachable; UNKNOWN with LOST in it: the proxy's database is
+            # (the proxy answers an error it raised with its text, study/storage.py on both ends)
+            code, details = getattr(e.code(), "name", ""), str(e.details() or "")
+            return code == "UNAVAILABLE" or (code == "UNKNOWN" and LOST in details)
+    return False
+
+
+_depth = threading.local()  # an outer storage call retries; calls it makes inside do not retry again
+
+
+def _reconnecting(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`method`, retried while its server is unreachable, for retry_seconds() in all; then StorageLost,
+    and every later call of the storage fails at once (the worker is stopping).
+
+    A request whose answer was lost may have been carried out: setting a trial's state then finds
+    it finished, which counts as done when it holds the state asked for.
+    """
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._lost:
+            raise StorageLost(self._lost)
+        if getattr(_depth, "n", 0):
+            return method(self, *args, **kwargs)
+        deadline, delay, failed = time.monotonic() + retry_seconds(), 0.5, None
+        _depth.n = 1
+        try:
+            while True:
+                try:
+                    return method(self, *args, **kwargs)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    if failed is None or name != "set_trial_state_values":
+                        raise
+                    state = kwargs.get("state", args[1] if len(args) > 1 else None)
+                    if self.get_trial(args[0]).state != state:
+                        raise
+                    return True
+                except Exception as exc:
+                    if not _disconnected(exc):
+                        raise
+                    failed = exc
+                    if time.monotonic() + delay > deadline:
+                        break
+                time.sleep(delay)
+                delay = min(delay * 2, 10)
+        finally:
+            _depth.n = 0
+        lost = (f"{LOST} {self._where} for {retry_seconds():.0f} s ({one_line(_chain(failed)[-1])}); "
+                f"its running trial is re-queued when it is back (run the same command; raise "
+                f"{RETRY_SECONDS_ENV} to wait longer)")
+        if self._latch:
+            self._lost = lost
+        raise StorageLost(lost) from None
+
+    return call
+
+
+def _quiet_beat(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A heartbeat that cannot be written is skipped: its trial goes stale, as a lost worker's should."""
+
+    @functools.wraps(method)
+    def call(self: Any, trial_id: int) -> None:
+        if self._lost:
+            return
+        _depth.n = 1  # no retry: the next beat comes in HEARTBEAT_SECONDS anyway
+        try:
+            method(self, trial_id)
+        except Exception as exc:
+            if not _disconnected(exc):
+                raise
+        finally:
+            _depth.n = 0
+
+    return call
+
+
+def _retry_calls(cls: type, names: list[str]) -> type:
+    for name in names:
+        setattr(cls, name, _reconnecting(getattr(cls, name)))
+    cls.record_heartbeat = _quiet_beat(cls.record_heartbeat)
+    return cls
+
+
+# Every call a storage answers, as Optuna's BaseStorage names them, plus what Optuna's cache calls inside.
+_CALLS = [n for n in dir(optuna.storages.BaseStorage) if not n.startswith("_") and n not in ("check_trial_is_updatable",)]
+
+
+class ServerStorage(RDBStorage):
+    """An RDB storage on a database server (PostgreSQL, MySQL) that waits for it through a restart.
+
+    A worker's gives up for good once it is lost (`_latch`); the proxy's keeps trying each request.
+    """
+
+    _lost: str | None = None
+    _latch = True
+
+    @property
+    def _where(self) -> str:
+        return redacted(self.url)
+
+
+_retry_calls(ServerStorage, [*_CALLS, "_get_trials", "_get_stale_trial_ids"])
+
+
+class GrpcStorage(GrpcStorageProxy, BaseHeartbeat):
+    """Optuna's gRPC storage proxy client, with heartbeats and waiting for the proxy through a restart.
+
+    A trial's beat is a trial system attribute (the proxy has no heartbeat call). Its value is the
+    writer's clock, but stale means unchanged for HEARTBEAT_GRACE_SECONDS on the reader's clock, so
+    hosts with clocks apart neither kill live trials nor keep dead ones. A running trial with no
+    beat yet is not judged, as Optuna's RDB heartbeat does not judge one without a heartbeat row.
+    """
+
+    _lost: str | None = None
+    _latch = True
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host=host, port=port)
+        self._seen: dict[int, tuple[Any, float]] = {}
+
+    def _setup(self) -> None:
+        # Optuna's client channel, but reconnecting within seconds of the proxy's return (gRPC's own
+        # backoff grows to two minutes, longer than a worker waits)
+        import grpc
+        from optuna.storages._grpc.auto_generated import api_pb2_grpc
+        from optuna.storages._grpc.client import GrpcClientCache
+
+        self._channel = grpc.insecure_channel(f"{self._host}:{self._port}", options=[
+            ("grpc.max_receive_message_length", -1), ("grpc.initial_reconnect_backoff_ms", 500),
+            ("grpc.min_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 5000)])
+        self._stub = api_pb2_grpc.StorageServiceStub(self._channel)
+        self._cache = GrpcClientCache(self._stub)
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._seen = {}
+
+    @property
+    def _where(self) -> str:
+        return f"{GRPC}{self._host}:{self._port}"
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.set_trial_system_attr(trial_id, record.HEARTBEAT, time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now, stale, seen = time.monotonic(), [], {}
+        for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            beat = t.system_attrs.get(record.HEARTBEAT)
+            if beat is None:
+                continue
+            last, since = self._seen.get(t._trial_id, (None, now))
+            seen[t._trial_id] = (beat, since if last == beat else now)
+            if now - seen[t._trial_id][1] >= HEARTBEAT_GRACE_SECONDS:
+                stale.append(t._trial_id)
+        self._seen = seen
+        return stale
+
+    def get_heartbeat_interval(self) -> int:
+        return HEARTBEAT_SECONDS
+
+    def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+        return RetryHeartbeatStaleTrialCallback(MAX_RETRY, inherit_intermediate_values=True)
+
+
+_retry_calls(GrpcStorage, _CALLS)
+
+
+def redacted(url: str) -> str:
+    """A URL as it may be printed: its password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def grpc_address(url: str) -> tuple[str, int] | None:
+    """Host and port of a grpc://host:port URL (None for other storages)."""
+    if not url.startswith(GRPC):
+        return None
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None or parts.path.strip("/") or parts.query:
+        raise UserError(f"storage {url!r} is not a proxy address: write grpc://host:port, e.g. grpc://127.0.0.1:13000 "
+                        "(start the proxy with `python -m study storage-proxy <database URL> --port 13000`)")
+    return parts.hostname, port
+
+
+def _grpc_storage(url: str) -> GrpcStorage:
+    host, port = grpc_address(url)
+    try:
+        import grpc  # noqa: F401  (Optuna imports it lazily; missing, it would fail at the first call)
+    except ImportError:
+        raise UserError(f"{url} needs grpcio: pip install -e \".[grpc]\"") from None
+    storage = GrpcStorage(host, port)
+    try:
+        storage.wait_server_ready(timeout=PROXY_CONNECT_SECONDS)
+    except ConnectionError:
+        raise UserError(f"no storage proxy answers at {url} (waited {PROXY_CONNECT_SECONDS} s); start one with "
+                        f"`python -m study storage-proxy <database URL> --host {host} --port {port}`") from None
+    return storage
+
+
+def serve_proxy(url: str, host: str, port: int, threads: int = PROXY_THREADS,
+                ready: Callable[[], None] | None = None) -> None:
+    """Optuna's gRPC storage proxy on host:port in front of the database at `url`, until interrupted.
+
+    It answers `threads` requests at a time and holds at most that many database connections,
+    however many workers it serves. It checks nobody: anyone who reaches the port reads and
+    changes every study in the database.
+    """
+    if not 0 < port < 65536:
+        raise UserError(f"--port {port} is invalid: it must be 1-65535")
+    if threads < 1:
+        raise UserError(f"--threads {threads} is invalid: it must be >= 1")
+    if url.startswith(GRPC):
+        raise UserError(f"{url} is a proxy already; pass the database URL the proxy should serve")
+    try:
+        import grpc
+    except ImportError:
+        raise UserError("the storage proxy needs grpcio: pip install -e \".[grpc]\"") from None
+    from optuna.storages._grpc.server import make_server
+
+    db = open_storage(url, heartbeat=False, create_folder=False, connections=threads)
+    db._latch = False
+    # Optuna's advice: the proxy serves through its in-process cache (get_storage wraps RDB storages)
+    server = make_server(optuna.storages.get_storage(db), host, port, ThreadPoolExecutor(threads))
+    try:
+        server.start()
+    except RuntimeError as exc:
+        raise UserError(f"cannot listen on {host}:{port} ({one_line(exc)}); is the port taken? pass another --port") from None
+    if ready is not None:
+        ready()
+    try:
+        server.wait_for_termination()
+    finally:
+        server.stop(grace=None)
+        db.engine.dispose()
+    del grpc
+
+
 def _rdb_storage(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
     """Optuna's RDBStorage, retried while another process creates the same schema on a server database.
 
@@ -215,22 +505,28 @@ def _rdb_storage(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
     """
     import sqlalchemy
 
+    cls = RDBStorage if url.startswith("sqlite:") else ServerStorage
     for _ in range(SCHEMA_TRIES - 1):
         try:
-            return optuna.storages.RDBStorage(url, **kwargs)
+            return cls(url, **kwargs)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             time.sleep(0.2 + random.random())  # apart, so that the retries do not collide again
-    return optuna.storages.RDBStorage(url, **kwargs)
+    return cls(url, **kwargs)
 
 
-def open_storage(url: str, heartbeat: bool = True, create_folder: bool = True) -> optuna.storages.RDBStorage:
-    """An Optuna RDB storage (with heartbeats for `optimize`); SQLite in WAL mode waits for locks.
+def open_storage(url: str, heartbeat: bool = True, create_folder: bool = True,
+                 connections: int = WORKER_CONNECTIONS) -> optuna.storages.BaseStorage:
+    """An Optuna storage (with heartbeats for `optimize`); SQLite in WAL mode waits for locks.
 
     An SQLite file's folder is created only with `create_folder` (the default runs/): an explicit
-    path in a missing folder is more likely a typo than a wish.
+    path in a missing folder is more likely a typo than a wish. A database server gets at most
+    `connections` connections from this process (pre-pinged, so a restarted server is reconnected).
     """
     if "://" not in url:
-        raise UserError(f"storage {url!r} is not a URL; write sqlite:///path/to.db or postgresql://user@host/db")
+        raise UserError(f"storage {url!r} is not a URL; write sqlite:///path/to.db, postgresql://user@host/db "
+                        "or grpc://host:port")
+    if url.startswith(GRPC):
+        return _grpc_storage(url)
     path = sqlite_path(url)
     if path is not None:
         _check_sqlite(url, path, create_folder)
@@ -241,7 +537,8 @@ def open_storage(url: str, heartbeat: bool = True, create_folder: bool = True) -
             heartbeat_interval=HEARTBEAT_SECONDS, grace_period=HEARTBEAT_GRACE_SECONDS,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRY, inherit_intermediate_values=True),
         )
-        storage = _rdb_storage(url, engine_kwargs={"connect_args": {"timeout": 60}} if path else {},
+        server = {"pool_size": connections, "max_overflow": 0, "pool_pre_ping": True}
+        storage = _rdb_storage(url, engine_kwargs={"connect_args": {"timeout": 60}} if path else server,
                                **(beats if heartbeat else {}))
     except Exception as exc:
         raise UserError(f"cannot open storage {url!r} ({one_line(exc)}); check the URL and that the database "
@@ -255,9 +552,11 @@ def open_storage(url: str, heartbeat: bool = True, create_folder: bool = True) -
     return storage
 
 
-def open_to_read(url: str) -> optuna.storages.RDBStorage:
+def open_to_read(url: str) -> optuna.storages.BaseStorage:
     """A storage that is only read (reports): a database of another Optuna version is fine, no tables
     are created, and a file on a read-only mount is read without writing."""
+    if url.startswith(GRPC):
+        return _grpc_storage(url)
     path = sqlite_path(url)
     if path is not None:
         if not path.is_file():
