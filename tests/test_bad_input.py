@@ -121,6 +121,8 @@ CASES = [
     ("dashboard-port-range", ["dashboard", "{db}", "--port", "99999"], "between 1 and 65535"),
     ("dashboard-port-taken", ["dashboard", "{db}", "--port", "{port}"], "cannot listen on 127.0.0.1"),
     ("report-unwritable-output", ["report", "{db}", "-o", "{tmp}/notes.txt/report.html"], "cannot create"),
+    ("report-min-effect-zero", ["report", "{db}", "-o", "{tmp}/r.html", "--min-effect", "0"],
+     "--min-effect 0: give the smallest difference worth detecting in percentage points"),
 ]
 
 
