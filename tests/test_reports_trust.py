@@ -278,3 +278,9 @@ def test_each_row_of_a_three_seed_ablation_says_test_pairs_effect_interval_p_hol
     assert shown.loc["no se", "seeds for Δ=2 pp"] == f"{stats.seeds_needed(0.02, noise, 0.025):.0f}"
     assert "two-sided" in table.title and "Holm's strictest level 0.05/2" in table.title
     assert "not from the observed Δ" in table.title
+
+
+def test_a_row_without_a_test_says_so():
+    rows = ablation.variants(ablation_of({"full": {0: 0.7}, "no se": {0: 0.6}})).data.set_index("variant")
+    assert rows.loc["no se", "test_detail"] == "none: 1 vs 1 runs; a test needs two on each side"
+    assert math.isnan(rows.loc["no se", "p"]) and math.isnan(rows.loc["no se", "seeds_needed"])  # no noise to go on
