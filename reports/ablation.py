@@ -90,6 +90,9 @@ def test_text(c: stats.Comparison, shared: int) -> str:
     """The row's test, what took part and what was left out."""
     if not c.test:
         return ""
+    if not math.isfinite(c.p):
+        left = f", {c.left_out} run{'s' if c.left_out != 1 else ''} left out" if c.left_out else ""
+        return f"none: {c.n_a} vs {c.n_b} runs{left}; a test needs two on each side"
     if c.paired:
         runs = f"{c.left_out} run{'s' if c.left_out != 1 else ''}"
         left = f", {runs} left out (no partner seed or no finite value)" if c.left_out else ", none left out"

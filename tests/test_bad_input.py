@@ -130,6 +130,8 @@ CASES = [
     ("storage-a-folder", ["run", "{space}", "--data-dir", "{data}", "--storage", "sqlite:///{tmp}/raises"],
      "is not a regular file (a folder)"),
     ("study-name-513-characters", [*RUN, "--study-name", "x" * 513], "is 513 characters: a study name holds at most 512"),
+    ("report-min-effect-zero", ["report", "{db}", "-o", "{tmp}/r.html", "--min-effect", "0"],
+     "--min-effect 0: give the smallest difference worth detecting in percentage points"),
 ]
 
 

@@ -249,3 +249,38 @@ def test_min_effect_outside_its_range_is_refused(tmp_path, value):
     with pytest.raises(UserError, match="--min-effect"):
         cli.main(args)
     assert not (tmp_path / "none.db").exists()
+
+
+# --- done when: a 3-seed ablation's rows say everything a reader needs ------------------------------------------
+
+def test_each_row_of_a_three_seed_ablation_says_test_pairs_effect_interval_p_holm_and_seeds():
+    study = ablation_of({"full": {0: 0.70, 1: 0.72, 2: 0.74},
+                         "no se": {0: 0.66, 1: 0.69, 2: 0.69},
+                         "no mixup": {0: 0.71, 1: 0.70}})  # its seed 2 failed: full's seed 2 has no partner
+    table = ablation.variants(study, min_effect=0.02)
+    shown = table.shown.set_index("variant")
+    row = shown.loc["no se"].drop(["P(beats full) [95% CI]", "seeds for Δ=2 pp"]).to_dict()
+    assert row == {
+        "n": 3, "val acc (%)": "68.00 ± 1.73",
+        "effect (Δ = variant − full, pp)": "removing se changes accuracy by -4.00",
+        "95% CI (pp)": "[−∞, +∞]",  # what the exact sign-flip test can bound with 3 pairs
+        "test (two-sided)": "sign-flip exact; 3 pairs, none left out",
+        "p": "0.250", "p (Holm)": "0.500",
+        "params": "–", "FLOPs/img": "–", "time": "–",
+    }
+    assert shown.loc["no mixup", "test (two-sided)"] == ("sign-flip exact; 2 pairs, 1 run left out "
+                                                         "(no partner seed or no finite value)")
+    assert shown.loc["no mixup", "effect (Δ = variant − full, pp)"] == "removing mixup changes accuracy by -0.50"
+    assert shown.loc["no mixup", "p"] == "1.000"  # +1 and -2 pp: both sign patterns of each size are as extreme
+    better = stats.probability_of_improvement([0.66, 0.69, 0.69], [0.70, 0.72, 0.74])
+    assert shown.loc["no se", "P(beats full) [95% CI]"] == f"{better[0]:.2f} [{better[1]:.2f}, {better[2]:.2f}]"
+    noise = stats.pooled_sd([[-0.04, -0.03, -0.05], [0.01, -0.02]])
+    assert shown.loc["no se", "seeds for Δ=2 pp"] == f"{stats.seeds_needed(0.02, noise, 0.025):.0f}"
+    assert "two-sided" in table.title and "Holm's strictest level 0.05/2" in table.title
+    assert "not from the observed Δ" in table.title
+
+
+def test_a_row_without_a_test_says_so():
+    rows = ablation.variants(ablation_of({"full": {0: 0.7}, "no se": {0: 0.6}})).data.set_index("variant")
+    assert rows.loc["no se", "test_detail"] == "none: 1 vs 1 runs; a test needs two on each side"
+    assert math.isnan(rows.loc["no se", "p"]) and math.isnan(rows.loc["no se", "seeds_needed"])  # no noise to go on
