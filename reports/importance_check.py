@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+from typing import Any, Callable
 
 import numpy as np
 import optuna
@@ -71,8 +72,10 @@ def synthetic_trials(space_path: str, n: int, seed: int, noise: float = 0.01, sa
     return study.trials
 
 
-def measure(space: str, counts: list[int], repeats: int, noise: float, sampler: str, prune: bool) -> pd.DataFrame:
-    """The figures per count of completed trials, and whether the criterion holds there."""
+def measure(space: str, counts: list[int], repeats: int, noise: float, sampler: str, prune: bool,
+            report: Callable[[dict[str, Any]], None] = lambda row: None) -> pd.DataFrame:
+    """The figures per count of completed trials, and whether the criterion holds there; `report`
+    sees each count's row as soon as it is measured."""
     rows = []
     for n in counts:
         fits: dict[str, list[pd.Series]] = {m: [] for m in importance.METHODS}
@@ -89,6 +92,7 @@ def measure(space: str, counts: list[int], repeats: int, noise: float, sampler: 
         rows.append({"trials": n, "lr_first_ped": first["ped_anova"], "lr_first_fanova": first["fanova"],
                      "repeat_ped": repeat["ped_anova"], "repeat_fanova": repeat["fanova"], "ped_to_fanova": across,
                      "criterion": bool(repeat["fanova"] <= AGREE and across <= AGREE)})
+        report(rows[-1])
     return pd.DataFrame(rows)
 
 
@@ -102,13 +106,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-prune", dest="prune", action="store_false", help="no successive halving")
     args = p.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    table = measure(args.space, [int(x) for x in args.counts.split(",")], args.repeats, args.noise, args.sampler,
-                    args.prune)
     print(f"noise {args.noise}, sampler {args.sampler}, {'pruned' if args.prune else 'not pruned'}, "
-          f"{args.repeats} studies per count")
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
-    met = table[table["criterion"]]
-    print(f"criterion first met at: {int(met['trials'].iloc[0]) if len(met) else 'none of these counts'}")
+          f"{args.repeats} studies per count", flush=True)
+    print("trials  lr first: PED  fANOVA  repeat: PED  fANOVA  PED to fANOVA  criterion", flush=True)
+    met: list[int] = []
+
+    def report(row: dict[str, Any]) -> None:
+        print(f"{row['trials']:>6}  {row['lr_first_ped']:>13.2f}  {row['lr_first_fanova']:>6.2f}  {row['repeat_ped']:>11.2f}  "
+              f"{row['repeat_fanova']:>6.2f}  {row['ped_to_fanova']:>13.2f}  {'met' if row['criterion'] else 'not met'}",
+              flush=True)
+        if row["criterion"] and not met:
+            met.append(row["trials"])
+            print(f"criterion first met at: {row['trials']}", flush=True)
+
+    measure(args.space, sorted(int(x) for x in args.counts.split(",")), args.repeats, args.noise, args.sampler,
+            args.prune, report)
+    if not met:
+        print("criterion first met at: none of these counts", flush=True)
 
 
 if __name__ == "__main__":
