@@ -3,11 +3,9 @@
 A single importance fit on a few trials looks as certain as one on hundreds. Each method is fitted
 on RESAMPLES bootstrap resamples of the completed trials (fANOVA also with a new forest seed per
 fit), so the spread across fits is shown beside the mean; below MIN_TRIALS completed trials nothing
-is shown. MIN_TRIALS comes from `python -m reports.importance_check` (numbers in reports/README.md):
-on a synthetic objective over spaces/naivenet128.py's six parameters, 40 completed trials is the
-smallest count tried at which fANOVA fits of independent studies agree (median total-variation
-distance <= 0.3) and PED-ANOVA and fANOVA agree with each other within 0.3; PED-ANOVA's own repeats
-stay apart (0.35-0.5) until about 120 trials, which its bootstrap spread shows.
+is shown. MIN_TRIALS is the smallest count at which the criterion of reports/importance_check.py
+holds, measured there on TPE-sampled, pruned synthetic studies at the real trial noise
+(docs/probes/importance_minimum.py and its log; figures in reports/README.md).
 """
 
 from __future__ import annotations

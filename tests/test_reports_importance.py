@@ -46,3 +46,26 @@ def test_disagreements_are_named():
     assert said[0] == "PED-ANOVA ranks lr first, fANOVA ranks aug_strength first"
     assert "lr: PED-ANOVA 0.65 against fANOVA 0.10" in said
     assert importance.disagreements(importance.Fits(ped, ped)) == []
+
+
+def test_the_minimum_is_the_one_measured_at_the_real_noise_on_pruned_tpe_studies():
+    """MIN_TRIALS is where the logged measurement (docs/probes/importance_minimum.py: TPE, successive
+    halving, noise 0.027) first meets the criterion stated in reports/importance_check.py."""
+    import re
+    from pathlib import Path
+
+    from reports import importance_check
+
+    log = (Path(__file__).resolve().parents[1] / "docs" / "probes" / "importance_minimum.log").read_text()
+    assert f"noise {importance_check.NOISE}, sampler tpe, pruned" in log
+    assert int(re.search(r"criterion first met at: (\d+)", log).group(1)) == importance.MIN_TRIALS
+
+
+def test_synthetic_studies_are_pruned_tpe_studies_with_the_completed_count_asked():
+    from optuna.trial import TrialState
+
+    trials = synthetic_trials("spaces/naivenet128.py", 12, seed=0, noise=0.027, sampler="tpe", prune=True)
+    states = [t.state for t in trials]
+    assert states.count(TrialState.COMPLETE) == 12 and TrialState.PRUNED in states
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert all(len(t.intermediate_values) < 10 for t in pruned)

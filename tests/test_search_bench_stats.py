@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from study import search_bench
+from study import paired, search_bench
 from study.config import Config
 
 
@@ -21,14 +21,14 @@ def test_sign_flip_p_is_scipys_exact_permutation_p(n):
     rng = np.random.default_rng(n)
     for _ in range(5):
         d = rng.normal(0.3, 1.0, n)
-        assert search_bench.sign_flip(d)[0] == pytest.approx(_scipy_p(d))
+        assert paired.sign_flip(d)[0] == pytest.approx(_scipy_p(d))
 
 
 @pytest.mark.parametrize("n", [6, 7, 8])
 def test_sign_flip_interval_is_the_set_of_shifts_the_test_keeps(n):
     rng = np.random.default_rng(10 + n)
     d = rng.normal(0.5, 1.0, n)
-    p, low, high = search_bench.sign_flip(d)
+    p, low, high = paired.sign_flip(d)
     assert math.isfinite(low) and math.isfinite(high) and low < d.mean() < high
     grid = np.linspace(d.min() - 1, d.max() + 1, 801)
     kept = [x for x in grid if _scipy_p(d - x) > 0.05]
@@ -39,23 +39,23 @@ def test_sign_flip_interval_is_the_set_of_shifts_the_test_keeps(n):
 
 
 def test_five_seeds_bound_no_95_percent_interval_six_can():
-    p, low, high = search_bench.sign_flip([0.01, 0.02, 0.03, 0.04, 0.05])  # every seed gains
+    p, low, high = paired.sign_flip([0.01, 0.02, 0.03, 0.04, 0.05])  # every seed gains
     assert p == pytest.approx(2 / 32) and low == -math.inf and high == math.inf
-    p, low, high = search_bench.sign_flip([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
+    p, low, high = paired.sign_flip([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
     assert p == pytest.approx(2 / 64) and 0 < low and math.isfinite(high)
 
 
 def test_sign_flip_interval_covers_the_true_mean_at_its_level():
     rng = np.random.default_rng(0)
     covered = [low <= 0.2 <= high for low, high in
-               (search_bench.sign_flip(rng.normal(0.2, 1.0, 8))[1:] for _ in range(400))]
+               (paired.sign_flip(rng.normal(0.2, 1.0, 8))[1:] for _ in range(400))]
     assert 0.92 <= np.mean(covered) <= 0.99  # nominal 0.95; 400 draws: +-0.02 is one standard error x 2
 
 
 def test_probability_of_improvement():
-    assert search_bench.probability_of_improvement([0.6, 0.7, 0.8], [0.1, 0.2, 0.3])[0] == 1.0
-    assert search_bench.probability_of_improvement([0.5, 0.5], [0.5, 0.5])[0] == 0.5
-    point, low, high = search_bench.probability_of_improvement([0.3, 0.5, 0.2, 0.6], [0.4, 0.1, 0.25, 0.35])
+    assert paired.probability_of_improvement([0.6, 0.7, 0.8], [0.1, 0.2, 0.3])[0] == 1.0
+    assert paired.probability_of_improvement([0.5, 0.5], [0.5, 0.5])[0] == 0.5
+    point, low, high = paired.probability_of_improvement([0.3, 0.5, 0.2, 0.6], [0.4, 0.1, 0.25, 0.35])
     assert point == pytest.approx(11 / 16)  # of the 16 pairs, A is above B in 11
     assert 0 <= low <= point <= high <= 1
 
