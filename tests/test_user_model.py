@@ -126,7 +126,8 @@ def _search_ablation_report(folder: Path, dataset: str, fraction: float, extra: 
         assert (config.kernel_size, config.blocks) == (t.params["kernel_size"], t.params["blocks"])
         assert config.model == f"{search}:model"
         torch.manual_seed(0)
-        assert t.user_attrs["params"] == sum(p.numel() for p in models.build(config, len(found.user_attrs["dataset"]["classes"])).parameters())
+        built = models.build(config, len(found.user_attrs["dataset"]["classes"]))
+        assert t.user_attrs["params"] == sum(p.numel() for p in built.parameters())
         assert t.user_attrs["flops_per_image"] > 0
     cells = load(db, "own_ablation").get_trials()
     assert [t.state for t in cells] == [TrialState.COMPLETE] * 6
@@ -327,7 +328,8 @@ def bad_space(tmp: Path, name: str, text: str) -> Path:
     return path
 
 
-MODEL_ONLY = "def model(config, num_classes):\n    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, num_classes))\n"
+MODEL_ONLY = ("def model(config, num_classes):\n"
+              "    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, num_classes))\n")
 MODEL = MODEL_ONLY + "def suggest(t):\n    return {'lr': t.suggest_float('lr', 0.001, 0.1, log=True)}\n"
 CASES = [
     ("model-raises", "dataset = 'cifar10'\ndef model(config, num_classes):\n    raise ValueError('no such layer')\n",
@@ -351,7 +353,8 @@ CASES = [
      "settings['blocks'] = [1, 2]: a space's own setting is a bool, int, float or str"),
     ("declared-builtin", "dataset = 'cifar10'\nsettings = {'lr': 0.1}\n" + MODEL, "settings['lr']: a space's own setting needs"),
     ("declared-mistyped-component", "dataset = 'cifar10'\nsettings = {'blocks': 2}\n" + MODEL_ONLY +
-     "components = {'deep': {'blocks': (2, 'one')}}\n", "component 'deep': setting blocks='one' has the wrong type: expected int"),
+     "components = {'deep': {'blocks': (2, 'one')}}\n",
+     "component 'deep': setting blocks='one' has the wrong type: expected int"),
     ("declared-unknown-in-suggest", "dataset = 'cifar10'\nsettings = {'blocks': 2}\n" + MODEL_ONLY +
      "def suggest(t):\n    return {'blokcs': t.suggest_int('blokcs', 1, 3)}\n", "parameter 'blokcs' is not found"),
     ("helper-function", "dataset = 'cifar10'\n" + MODEL + "def helper():\n    pass\n", "unknown setting 'helper'"),
