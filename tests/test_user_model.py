@@ -7,6 +7,7 @@ Runs go through `study.cli.main` in-process (the command's code path, without a 
 
 from __future__ import annotations
 
+import json
 import runpy
 import signal
 import textwrap
@@ -176,8 +177,11 @@ def test_own_model_on_an_npz(tmp_path, capsys):
     assert images.classes == ("r", "g", "b")
     got = _search_ablation_report(tmp_path, str(path), 1.0, [], capsys)
     assert {t.user_attrs["val_images"] for t in got["cells"]} == {24}  # 8 of each class's 30
-    code, _ = main(["train", tmp_path / "own.py", "--test", "--json", "--epochs", "3", "--set", "lr=0.05"], capsys)
-    assert code == 0
+    capsys.readouterr()
+    assert cli.main(["train", str(tmp_path / "own.py"), "--test", "--json", "--epochs", "3", "--set", "lr=0.05"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["train_images"] == 66 and 0 <= metrics["test_accuracy"] <= 1  # 30 x_test images scored
+    assert metrics["config"]["image_size"] == 0 and metrics["config"]["declared"] == ["blocks", "kernel_size"]
 
 
 def test_a_model_from_an_import_path_gets_its_keyword_arguments(tmp_path, monkeypatch, capsys):
