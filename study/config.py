@@ -31,6 +31,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 DATASET_CLASSES = {"cifar10": 10, "cifar100": 100}
 CIFAR_SIZE = 32  # px per side of a CIFAR image
+DECLARED = "declared"  # the Config field of a space's own settings, and to_dict's list of their names
 # what a space's own settings (its `settings = {...}` table) may hold: the types a --set value parses to
 DECLARED_TYPES = (bool, int, float, str)
 MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds below 2**32
@@ -147,7 +148,7 @@ class Config:
     def __getattr__(self, name: str) -> Any:
         # only called where no field matches: the space's own settings read as attributes
         if not name.startswith("__"):
-            for key, value in self.__dict__.get("declared", ()):
+            for key, value in self.__dict__.get(DECLARED, ()):
                 if key == name:
                     return value
         raise AttributeError(f"Config has no setting {name!r}")
@@ -159,13 +160,13 @@ class Config:
         checked = {k: coerce(k, v, own) for k, v in overrides.items()}
         mine = {k: checked.pop(k) for k in list(checked) if k in own}
         if mine:
-            checked["declared"] = tuple(sorted({**own, **mine}.items()))
+            checked[DECLARED] = tuple(sorted({**own, **mine}.items()))
         return dataclasses.replace(self, **checked)
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting by name, the declared ones beside the built-in ones; DECLARED lists their
         names, so that `from_dict` tells them from settings of another release."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "declared"}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != DECLARED}
         if self.declared:
             out.update(self.declared)
             out[DECLARED] = tuple(name for name, _ in self.declared)
@@ -191,7 +192,6 @@ class Config:
         return {k: v for k, v in other.identity() if mine[k] != v}
 
 
-DECLARED = "declared"  # the Config field of a space's own settings, and to_dict's list of their names
 _TYPES = typing.get_type_hints(Config)
 NAMES = tuple(f.name for f in fields(Config) if f.name != DECLARED)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from study import data, datasets, models
+from study import data, datasets, kinds, models
 from study.config import Config
 from study.errors import UserError
 from study.space import Space
@@ -26,7 +26,7 @@ def _check_user_models(space: Space, config: Config, fixed: dict) -> None:
     """Each configuration a grid trains, or a search's defaults, builds the user's model and gets
     [batch, classes] logits from it; shipped models are known to."""
     configs = [config]
-    if hasattr(space.kind, "variants"):
+    if isinstance(space.kind, kinds.Grid):
         configs = [config.replace(**v.settings) for v in space.kind.variants(fixed)]
     seen = set()
     for c in configs:

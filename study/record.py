@@ -103,7 +103,7 @@ class Metrics:
     """What `train` measures, filled in as it goes and stored as the trial's attributes (`store_metrics`).
     Accuracies are fractions in [0, 1]; None is not measured (and not stored)."""
 
-    config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # Config.to_dict(): a space's own settings among them
     seed: int | None = None
     device: str | None = None
     precision: str | None = None

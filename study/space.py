@@ -35,7 +35,7 @@ import optuna
 
 from study import kinds, search_defaults
 from study.config import AUGMENTATION_PRESETS as PRESETS
-from study.config import NAMES, Config, coerce
+from study.config import DECLARED, NAMES, Config, coerce
 from study.errors import UserError
 
 DESIGNS = ("one_out", "add_one", "factorial")
@@ -140,7 +140,7 @@ def _sorted_out(path: Path, namespace: dict[str, Any]) -> tuple[dict[str, Any], 
     if preset not in PRESETS:
         raise UserError(f"{path}: augmentation={preset!r} is not a preset; choose one of: {', '.join(PRESETS)}")
     settings: dict[str, Any] = dict(PRESETS[preset])
-    settings["declared"] = _declared(path, namespace.get(OWN_SETTINGS, {}))
+    settings[DECLARED] = _declared(path, namespace.get(OWN_SETTINGS, {}))
     study: dict[str, Any] = {}
     for key, value in namespace.items():
         if key == "model" and callable(value) and getattr(value, "__module__", None) == namespace.get("__name__"):

@@ -7,6 +7,7 @@ Runs go through `study.cli.main` in-process (the command's code path, without a 
 
 from __future__ import annotations
 
+import json
 import runpy
 import signal
 import textwrap
@@ -126,7 +127,8 @@ def _search_ablation_report(folder: Path, dataset: str, fraction: float, extra: 
         assert (config.kernel_size, config.blocks) == (t.params["kernel_size"], t.params["blocks"])
         assert config.model == f"{search}:model"
         torch.manual_seed(0)
-        assert t.user_attrs["params"] == sum(p.numel() for p in models.build(config, len(found.user_attrs["dataset"]["classes"])).parameters())
+        built = models.build(config, len(found.user_attrs["dataset"]["classes"]))
+        assert t.user_attrs["params"] == sum(p.numel() for p in built.parameters())
         assert t.user_attrs["flops_per_image"] > 0
     cells = load(db, "own_ablation").get_trials()
     assert [t.state for t in cells] == [TrialState.COMPLETE] * 6
@@ -175,8 +177,11 @@ def test_own_model_on_an_npz(tmp_path, capsys):
     assert images.classes == ("r", "g", "b")
     got = _search_ablation_report(tmp_path, str(path), 1.0, [], capsys)
     assert {t.user_attrs["val_images"] for t in got["cells"]} == {24}  # 8 of each class's 30
-    code, _ = main(["train", tmp_path / "own.py", "--test", "--json", "--epochs", "3", "--set", "lr=0.05"], capsys)
-    assert code == 0
+    capsys.readouterr()
+    assert cli.main(["train", str(tmp_path / "own.py"), "--test", "--json", "--epochs", "3", "--set", "lr=0.05"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["train_images"] == 66 and 0 <= metrics["test_accuracy"] <= 1  # 30 x_test images scored
+    assert metrics["config"]["image_size"] == 0 and metrics["config"]["declared"] == ["blocks", "kernel_size"]
 
 
 def test_a_model_from_an_import_path_gets_its_keyword_arguments(tmp_path, monkeypatch, capsys):
@@ -327,7 +332,8 @@ def bad_space(tmp: Path, name: str, text: str) -> Path:
     return path
 
 
-MODEL_ONLY = "def model(config, num_classes):\n    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, num_classes))\n"
+MODEL_ONLY = ("def model(config, num_classes):\n"
+              "    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, num_classes))\n")
 MODEL = MODEL_ONLY + "def suggest(t):\n    return {'lr': t.suggest_float('lr', 0.001, 0.1, log=True)}\n"
 CASES = [
     ("model-raises", "dataset = 'cifar10'\ndef model(config, num_classes):\n    raise ValueError('no such layer')\n",
@@ -351,7 +357,8 @@ CASES = [
      "settings['blocks'] = [1, 2]: a space's own setting is a bool, int, float or str"),
     ("declared-builtin", "dataset = 'cifar10'\nsettings = {'lr': 0.1}\n" + MODEL, "settings['lr']: a space's own setting needs"),
     ("declared-mistyped-component", "dataset = 'cifar10'\nsettings = {'blocks': 2}\n" + MODEL_ONLY +
-     "components = {'deep': {'blocks': (2, 'one')}}\n", "component 'deep': setting blocks='one' has the wrong type: expected int"),
+     "components = {'deep': {'blocks': (2, 'one')}}\n",
+     "component 'deep': setting blocks='one' has the wrong type: expected int"),
     ("declared-unknown-in-suggest", "dataset = 'cifar10'\nsettings = {'blocks': 2}\n" + MODEL_ONLY +
      "def suggest(t):\n    return {'blokcs': t.suggest_int('blokcs', 1, 3)}\n", "parameter 'blokcs' is not found"),
     ("helper-function", "dataset = 'cifar10'\n" + MODEL + "def helper():\n    pass\n", "unknown setting 'helper'"),
