@@ -220,3 +220,32 @@ def test_a_checkpoint_of_the_right_configuration_that_does_not_fit_is_discarded(
     assert "discarded" in caplog.text and metrics.resumed_from_epoch is None and metrics.epochs_trained == 2
     afresh = training.train(config)  # nothing of the bad checkpoint may leak into the run: bit for bit a fresh one
     assert metrics.val_accuracy_curve == afresh.val_accuracy_curve and metrics.train_loss_curve == afresh.train_loss_curve
+
+
+@pytest.mark.parametrize("cut", ["right after the study row", "after its attributes", "after its note"])
+def test_a_set_up_cut_short_is_finished_by_the_next_run(data_dir, tmp_path, monkeypatch, cut):
+    import optuna_dashboard
+
+    from study import kinds, record, runner
+    from study import space as spaces
+    from study import storage as storages
+
+    space = spaces.load(write_space(tmp_path, SEARCH, name="halfmade"))
+    url, fixed = f"sqlite:///{tmp_path}/h.db", {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05}
+    storages.open_storage(url)  # the file is there before (a new one would be removed with the failed run)
+    where = {"right after the study row": (record, "write_study"), "after its attributes": (optuna_dashboard, "save_note"),
+             "after its note": (kinds.Search, "created")}[cut]
+    with monkeypatch.context() as m:
+        m.setattr(*where, lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))  # as SIGKILL there would
+        with pytest.raises(KeyboardInterrupt):
+            runner.run(space, fixed, storage=url, trials=1, fuse=1)
+    assert optuna.get_all_study_names(url) == ["halfmade"]
+
+    study = runner.run(space, fixed, storage=url, trials=1, fuse=1)
+    (reference,) = study.get_trials()
+    assert reference.state == TrialState.COMPLETE and reference.user_attrs["reference"]
+    assert reference.params == space.kind.reference_params(fixed)
+    for attr in ("space", "kind", "sampler", "pruner", "dataset", "uid"):
+        assert study.user_attrs.get(attr), attr
+    assert study.user_attrs["dataset"]["name"] == "cifar10"
+    assert optuna_dashboard.get_note(study).startswith("# halfmade")
