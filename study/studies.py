@@ -44,30 +44,34 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.Bas
         study = optuna.load_study(**kwargs)
         if name not in existing:  # another machine created it a moment ago: it sets it up, once
             _wait_for_uid(study)
-    else:
+    if record.study_info(study).uid is None:
+        # new; or its set-up was cut short (killed, Ctrl-C); or stored before checkpoints were keyed by a uid
         _set_up(study, space, fixed, defaults)
     info = record.study_info(study)
-    if info.uid is None:  # studies stored before checkpoints were keyed by it get one too
-        record.write_study(study, uid=uuid.uuid4().hex)
     record.write_study(study, commands=[*info.commands, shlex.join(["python", "-m", "study", *sys.argv[1:]])])
     return study
 
 
 def _set_up(study: optuna.Study, space: Space, fixed: dict[str, Any], defaults: Config) -> None:
-    """A new study's attributes, note and first trials; the uid comes last: it says the rest is there."""
-    images = datasets.load(defaults)
-    dataset = dataclasses.asdict(record.Dataset(images.name, str(images.root), list(images.classes),
-                                                len(images.train_labels), len(images.test_labels)))
-    record.write_study(
-        study, space=space.name, space_path=str(space.path), description=space.description.strip(),
-        kind=space.kind.name, sampler=space.sampler, pruner=space.pruner, seeds=space.seeds, dataset=dataset,
-        **space.kind.study_attrs(),
-    )
+    """A study's attributes, note and first trials, each written unless it is there already, so that
+    a set-up cut short is finished by the next run (and a study of an earlier release only gains
+    what it lacks); the uid comes last: it says the rest is there."""
+    attrs = dict(space=space.name, space_path=str(space.path), description=space.description.strip(),
+                 kind=space.kind.name, sampler=space.sampler, pruner=space.pruner, seeds=space.seeds,
+                 **space.kind.study_attrs())
+    missing = {k: v for k, v in attrs.items() if k not in study.user_attrs}
+    if "dataset" not in study.user_attrs:
+        images = datasets.load(defaults)
+        missing["dataset"] = dataclasses.asdict(record.Dataset(images.name, str(images.root), list(images.classes),
+                                                               len(images.train_labels), len(images.test_labels)))
+    record.write_study(study, **missing)
     import optuna_dashboard
 
-    note = f"# {space.name}\n\n{space.description.strip()}\n\nSpace file: `{space.path}`"
-    optuna_dashboard.save_note(study, note)
-    space.kind.created(study, fixed)
+    if not optuna_dashboard.get_note(study):
+        note = f"# {space.name}\n\n{space.description.strip()}\n\nSpace file: `{space.path}`"
+        optuna_dashboard.save_note(study, note)
+    if not study.get_trials(deepcopy=False):  # a set-up cut short before its first trials were queued
+        space.kind.created(study, fixed)
     record.write_study(study, uid=uuid.uuid4().hex)
 
 

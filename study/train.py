@@ -231,40 +231,47 @@ def _save(path: Path, epoch: int, train_seconds: float, model: nn.Module, optimi
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
             metrics: list[Metrics], generators: list[torch.Generator | None],
-            ends: list[End]) -> tuple[int, float]:
+            ends: list[End], epochs: int) -> tuple[int, float] | None:
     """Load a checkpoint written by `_save` (tensors and plain values only) into the members' `metrics`,
     `generators` and `ends`; returns (epoch, train seconds).
 
-    A checkpoint that cannot be read, or that was written for other configurations than the members'
-    `config`, is deleted and logged, and training starts over: (0, 0.0).
+    A checkpoint that cannot be read, that was written for other configurations than the members'
+    `config`, or whose contents do not fit them (other weight shapes, missing keys, values of the
+    wrong type) is deleted and logged, and None returned: loading may have changed the model,
+    optimizer or random state before it failed, so the caller starts over from a fresh run.
     """
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
         saved = json.loads(state["metrics"])
+        saved = [record.metrics_from(m) for m in ([saved] if isinstance(saved, dict) else saved)]
     except Exception as exc:
         return _discard(path, f"it cannot be read ({type(exc).__name__})")
-    saved = [record.metrics_from(m) for m in ([saved] if isinstance(saved, dict) else saved)]
     if [m.config for m in saved] != json.loads(json.dumps([m.config for m in metrics])):
         return _discard(path, "it was written for another configuration")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"])
-    if state["cuda_rng"]:
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    for generator, generator_state in zip([g for g in generators if g is not None], state.get("generators", [])):
-        generator.set_state(generator_state)
-    for k, end in enumerate(state.get("ends", [])):
-        ends[k] = tuple(end) if end else None
+    epoch, seconds = state.get("epoch"), state.get("train_seconds")
+    if type(epoch) is not int or not 1 <= epoch <= epochs or type(seconds) not in (int, float) or not seconds >= 0:
+        return _discard(path, f"its epoch ({epoch!r}) or training seconds ({seconds!r}) are not those of this run")
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        for generator, generator_state in zip([g for g in generators if g is not None], state.get("generators", [])):
+            generator.set_state(generator_state)
+        for k, end in enumerate(state.get("ends", [])):
+            ends[k] = tuple(end) if end else None
+    except Exception as exc:
+        return _discard(path, f"its contents do not fit this run ({type(exc).__name__}: {str(exc).splitlines()[0]})")
     for k, member_saved in enumerate(saved):
-        metrics[k] = dataclasses.replace(member_saved, resumed_from_epoch=state["epoch"])
-    return state["epoch"], state["train_seconds"]
+        metrics[k] = dataclasses.replace(member_saved, resumed_from_epoch=epoch)
+    return epoch, float(seconds)
 
 
-def _discard(path: Path, why: str) -> tuple[int, float]:
+def _discard(path: Path, why: str) -> None:
     logging.getLogger(__name__).warning("checkpoint %s discarded: %s; training from the start", path, why)
     path.unlink(missing_ok=True)
-    return 0, 0.0
 
 
 def train(
@@ -320,8 +327,13 @@ def train_members(
     """
     run = _Run(configs, test, cuda_graph)
     if checkpoint is not None and checkpoint.is_file():
-        run.first_epoch, run.train_seconds = _resume(checkpoint, run.model, run.optimizer, run.scheduler, run.metrics,
-                                                     run.generators, run.ends)
+        resumed = _resume(checkpoint, run.model, run.optimizer, run.scheduler, run.metrics, run.generators, run.ends,
+                          configs[0].epochs)
+        if resumed is None:  # discarded, perhaps after it changed part of the run: start from a fresh one
+            del run
+            run = _Run(configs, test, cuda_graph)
+        else:
+            run.first_epoch, run.train_seconds = resumed
     try:
         for epoch in range(run.first_epoch, configs[0].epochs):
             if all(run.ends):

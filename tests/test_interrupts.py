@@ -17,6 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,3 +179,73 @@ def test_a_killed_final_or_path_run_leaves_no_trial_running_after_a_rerun(tmp_pa
     first, second = study.get_trials()
     assert first.state == TrialState.FAIL and f"process {dead.pid} " in first.user_attrs["fail_reason"]
     assert second.state == TrialState.RUNNING and len(study.get_trials()) == 2  # nothing re-queued
+
+
+def _tiny_config(data_dir: str):
+    from study.config import Config
+
+    return Config(model="naivenet", dataset="cifar10", resolution=32, data_dir=data_dir, data_fraction=0.05,
+                  epochs=2, precision="fp32", lr=0.02)
+
+
+def _first_weight(model: dict) -> str:
+    return next(k for k, v in model.items() if v.ndim > 1)
+
+
+TAMPERED = {
+    "other weight shapes": lambda s: s["model"].__setitem__(_first_weight(s["model"]),
+                                                            torch.zeros(3, 3)),
+    "a missing key": lambda s: s["model"].pop(_first_weight(s["model"])),
+    "an optimizer of the wrong type": lambda s: s.__setitem__("optimizer", "not a state"),
+    "an epoch of the wrong type": lambda s: s.__setitem__("epoch", "1"),
+    "an epoch past the end": lambda s: s.__setitem__("epoch", 99),
+}
+
+
+@pytest.mark.parametrize("what", list(TAMPERED))
+def test_a_checkpoint_of_the_right_configuration_that_does_not_fit_is_discarded(data_dir, tmp_path, caplog, what):
+    from study import train as training
+
+    config, path = _tiny_config(data_dir), tmp_path / "trial-0.pt"
+    original = training._save
+    with pytest.MonkeyPatch.context() as mp:  # the run "dies" right after its first checkpoint
+        mp.setattr(training, "_save", lambda p, *a: (original(p, *a), (_ for _ in ()).throw(KeyboardInterrupt)))
+        with pytest.raises(KeyboardInterrupt):
+            training.train(config, checkpoint=path)
+    state = torch.load(path, weights_only=True)
+    TAMPERED[what](state)
+    torch.save(state, path)
+
+    metrics = training.train(config, checkpoint=path)
+    assert "discarded" in caplog.text and metrics.resumed_from_epoch is None and metrics.epochs_trained == 2
+    afresh = training.train(config)  # nothing of the bad checkpoint may leak into the run: bit for bit a fresh one
+    assert metrics.val_accuracy_curve == afresh.val_accuracy_curve and metrics.train_loss_curve == afresh.train_loss_curve
+
+
+@pytest.mark.parametrize("cut", ["right after the study row", "after its attributes", "after its note"])
+def test_a_set_up_cut_short_is_finished_by_the_next_run(data_dir, tmp_path, monkeypatch, cut):
+    import optuna_dashboard
+
+    from study import kinds, record, runner
+    from study import space as spaces
+    from study import storage as storages
+
+    space = spaces.load(write_space(tmp_path, SEARCH, name="halfmade"))
+    url, fixed = f"sqlite:///{tmp_path}/h.db", {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05}
+    storages.open_storage(url)  # the file is there before (a new one would be removed with the failed run)
+    where = {"right after the study row": (record, "write_study"), "after its attributes": (optuna_dashboard, "save_note"),
+             "after its note": (kinds.Search, "created")}[cut]
+    with monkeypatch.context() as m:
+        m.setattr(*where, lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))  # as SIGKILL there would
+        with pytest.raises(KeyboardInterrupt):
+            runner.run(space, fixed, storage=url, trials=1, fuse=1)
+    assert optuna.get_all_study_names(url) == ["halfmade"]
+
+    study = runner.run(space, fixed, storage=url, trials=1, fuse=1)
+    (reference,) = study.get_trials()
+    assert reference.state == TrialState.COMPLETE and reference.user_attrs["reference"]
+    assert reference.params == space.kind.reference_params(fixed)
+    for attr in ("space", "kind", "sampler", "pruner", "dataset", "uid"):
+        assert study.user_attrs.get(attr), attr
+    assert study.user_attrs["dataset"]["name"] == "cifar10"
+    assert optuna_dashboard.get_note(study).startswith("# halfmade")
