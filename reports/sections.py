@@ -19,6 +19,7 @@ from reports.sources import Loaded
 from reports.tables import Table, best, complete, devices
 from study import record
 
+MALFORMED_SHOWN = 10  # malformed attributes named one by one; the rest are counted
 PACKAGES = ("torch", "torchvision", "optuna", "optuna-dashboard", "plotly", "pandas", "scipy")
 
 
@@ -81,6 +82,11 @@ def overview(items: list[Loaded]) -> Section:
         description = record.study_info(i.study).description.strip()
         if text or description:
             part.items.append(f"{i.study.study_name}: {text or description.splitlines()[0]}")
+        bad = record.malformed(i.study)
+        if bad:
+            more = f"; and {len(bad) - MALFORMED_SHOWN} more" if len(bad) > MALFORMED_SHOWN else ""
+            section.left_out.append((f"{i.study.study_name}: malformed stored attributes, each left out of every "
+                                     "section", "; ".join(bad[:MALFORMED_SHOWN]) + more))
     return section
 
 

@@ -94,3 +94,39 @@ def test_a_full_disk_keeps_the_earlier_page_whole_and_is_one_line(db, small_disk
     assert code == 2 and err.count("\n") == 1 and "No space left on device" in err, err
     assert page.read_bytes() == before  # the earlier good page, not a truncated one
     assert not list(small_disk.glob(".*.tmp"))
+
+
+# -- stored attributes of the wrong type ---------------------------------------------------------------
+
+def set_attrs(db: Path, table: str, **values: str) -> None:
+    """Overwrite stored user attributes (JSON text) of the study or its trial 0, as a damaged database would."""
+    owner = "trial_id" if table.startswith("trial") else "study_id"
+    with contextlib.closing(sqlite3.connect(db)) as c, c:
+        (row,) = c.execute(f"SELECT min({owner}) FROM {'trials' if owner == 'trial_id' else 'studies'}").fetchone()
+        for key, value_json in values.items():
+            c.execute(f"DELETE FROM {table} WHERE key = ? AND {owner} = ?", (key, row))
+            c.execute(f"INSERT INTO {table} ({owner}, key, value_json) VALUES (?, ?, ?)", (row, key, value_json))
+
+
+MALFORMED = dict(config='"lr=0.1"', params='"99k"', seconds='"12.5"', confusion_matrix="[[1, 2], [3]]",
+                 grad_norms='{"conv": "big"}', val_accuracy_curve='[0.1, "x"]')
+
+
+def test_report_leaves_out_malformed_stored_attributes_and_names_each(db, tmp_path, capsys):
+    set_attrs(db, "trial_user_attributes", **MALFORMED)
+    set_attrs(db, "study_user_attributes", dataset='"cifar10"', commands='"python -m study run"')
+    code, err = main(["report", db, "-o", tmp_path / "r.html", "--no-dashboard"], capsys)
+    assert code == 0, err
+    page = (tmp_path / "r.html").read_text()
+    assert "malformed stored attributes" in page
+    for key in [*MALFORMED, "dataset", "commands"]:
+        assert key in page.split("malformed stored attributes")[1][:3000], key
+    assert "trial 0: seconds is str &quot;12.5&quot;, not float | None" in page
+    assert "confusion_matrix is not square" in page
+
+
+def test_final_on_a_trial_with_a_malformed_config_is_one_line_and_writes_nothing(db, capsys):
+    set_attrs(db, "trial_user_attributes", config='{"lr": "fast", "epochs": 1}')
+    code, err = main(["final", db, "--epochs", "1"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "trial 0: its stored configuration is malformed" in err, err
+    assert optuna.get_all_study_names(f"sqlite:///{db}") == [NAME]
