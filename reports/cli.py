@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import socket
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from study.errors import UserError
 
@@ -36,18 +38,19 @@ def main(args: argparse.Namespace) -> None:
     if not 0 < args.min_effect < 100:
         raise UserError(f"--min-effect {args.min_effect:g}: give the smallest difference worth detecting in percentage "
                         "points, above 0 and below 100 (e.g. --min-effect 1)")
-    _check_writable(output)
+    folder = output.with_name(f"{output.stem}_tables")
+    _check_writable(output, folder)
     items = sources.load(args.storages, args.study)
     built = sections.build(items, min_effect=args.min_effect / 100)
-    folder = output.with_name(f"{output.stem}_tables")
-    written = export.write(built, folder)
+    with _one_line(output):
+        written = export.write(built, folder)
     print(f"{len(written) // 3} tables written to {folder}/ (CSV, Markdown, LaTeX)")
     if args.tables_only:
         return
     title = f"Study report: {', '.join(i.study.study_name for i in items)}"
     provenance = sections.provenance(items, shlex.join(["python", "-m", "study", *sys.argv[1:]]))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(page.render(title, built, provenance), encoding="utf-8")
+    with _one_line(output):
+        export.write_atomically(output, page.render(title, built, provenance))
     print(f"report written to {output}")
     if not args.no_dashboard:
         try:
@@ -58,8 +61,23 @@ def main(args: argparse.Namespace) -> None:
             print(f"{pushed} figures and a summary note saved into the studies for optuna-dashboard")
 
 
-def _check_writable(output: Path) -> None:
-    """Before the (slow) report is built: its folder must be there or creatable, and writable."""
+@contextlib.contextmanager
+def _one_line(output: Path) -> Iterator[None]:
+    """A write that fails (a full disk, a name too long) as one line; what was there before stays."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(f"-o {output}: could not write {exc.filename or output} ({exc.strerror or exc}); "
+                        "free disk space or pick another path; files written earlier are unchanged") from None
+
+
+def _check_writable(output: Path, folder: Path) -> None:
+    """Before the (slow) report is built: its folder must be there or creatable, and writable, and
+    neither the page nor its tables' folder taken by something else."""
+    if output.is_dir():
+        raise UserError(f"-o {output} is a folder; give the HTML file to write, e.g. -o {output / 'report.html'}")
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"-o {output}: the tables go to {folder}/, but a file has that name; move it or pick another -o")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -19,6 +19,7 @@ from reports.sources import Loaded
 from reports.tables import Table, best, complete, devices
 from study import record
 
+MALFORMED_SHOWN = 10  # malformed attributes named one by one; the rest are counted
 PACKAGES = ("torch", "torchvision", "optuna", "optuna-dashboard", "plotly", "pandas", "scipy")
 
 
@@ -85,6 +86,11 @@ def overview(items: list[Loaded]) -> Section:
         if workers:  # trials of studies stored before owners were recorded name none
             part.items.append(f"{i.study.study_name}: trained by {workers} worker process{'es' * (workers > 1)} "
                               f"on {hosts} host{'s' * (hosts > 1)}.")
+        bad = record.malformed(i.study)
+        if bad:
+            more = f"; and {len(bad) - MALFORMED_SHOWN} more" if len(bad) > MALFORMED_SHOWN else ""
+            section.left_out.append((f"{i.study.study_name}: malformed stored attributes, each left out of every "
+                                     "section", "; ".join(bad[:MALFORMED_SHOWN]) + more))
     return section
 
 

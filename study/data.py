@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from study.config import DATASET_CLASSES
 from study.errors import UserError
 
 ENV_VAR = "STUDY_DATA_DIR"
@@ -23,6 +24,7 @@ FULL_TRAIN_IMAGES = 50_000
 FULL_TEST_IMAGES = 10_000
 # CIFAR-100's training file, the largest, is 155 MiB: reading a file far beyond that is never right
 MAX_FILE_BYTES = 1 << 30
+IMAGE_BYTES = 3 * 32 * 32  # one image's row in the format: 1024 red, then green, then blue bytes
 
 # folder, training files, test file, meta file, label key, class-name key
 _LAYOUT = {
@@ -127,23 +129,68 @@ def _download(name: str, root: Path) -> None:
         ) from None
 
 
-def _read_split(folder: Path, files: list[str], label_key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+def _images(path: Path, raw: object) -> np.ndarray:
+    """The format's images: a uint8 array of one 3072-byte row (32x32 RGB, channel-major) per image."""
+    if not isinstance(raw, np.ndarray):
+        raise UserError(f"{path}: its images are a {type(raw).__name__}, not a numpy array; the file is damaged")
+    if raw.dtype != np.uint8:
+        raise UserError(f"{path}: its images are {raw.dtype}, not uint8 pixels; the file is damaged")
+    if raw.ndim != 2 or raw.shape[1] != IMAGE_BYTES:
+        raise UserError(f"{path}: its images have shape {raw.shape}, not (N, {IMAGE_BYTES}) rows of 32x32 RGB; "
+                        "the file is damaged")
+    if not len(raw):
+        raise UserError(f"{path} holds 0 images; the file is damaged")
+    return raw.reshape(-1, 3, 32, 32)
+
+
+def _labels(path: Path, raw: object, images: int, classes: int) -> np.ndarray:
+    """The format's labels: a list of class numbers (an integer array is taken too), one per image, each
+    in [0, classes)."""
+    if isinstance(raw, np.ndarray):
+        if raw.dtype.kind not in "iu":
+            raise UserError(f"{path}: its labels are an array of {raw.dtype}, not class numbers; the file is damaged")
+        values = raw
+    elif isinstance(raw, list):
+        wrong = next((v for v in raw if type(v) is not int), None)
+        if wrong is not None:
+            raise UserError(f"{path}: its labels hold a {type(wrong).__name__} ({str(wrong)[:40]!r}), not class "
+                            "numbers; the file is damaged")
+        values = np.asarray(raw, dtype=object)  # checked in Python ints below: a huge one cannot overflow
+    else:
+        raise UserError(f"{path}: its labels are a {type(raw).__name__}, not a list of class numbers; the file is damaged")
+    if values.ndim != 1 or len(values) != images:
+        raise UserError(f"{path} holds {images} images but labels of shape {tuple(values.shape)}: the file is damaged")
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high >= classes:
+        raise UserError(f"{path} holds a label of {low if low < 0 else high}: labels are class numbers from 0 to "
+                        f"{classes - 1}; the file is damaged")
+    return values.astype(np.int64)
+
+
+def _read_split(folder: Path, files: list[str], label_key: bytes, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = [], []
     for file in files:
         path = folder / file
         batch = read_pickle(path)
-        try:
-            data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            y = np.asarray(batch[label_key], dtype=np.int64)
-        except (KeyError, ValueError) as exc:
-            raise UserError(f"{path} does not hold CIFAR images and labels ({exc})") from None
-        if y.ndim != 1 or len(y) != len(data):
-            raise UserError(f"{path} holds {len(data)} images but labels of shape {tuple(y.shape)}: the file is damaged")
-        if len(y) and y.min() < 0:
-            raise UserError(f"{path} holds a label of {y.min()}: labels are class numbers from 0; the file is damaged")
+        missing = [k.decode() for k in (b"data", label_key) if k not in batch]
+        if missing:
+            raise UserError(f"{path} does not hold CIFAR images and labels (no {', '.join(missing)}); the file is damaged")
+        data = _images(path, batch[b"data"])
         images.append(torch.from_numpy(data.copy()))
-        labels.append(torch.from_numpy(y))
+        labels.append(torch.from_numpy(_labels(path, batch[label_key], len(data), classes)))
     return torch.cat(images), torch.cat(labels)
+
+
+def _class_names(path: Path, meta: dict, key: bytes, classes: int) -> tuple[str, ...]:
+    """The meta file's class names: a list of exactly as many names as the data set has classes."""
+    names = meta.get(key)
+    if not isinstance(names, list) or not all(isinstance(c, (bytes, str)) for c in names):
+        raise UserError(f"{path}: {key.decode()} is a {type(names).__name__}, not a list of class names; "
+                        "the file is damaged")
+    if len(names) != classes:
+        raise UserError(f"{path} names {len(names)} classes, but the data set has exactly {classes}; "
+                        "the file is damaged")
+    return tuple(c.decode(errors="replace") if isinstance(c, bytes) else c for c in names)
 
 
 @functools.lru_cache(maxsize=4)
@@ -166,12 +213,9 @@ def load(name: str, data_dir: str | None = None) -> Cifar:
     missing = [f for f in needed if not (folder / f).is_file()]
     if missing:
         raise UserError(f"{folder} lacks {', '.join(missing)}; point --data-dir or ${ENV_VAR} at a complete copy")
-    train_x, train_y = _read_split(folder, train_files, label_key)
-    test_x, test_y = _read_split(folder, [test_file], label_key)
-    meta = read_pickle(folder / meta_file)
-    classes = tuple(c.decode() if isinstance(c, bytes) else str(c) for c in meta.get(names_key, []))
-    if not classes or int(max(train_y.max(), test_y.max())) >= len(classes):
-        raise UserError(f"{folder / meta_file} does not name every class in the labels")
+    classes = _class_names(folder / meta_file, read_pickle(folder / meta_file), names_key, DATASET_CLASSES[name])
+    train_x, train_y = _read_split(folder, train_files, label_key, len(classes))
+    test_x, test_y = _read_split(folder, [test_file], label_key, len(classes))
     return Cifar(name, root, train_x, train_y, test_x, test_y, classes)
 
 

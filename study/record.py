@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from study.config import Config
+from study.errors import UserError
 
 ARTIFACT_NUMBERS = 400
 ARTIFACT_SUFFIX = "_artifact"
@@ -165,16 +168,83 @@ def _checked(attrs: dict[str, Any], known: frozenset[str], what: str) -> dict[st
     return attrs
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a stored (JSON) value is of the type a field declares. Hand-written: the fields use a
+    handful of types (numbers, strings, lists and dicts of them), and a validation library would be a
+    dependency for ten lines."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:  # JSON writes 12.0 as 12
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items())
+    return type(value) is hint
+
+
+_HINTS = {cls: typing.get_type_hints(cls) for cls in (Dataset, StudyInfo, TrialInfo)}
+
+
+def _typed(cls: type, stored: Any) -> tuple[dict[str, Any], list[str]]:
+    """The stored attributes that are fields of `cls` and of its types; and what is wrong with the others."""
+    hints = _HINTS[cls]
+    good, bad = {}, []
+    for key, value in (stored.items() if isinstance(stored, dict) else ()):
+        if key not in hints:
+            continue  # a key of another release
+        if _fits(value, hints[key]):
+            good[key] = value
+        else:
+            bad.append(f"{key} is {_shown(value)}, not {_type_name(hints[key])}")
+    return good, bad
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
 def study_info(study: optuna.Study | Any) -> StudyInfo:
-    """What `study` (or a StudySummary) says about itself; keys of other releases are ignored."""
-    return StudyInfo(**{k: v for k, v in study.user_attrs.items() if k in STUDY_FIELDS})
+    """What `study` (or a StudySummary) says about itself; keys of other releases, and values not of
+    their field's type, are left out (`malformed` says which)."""
+    return StudyInfo(**_typed(StudyInfo, study.user_attrs)[0])
 
 
 def dataset(info: StudyInfo) -> Dataset | None:
     """The study's data set, None where it was not recorded."""
     if not info.dataset:
         return None
-    return Dataset(**{k: v for k, v in info.dataset.items() if k in DATASET_FIELDS})
+    return Dataset(**_typed(Dataset, info.dataset)[0])
+
+
+def malformed(study: optuna.Study) -> list[str]:
+    """Every stored attribute of the study and its trials that is not of its field's type, as
+    "trial 3: seconds is str "12.5", not float": readers leave each out, and reports say so."""
+    bad = [f"study: {b}" for b in _typed(StudyInfo, study.user_attrs)[1]]
+    bad += [f"study: dataset: {b}" for b in _typed(Dataset, study.user_attrs.get("dataset"))[1]]
+    for t in study.get_trials(deepcopy=False):
+        bad += [f"trial {t.number}: {b}" for b in _typed(TrialInfo, t.user_attrs)[1]]
+        matrix = t.user_attrs.get("confusion_matrix")
+        if _fits(matrix, list[list[int]]) and not _square(matrix):
+            bad.append(f"trial {t.number}: confusion_matrix is not square ({len(matrix)} rows of "
+                       f"{sorted({len(r) for r in matrix})} entries)")
+    return bad
+
+
+def _square(matrix: list[list[int]]) -> bool:
+    return bool(matrix) and all(len(row) == len(matrix) for row in matrix)
 
 
 def write_study(study: optuna.Study, **attrs: Any) -> None:
@@ -183,7 +253,8 @@ def write_study(study: optuna.Study, **attrs: Any) -> None:
 
 
 def trial_info(trial: FrozenTrial) -> TrialInfo:
-    return TrialInfo(**{k: v for k, v in trial.user_attrs.items() if k in TRIAL_FIELDS})
+    """What the trial stored; values not of their field's type are left out (`malformed` says which)."""
+    return TrialInfo(**_typed(TrialInfo, trial.user_attrs)[0])
 
 
 def trial_attrs(**attrs: Any) -> dict[str, Any]:
@@ -203,8 +274,17 @@ def write_stored_trial(study: optuna.Study, trial: FrozenTrial, **attrs: Any) ->
 
 
 def config(trial: FrozenTrial) -> Config:
-    """The trial's configuration as trained (settings of a later release than the database are dropped)."""
-    return Config.from_dict(trial_info(trial).config)
+    """The trial's configuration as trained (settings of a later release than the database are dropped);
+    a trial that stored none, or one that is not a valid configuration, is a UserError naming it."""
+    stored = trial_info(trial).config
+    if not stored:
+        raise UserError(f"trial {trial.number} stored no configuration (config), so it cannot be retrained: "
+                        "pass a study written by `python -m study run`")
+    try:
+        config = Config.from_dict(stored)
+        return config.replace(**{k: v for k, v in stored.items() if k in Config.__dataclass_fields__ and k != "declared"})
+    except (UserError, TypeError) as exc:
+        raise UserError(f"trial {trial.number}: its stored configuration is malformed ({exc})") from None
 
 
 def setting(trial: FrozenTrial, name: str, default: Any = None) -> Any:
@@ -239,16 +319,21 @@ def grad_norms(trial: FrozenTrial, artifacts: Any) -> dict[str, list[float]] | N
 
 
 def _maybe_artifact(trial: FrozenTrial, name: str, artifacts: Any) -> Any:
+    """The value stored inline or as an artifact, None where it is missing or not of its field's type."""
     if name in trial.user_attrs:
-        return trial.user_attrs[name]
-    artifact_id = trial.user_attrs.get(name + ARTIFACT_SUFFIX)
-    if artifact_id is None or artifacts is None:
+        value = trial.user_attrs[name]
+    else:
+        artifact_id = trial.user_attrs.get(name + ARTIFACT_SUFFIX)
+        if not isinstance(artifact_id, str) or artifacts is None:
+            return None
+        try:
+            with artifacts.open_reader(artifact_id) as reader:
+                value = json.loads(reader.read())
+        except Exception:
+            return None  # a moved or deleted artifact folder leaves the diagnostic out, not the report
+    if not _fits(value, _HINTS[TrialInfo][name]) or name == "confusion_matrix" and not _square(value):
         return None
-    try:
-        with artifacts.open_reader(artifact_id) as reader:
-            return json.loads(reader.read())
-    except Exception:
-        return None  # a moved or deleted artifact folder leaves the diagnostic out, not the report
+    return value
 
 
 def clear_failure(trial: FrozenTrial) -> None:

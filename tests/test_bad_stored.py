@@ -1,0 +1,132 @@
+"""Stored studies made wrong on purpose, and report outputs that cannot be written (case families of the
+catalogue in tests/test_bad_input.py): one line, exit 2, nothing written; or, where the rest can be
+used, a report that says what it left out.
+"""
+
+import contextlib
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+
+from study import cli
+from tests.test_bad_input import main, stored  # noqa: F401 - `stored` is the module's fixture too
+
+NAME = "naivenet32_cifar10"
+
+
+@pytest.fixture
+def db(stored, tmp_path):  # noqa: F811 - the fixture imported above
+    """A copy of the stored one-trial study, free to change."""
+    out = tmp_path / "copy.db"
+    with contextlib.closing(sqlite3.connect(stored / "study.db")) as src, contextlib.closing(sqlite3.connect(out)) as dst:
+        src.backup(dst)  # with what is still in its write-ahead log
+    return out
+
+
+def copy_as(db: Path, *names: str) -> None:
+    for name in names:
+        optuna.copy_study(from_study_name=NAME, from_storage=f"sqlite:///{db}", to_storage=f"sqlite:///{db}",
+                          to_study_name=name)
+
+
+# -- report -o ---------------------------------------------------------------------------------------
+
+def test_report_to_a_folder_is_one_line(db, tmp_path, capsys):
+    (tmp_path / "page.html").mkdir()
+    code, err = main(["report", db, "-o", tmp_path / "page.html", "--no-dashboard"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "page.html is a folder" in err, err
+
+
+def test_report_tables_folder_taken_by_a_file_is_one_line(db, tmp_path, capsys):
+    (tmp_path / "r_tables").write_text("mine\n")
+    code, err = main(["report", db, "-o", tmp_path / "r.html", "--no-dashboard"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "but a file has that name" in err, err
+    assert (tmp_path / "r_tables").read_text() == "mine\n" and not (tmp_path / "r.html").exists()
+
+
+def test_a_study_name_too_long_for_a_file_name_still_gets_its_tables(db, tmp_path, capsys):
+    copy_as(db, "x" * 300)
+    code, err = main(["report", db, "-o", tmp_path / "r.html", "--no-dashboard", "--tables-only"], capsys)
+    assert code == 0, err
+    names = [p.name for p in (tmp_path / "r_tables").glob("x*-top_trials.csv")]
+    assert len(names) == 1 and len(names[0]) < 255, names
+
+
+def test_studies_whose_names_read_alike_write_tables_apart(db, tmp_path, capsys):
+    copy_as(db, "run 1", "run_1", "run/1")
+    assert cli.main(["report", str(db), "-o", str(tmp_path / "r.html"), "--no-dashboard", "--tables-only"]) == 0
+    tops = sorted(p.name for p in (tmp_path / "r_tables").glob("*top_trials.csv"))
+    assert len(tops) == 4 and "run_1-top_trials.csv" in tops, tops  # one per study, the safe name kept as it is
+    csvs = list((tmp_path / "r_tables").glob("*.csv"))
+    assert f"{len(csvs)} tables written" in capsys.readouterr().out
+
+
+def test_the_same_study_name_in_two_storages_writes_tables_apart(db, stored, tmp_path, capsys):  # noqa: F811
+    code, err = main(["report", db, stored / "study.db", "-o", tmp_path / "r.html", "--no-dashboard", "--tables-only"],
+                     capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "r_tables").glob("*top_trials*.csv")) == [
+        f"{NAME}-top_trials-2.csv", f"{NAME}-top_trials.csv"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MiB tmpfs: room for one report page (about 4.7 MB), not two (needs root to mount)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a small tmpfs ({r.stderr.strip() or 'mount failed'}): needs root")
+    yield mount
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+def test_a_full_disk_keeps_the_earlier_page_whole_and_is_one_line(db, small_disk, tmp_path, capsys):
+    assert main(["report", db, "-o", tmp_path / "good.html", "--no-dashboard"], capsys)[0] == 0
+    page = small_disk / "r.html"
+    shutil.copy(tmp_path / "good.html", page)
+    before = page.read_bytes()
+    code, err = main(["report", db, "-o", page, "--no-dashboard"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "No space left on device" in err, err
+    assert page.read_bytes() == before  # the earlier good page, not a truncated one
+    assert not list(small_disk.glob(".*.tmp"))
+
+
+# -- stored attributes of the wrong type ---------------------------------------------------------------
+
+def set_attrs(db: Path, table: str, **values: str) -> None:
+    """Overwrite stored user attributes (JSON text) of the study or its trial 0, as a damaged database would."""
+    owner = "trial_id" if table.startswith("trial") else "study_id"
+    with contextlib.closing(sqlite3.connect(db)) as c, c:
+        (row,) = c.execute(f"SELECT min({owner}) FROM {'trials' if owner == 'trial_id' else 'studies'}").fetchone()
+        for key, value_json in values.items():
+            c.execute(f"DELETE FROM {table} WHERE key = ? AND {owner} = ?", (key, row))
+            c.execute(f"INSERT INTO {table} ({owner}, key, value_json) VALUES (?, ?, ?)", (row, key, value_json))
+
+
+MALFORMED = dict(config='"lr=0.1"', params='"99k"', seconds='"12.5"', confusion_matrix="[[1, 2], [3]]",
+                 grad_norms='{"conv": "big"}', val_accuracy_curve='[0.1, "x"]')
+
+
+def test_report_leaves_out_malformed_stored_attributes_and_names_each(db, tmp_path, capsys):
+    set_attrs(db, "trial_user_attributes", **MALFORMED)
+    set_attrs(db, "study_user_attributes", dataset='"cifar10"', commands='"python -m study run"')
+    code, err = main(["report", db, "-o", tmp_path / "r.html", "--no-dashboard"], capsys)
+    assert code == 0, err
+    page = (tmp_path / "r.html").read_text()
+    assert "malformed stored attributes" in page
+    for key in [*MALFORMED, "dataset", "commands"]:
+        assert key in page.split("malformed stored attributes")[1][:3000], key
+    assert "trial 0: seconds is str &quot;12.5&quot;, not float | None" in page
+    assert "confusion_matrix is not square" in page
+
+
+def test_final_on_a_trial_with_a_malformed_config_is_one_line_and_writes_nothing(db, capsys):
+    set_attrs(db, "trial_user_attributes", config='{"lr": "fast", "epochs": 1}')
+    code, err = main(["final", db, "--epochs", "1"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "trial 0: its stored configuration is malformed" in err, err
+    assert optuna.get_all_study_names(f"sqlite:///{db}") == [NAME]
