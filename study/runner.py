@@ -71,8 +71,8 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
     name = study_name or space.name
     storages.check_study_name(name)
     with storages.one_line_failures(url), storages.removed_unless_used(url, default=storage is None):
-        study = studies.open_study(space, fixed, storages.open_storage(url, create_folder=storage is None),
-                                   url, name, seed)
+        db = storages.open_storage(url, create_folder=storage is None)
+        study = studies.open_study(space, fixed, db, url, name, seed)
         recover(study)
         done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
         queued = space.kind.enqueue(study, fixed, seed)
@@ -85,6 +85,7 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
     if k > 1:
         console.print(f"training up to {k} trials at a time as one fused model ({why}); --fuse 1 turns it off")
     job = Job(space, fixed, url, name, budget, timeout, seed, k)
+    storages.release(db)  # the workers open their own
     if n_workers == 1:
         work(job, 0, 0, console)
     else:
@@ -109,8 +110,16 @@ def work(job: Job, index: int, threads: int, console: Console | None = None) -> 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna.study._optimize").addFilter(_not_a_failed_trial)
     epochs = job.space.defaults.replace(**job.fixed).epochs  # --set epochs=N applies to the pruner too
+    db = storages.open_storage(job.url)
+    try:
+        _work(job, index, db, epochs, console)
+    finally:
+        storages.release(db)
+
+
+def _work(job: Job, index: int, db: optuna.storages.BaseStorage, epochs: int, console: Console | None) -> None:
     study = optuna.load_study(
-        study_name=job.name, storage=storages.open_storage(job.url),
+        study_name=job.name, storage=db,
         sampler=studies.sampler(job.space, job.seed + index, epochs, job.budget),  # workers must not propose the same trials
         pruner=job.budget.pruner(studies.pruner(job.space, epochs, job.budget), epochs),
     )

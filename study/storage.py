@@ -354,7 +354,16 @@ class ServerStorage(RDBStorage):
         return redacted(self.url)
 
 
-_retry_calls(ServerStorage, [*_CALLS, "_get_trials", "_get_stale_trial_ids"])
+# with the private ones Optuna's in-process cache (optuna.storages._CachedStorage) calls on it
+_retry_calls(ServerStorage, [*_CALLS, "_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials",
+                             "_set_trial_param"])
+
+
+def release(storage: optuna.storages.BaseStorage) -> None:
+    """Close the database connections `storage` keeps in its pool (it reconnects if used again), so
+    that a process holds connections only for the storage it works with."""
+    if isinstance(storage, RDBStorage):
+        storage.engine.dispose()
 
 
 class GrpcStorage(GrpcStorageProxy, BaseHeartbeat):

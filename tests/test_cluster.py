@@ -356,3 +356,83 @@ def test_the_manifests_proxy_serves_the_workers_storage():
 
     parsed = parser().parse_args(proxy[3:])
     assert parsed.host == "0.0.0.0" and parsed.port == int(port)
+
+
+class Forwarder:
+    """A TCP port that forwards to PostgreSQL and can be cut and restored: a network blip, a server restart."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target, self.port, self.open = target, free_port(), []
+
+    def start(self) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen()
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                s.close()
+
+    def cut(self) -> None:
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked on it; close() alone does not
+        self.listener.close()
+        for s in self.open:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        self.open = []
+
+
+def test_a_worker_waits_for_its_database_through_a_blip_then_gives_up_in_one_line(database, monkeypatch):
+    from urllib.parse import urlsplit
+
+    monkeypatch.setenv(study_storage.RETRY_SECONDS_ENV, "4")
+    parts = urlsplit(database.url)
+    forwarder = Forwarder((parts.hostname, parts.port))
+    forwarder.start()
+    url = database.url.replace(f"@{parts.hostname}:{parts.port}/", f"@127.0.0.1:{forwarder.port}/")
+    storage = study_storage.open_storage(url)
+    study = optuna.create_study(storage=storage, study_name="blip", direction="maximize")
+    study.enqueue_trial({"x": 1.0})
+    forwarder.cut()
+    threading.Timer(1.5, forwarder.start).start()
+    start = time.monotonic()
+    assert [t.state for t in study.get_trials()] == [TrialState.WAITING]  # waited for the database
+    assert time.monotonic() - start >= 1.5
+
+    forwarder.cut()
+    start = time.monotonic()
+    with pytest.raises(study_storage.StorageLost) as lost:
+        study.enqueue_trial({"x": 2.0})
+    assert 4 <= time.monotonic() - start < 30
+    message = str(lost.value)
+    assert message.startswith(f"lost the storage postgresql://study:***@127.0.0.1:{forwarder.port}/") and "\n" not in message
+    assert ":study@" not in message  # the password is not printed
+    start = time.monotonic()
+    with pytest.raises(study_storage.StorageLost):  # the worker is stopping: no second wait
+        study.get_trials()
+    assert time.monotonic() - start < 1
+    storage.engine.dispose()
+    assert len(load(database, "blip")) == 1
