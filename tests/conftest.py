@@ -38,3 +38,12 @@ class NoHostSync:
         self.steps_seen.append(epoch)
         if step == steps - 1:
             torch.cuda.set_sync_debug_mode("default")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fast tier (`python -m pytest -m "not slow"`) is what needs no CIFAR images: a test that asks for
+    the subset (`data_dir`) trains on it or loads it, so it is slow by this one rule, beside the tests
+    marked slow by hand (several processes at once, or a stored study trained through the command line)."""
+    for item in items:
+        if "data_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
