@@ -23,25 +23,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tables-only", action="store_true", help="write the CSV/Markdown/LaTeX tables, not the HTML")
     parser.add_argument("--no-dashboard", action="store_true",
                         help="do not save the figures and a summary note into the studies for optuna-dashboard")
-    parser.add_argument("--min-effect", type=float, default=1.0, metavar="PP",
-                        help="smallest accuracy difference worth detecting, in percentage points (default 1): the "
-                             "ablation table's 'seeds needed' is the seed count that finds it with 80%% power")
+    parser.add_argument("--min-effect", type=float, metavar="PP",
+                        help="smallest accuracy difference worth detecting, in percentage points (default: "
+                             "reports.ablation.MIN_EFFECT, 1 pp): the ablation table's 'seeds needed' is the seed "
+                             "count that finds it with 80%% power")
 
 
 def main(args: argparse.Namespace) -> None:
-    from reports import dashboard as dash  # imported here: plotly and pandas would slow every `study` command
-    from reports import export, page, sections, sources
+    # imported here: plotly and pandas would slow every `study` command
+    from reports import ablation, export, page, sections, sources
+    from reports import dashboard as dash
 
     output = Path(args.output)
     if output.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"-o {args.output}: the report is an HTML file; give a name ending in .html")
-    if not 0 < args.min_effect < 100:
+    if args.min_effect is not None and not 0 < args.min_effect < 100:
         raise UserError(f"--min-effect {args.min_effect:g}: give the smallest difference worth detecting in percentage "
                         "points, above 0 and below 100 (e.g. --min-effect 1)")
     folder = output.with_name(f"{output.stem}_tables")
     _check_writable(output, folder)
     items = sources.load(args.storages, args.study)
-    built = sections.build(items, min_effect=args.min_effect / 100)
+    built = sections.build(items, min_effect=ablation.MIN_EFFECT if args.min_effect is None else args.min_effect / 100)
     with _one_line(output):
         written = export.write(built, folder)
     print(f"{len(written) // 3} tables written to {folder}/ (CSV, Markdown, LaTeX)")
