@@ -135,9 +135,14 @@ def importances(study: optuna.Study) -> Table | str:
     """PED-ANOVA and fANOVA importance of every searched parameter: mean and std over bootstrap fits."""
     done = complete(study)
     params = importance.varied(done)
-    if len(done) < importance.MIN_TRIALS or not params:
+    sampler = record.study_info(study).sampler
+    need = importance.min_trials(sampler)
+    if need is None:
+        return (f"withheld: {len(done)} completed trial(s) sampled by {sampler or 'an unrecorded sampler'}; "
+                f"{importance.UNMEASURED_REASON} (see reports/README.md, Importances)")
+    if len(done) < need or not params:
         return (f"withheld: {len(done)} completed trial(s) varying {len(params)} parameter(s); importances need "
-                f"{importance.MIN_TRIALS} completed trials and a varied parameter before repeated fits agree "
+                f"{need} completed trials and a varied parameter before repeated fits agree "
                 "(see reports/README.md, Importances)")
     fits = importance.bootstrap(done, params)
     data = pd.DataFrame({"parameter": params})

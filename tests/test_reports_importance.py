@@ -8,10 +8,12 @@ import pytest
 
 from reports import importance, search, sections, sources
 from reports.importance_check import synthetic_trials
+from study import record
 
 
-def study_of(n: int) -> optuna.Study:
+def study_of(n: int, sampler: str = "random") -> optuna.Study:
     study = optuna.create_study(study_name=f"synthetic-{n}", direction="maximize")
+    record.write_study(study, sampler=sampler)
     study.add_trials(synthetic_trials("spaces/naivenet128.py", n, seed=0))
     return study
 
@@ -48,17 +50,31 @@ def test_disagreements_are_named():
     assert importance.disagreements(importance.Fits(ped, ped)) == []
 
 
-def test_the_minimum_is_the_one_measured_at_the_real_noise_on_pruned_tpe_studies():
-    """MIN_TRIALS is where the logged measurement (docs/probes/importance_minimum.py: TPE, successive
-    halving, noise 0.027) first meets the criterion stated in reports/importance_check.py."""
+def test_the_minimum_is_the_one_measured_at_the_real_noise():
+    """MIN_TRIALS is where the logged measurement (docs/probes/importance_minimum.log, noise 0.027) first
+    meets the criterion stated in reports/importance_check.py on random sampling; on TPE-sampled,
+    pruned studies no count logged meets it, so their importances are withheld at any size."""
     import re
     from pathlib import Path
 
     from reports import importance_check
 
     log = (Path(__file__).resolve().parents[1] / "docs" / "probes" / "importance_minimum.log").read_text()
-    assert f"noise {importance_check.NOISE}, sampler tpe, pruned" in log
-    assert int(re.search(r"criterion first met at: (\d+)", log).group(1)) == importance.MIN_TRIALS
+    runs = re.split(r"(?=^noise )", log, flags=re.M)[1:]
+    random = [r for r in runs if r.startswith(f"noise {importance_check.NOISE}, sampler random, not pruned")]
+    tpe = [r for r in runs if r.startswith(f"noise {importance_check.NOISE}, sampler tpe, pruned")]
+    assert random and tpe
+    assert int(re.search(r"criterion first met at: (\d+)", random[0]).group(1)) == importance.MIN_TRIALS
+    assert all(not re.search(r"\d\s+met$", r, flags=re.M) and "first met at: none" in r for r in tpe)
+    counts = sorted(int(line.split()[0]) for r in tpe for line in r.splitlines() if line.endswith("not met"))
+    assert str(counts[-1]) in importance.UNMEASURED_REASON and str(counts[0]) in importance.UNMEASURED_REASON
+    assert importance.min_trials("random") == importance.MIN_TRIALS and importance.min_trials("tpe") is None
+
+
+def test_a_tpe_study_is_withheld_at_any_size_with_the_reason():
+    text = search.importances(study_of(importance.MIN_TRIALS, sampler="tpe"))
+    assert text.startswith(f"withheld: {importance.MIN_TRIALS} completed trial(s) sampled by tpe")
+    assert importance.UNMEASURED_REASON in text
 
 
 def test_synthetic_studies_are_pruned_tpe_studies_with_the_completed_count_asked():
