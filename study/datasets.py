@@ -28,7 +28,8 @@ from study import data
 from study.config import Config, is_own_dataset
 from study.errors import UserError
 
-MODES = {"RGB": 3, "L": 1}  # the PIL image modes read (grayscale is repeated into three channels)
+# PIL modes of 8 bits per channel, read as RGB (grayscale repeated, palette looked up, alpha dropped)
+MODES = ("RGB", "RGBA", "L", "LA", "P", "CMYK", "YCbCr")
 MEMORY_SHARE = 0.5  # of the host's available memory the decoded images may take
 RESIZE_CHUNK = 1024  # images resized at a time from an .npz: bounds the float copy's memory
 
@@ -259,7 +260,7 @@ def _read_folder(where: Path, image_size: int) -> tuple[torch.Tensor, torch.Tens
         raise UserError(f"{where} mixes image modes: {shown}; convert every image to one mode (RGB)")
     mode = next(iter(modes))
     if mode not in MODES:
-        raise UserError(f"{where}: the images are in mode {mode}; convert them to RGB (or L, grayscale)")
+        raise UserError(f"{where}: the images are in mode {mode}; convert them to 8-bit RGB (read: {', '.join(MODES)})")
     if not image_size and len(sizes) > 1:
         shown = ", ".join(f"{w}x{h}" for w, h in list(sizes)[:3])
         raise UserError(f"{where}: the images have {len(sizes)} sizes ({shown}, ...); set image_size to resize them all")

@@ -347,6 +347,7 @@ CASES = [
     ("one-class", "dataset = '{tmp}/one'\n" + MODEL, "holds 1 class folder(s) (red); a classifier needs at least two"),
     ("no-images", "dataset = '{tmp}/empty'\n" + MODEL, "holds no images"),
     ("mixed-modes", "dataset = '{tmp}/mixed'\n" + MODEL, "mixes image modes"),
+    ("mode-16-bit", "dataset = '{tmp}/deep'\n" + MODEL, "the images are in mode I;16; convert them to 8-bit RGB"),
     ("labels-outside", "dataset = '{tmp}/outside.npz'\n" + MODEL, "holds label 3, outside the 3 classes"),
     ("npz-dtype", "dataset = '{tmp}/float.npz'\n" + MODEL, "x_train is float32 of shape (90, 20, 20, 3); it must be uint8"),
     ("npz-shape", "dataset = '{tmp}/gray.npz'\n" + MODEL, "x_train is uint8 of shape (90, 20, 20); it must be uint8"),
@@ -396,6 +397,10 @@ def bad_inputs(tmp_path):
     image_folder(tmp_path / "mixed", per_class=3)
     Image.new("L", (24, 24)).save(tmp_path / "mixed" / "train" / "red" / "gray.png")
     image_folder(tmp_path / "big", per_class=3)
+    for name in ("a", "b"):
+        (tmp_path / "deep" / "train" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("I;16", (24, 24)).save(tmp_path / "deep" / "train" / name / f"{i}.png")
     npz_file(tmp_path / "outside.npz", y_test=np.array([0, 1, 3] * 10))
     npz_file(tmp_path / "float.npz", x_train=np.zeros((90, 20, 20, 3), np.float32))
     npz_file(tmp_path / "gray.npz", x_train=np.zeros((90, 20, 20), np.uint8))
