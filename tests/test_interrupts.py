@@ -249,3 +249,23 @@ def test_a_set_up_cut_short_is_finished_by_the_next_run(data_dir, tmp_path, monk
         assert study.user_attrs.get(attr), attr
     assert study.user_attrs["dataset"]["name"] == "cifar10"
     assert optuna_dashboard.get_note(study).startswith("# halfmade")
+
+
+def test_same_named_space_files_in_two_folders_are_kept_apart(data_dir, tmp_path):
+    from study import runner
+    from study import space as spaces
+
+    first, second = write_space(tmp_path / "a", SEARCH, name="twin"), write_space(tmp_path / "b", SEARCH, name="twin")
+    args = ["--data-dir", data_dir, "--trials", "1", "--epochs", "1", "--set", "data_fraction=0.05"]
+    assert study_cli("run", first, *args, cwd=tmp_path).returncode == 0
+    r = study_cli("run", second, *args, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"set up from {first}, not {second}" in r.stderr and "--study-name" in r.stderr
+    db = tmp_path / "runs" / "twin.db"
+    assert len(trials_of(db, "twin")) == 1 and optuna.load_study(study_name="twin", storage=f"sqlite:///{db}") \
+        .user_attrs["space_path"] == first
+
+    # the file it was set up from still resumes it, however it is named
+    study = runner.run(spaces.load(os.path.relpath(first)), {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05},
+                       storage=f"sqlite:///{db}", trials=2, fuse=1)
+    assert sum(t.state == TrialState.COMPLETE for t in study.get_trials()) == 2
