@@ -269,3 +269,60 @@ def test_same_named_space_files_in_two_folders_are_kept_apart(data_dir, tmp_path
     study = runner.run(spaces.load(os.path.relpath(first)), {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05},
                        storage=f"sqlite:///{db}", trials=2, fuse=1)
     assert sum(t.state == TrialState.COMPLETE for t in study.get_trials()) == 2
+
+
+def _contents(db: Path) -> list[str]:
+    """Every row of the database, and every file beside it but the database's own (SQLite's -wal and
+    -shm files come and go with readers)."""
+    import sqlite3
+
+    with sqlite3.connect(db) as connection:
+        rows = list(connection.iterdump())
+    files = sorted(str(p.relative_to(db.parent)) for p in db.parent.rglob("*") if not p.name.startswith(db.name))
+    return rows + files
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_commands_that_read_leave_the_storage_as_it_was(tmp_path, monkeypatch, capsys):
+    import urllib.request
+
+    from stored_studies import ablation_study, final_study
+
+    from study.cli import main
+
+    db = tmp_path / "store" / "studies.db"
+    db.parent.mkdir()
+    for make in (ablation_study, final_study):
+        make(f"sqlite:///{db}")
+    before = _contents(db)
+
+    assert main(["report", str(db), "-o", str(tmp_path / "r.html")]) == 0
+    assert "saved into the studies" not in capsys.readouterr().out
+    monkeypatch.chdir(ROOT)
+    assert main(["spaces"]) == 0
+    port = _free_port()
+    server = start("dashboard", str(db), "--port", str(port), cwd=tmp_path)
+    try:
+        deadline, pages = time.time() + 120, ["/", "/api/studies", "/api/studies/1", "/api/studies/2"]
+        while True:
+            try:
+                assert all(urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=10).status == 200
+                           for page in pages)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, server.communicate()
+                time.sleep(0.3)
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
+    assert _contents(db) == before
+
+    assert main(["report", str(db), "-o", str(tmp_path / "r.html"), "--save-to-dashboard"]) == 0  # asked for
+    assert _contents(db) != before
