@@ -326,3 +326,18 @@ def test_commands_that_read_leave_the_storage_as_it_was(tmp_path, monkeypatch, c
 
     assert main(["report", str(db), "-o", str(tmp_path / "r.html"), "--save-to-dashboard"]) == 0  # asked for
     assert _contents(db) != before
+
+
+def test_a_stop_signal_is_held_back_while_a_trial_is_created_and_owned():
+    from study import recovery
+
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: seen.append(signum))
+    try:
+        with recovery.deferred_stop_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)  # the handler would have run by now
+            assert seen == []
+        assert seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
