@@ -21,8 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the tables go beside it in <name>_tables/")
     parser.add_argument("--study", action="append", metavar="NAME", help="report only this study (repeatable)")
     parser.add_argument("--tables-only", action="store_true", help="write the CSV/Markdown/LaTeX tables, not the HTML")
-    parser.add_argument("--no-dashboard", action="store_true",
-                        help="do not save the figures and a summary note into the studies for optuna-dashboard")
+    parser.add_argument("--save-to-dashboard", action="store_true",
+                        help="also save the figures and a summary note (replacing the study's note) into the studies "
+                             "for optuna-dashboard; without it the storages are only read")
+    parser.add_argument("--no-dashboard", action="store_true", help=argparse.SUPPRESS)  # the default; older scripts pass it
     parser.add_argument("--min-effect", type=float, metavar="PP",
                         help="smallest accuracy difference worth detecting, in percentage points (default: "
                              "reports.ablation.MIN_EFFECT, 1 pp): the ablation table's 'seeds needed' is the seed "
@@ -54,7 +56,7 @@ def main(args: argparse.Namespace) -> None:
     with _one_line(output):
         export.write_atomically(output, page.render(title, built, provenance))
     print(f"report written to {output}")
-    if not args.no_dashboard:
+    if args.save_to_dashboard and not args.no_dashboard:
         try:
             pushed = dash.push(items, built)
         except Exception as exc:  # a read-only storage still gets its report

@@ -7,6 +7,7 @@ import shlex
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -35,6 +36,10 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.Bas
     if name in existing and existing[name].space not in (None, space.name):
         raise UserError(f"study {name!r} in {url} belongs to space {existing[name].space!r}; "
                         "pass --study-name to start a new one")
+    if name in existing and existing[name].space == space.name and _another_file(existing[name].space_path, space.path):
+        raise UserError(f"study {name!r} in {url} was set up from {existing[name].space_path}, not {space.path}: "
+                        "same-named space files are kept apart, not mixed into one study; give this one its own "
+                        f"with --study-name NAME --storage sqlite:///runs/NAME.db")
     defaults = space.defaults.replace(**fixed)
     kwargs = dict(storage=storage, study_name=name, sampler=sampler(space, seed, defaults.epochs),
                   pruner=pruner(space, defaults.epochs))
@@ -50,6 +55,14 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.Bas
     info = record.study_info(study)
     record.write_study(study, commands=[*info.commands, shlex.join(["python", "-m", "study", *sys.argv[1:]])])
     return study
+
+
+def _another_file(stored: str | None, path: Path) -> bool:
+    """Whether the study's space file (`stored`, as it was given then) is still there and is not `path`.
+    One that is gone (a moved project, a renamed folder) cannot be told apart, so it is not refused."""
+    if not stored or not Path(stored).is_file():
+        return False
+    return not Path(stored).samefile(path)
 
 
 def _set_up(study: optuna.Study, space: Space, fixed: dict[str, Any], defaults: Config) -> None:

@@ -91,17 +91,19 @@ def train_told(study: optuna.Study, config: Config, progress: StudyProgress, sto
     so that the storage holds no trial left RUNNING. The trial is owned from its creation: one
     whose process was killed is failed by the next run (`recovery.fail_dead`).
     """
-    with deferred_stop_signals():  # a stop between creating and owning would leave a trial nobody owns
-        trial = study.ask()
-        own(study, trial)
+    trial = None
     try:
+        with deferred_stop_signals():  # a stop between creating and owning would leave a trial nobody owns
+            trial = study.ask()
+            own(study, trial)
         record.write_trial(trial, **attrs)
         value = train_trial(config, trial, progress, store, test=test)
     except (Diverged, torch.OutOfMemoryError):
         study.tell(trial, state=TrialState.FAIL)
         value = float("nan")
     except BaseException:
-        study.tell(trial, state=TrialState.FAIL)
+        if trial is not None:
+            study.tell(trial, state=TrialState.FAIL)
         raise
     else:
         study.tell(trial, value)

@@ -249,3 +249,95 @@ def test_a_set_up_cut_short_is_finished_by_the_next_run(data_dir, tmp_path, monk
         assert study.user_attrs.get(attr), attr
     assert study.user_attrs["dataset"]["name"] == "cifar10"
     assert optuna_dashboard.get_note(study).startswith("# halfmade")
+
+
+def test_same_named_space_files_in_two_folders_are_kept_apart(data_dir, tmp_path):
+    from study import runner
+    from study import space as spaces
+
+    first, second = write_space(tmp_path / "a", SEARCH, name="twin"), write_space(tmp_path / "b", SEARCH, name="twin")
+    args = ["--data-dir", data_dir, "--trials", "1", "--epochs", "1", "--set", "data_fraction=0.05"]
+    assert study_cli("run", first, *args, cwd=tmp_path).returncode == 0
+    r = study_cli("run", second, *args, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"set up from {first}, not {second}" in r.stderr and "--study-name" in r.stderr
+    db = tmp_path / "runs" / "twin.db"
+    assert len(trials_of(db, "twin")) == 1 and optuna.load_study(study_name="twin", storage=f"sqlite:///{db}") \
+        .user_attrs["space_path"] == first
+
+    # the file it was set up from still resumes it, however it is named
+    study = runner.run(spaces.load(os.path.relpath(first)), {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05},
+                       storage=f"sqlite:///{db}", trials=2, fuse=1)
+    assert sum(t.state == TrialState.COMPLETE for t in study.get_trials()) == 2
+
+
+def _contents(db: Path) -> list[str]:
+    """Every row of the database, and every file beside it but the database's own (SQLite's -wal and
+    -shm files come and go with readers)."""
+    import sqlite3
+
+    with sqlite3.connect(db) as connection:
+        rows = list(connection.iterdump())
+    files = sorted(str(p.relative_to(db.parent)) for p in db.parent.rglob("*") if not p.name.startswith(db.name))
+    return rows + files
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_commands_that_read_leave_the_storage_as_it_was(tmp_path, monkeypatch, capsys):
+    import urllib.request
+
+    from stored_studies import ablation_study, final_study
+
+    from study.cli import main
+
+    db = tmp_path / "store" / "studies.db"
+    db.parent.mkdir()
+    for make in (ablation_study, final_study):
+        make(f"sqlite:///{db}")
+    before = _contents(db)
+
+    assert main(["report", str(db), "-o", str(tmp_path / "r.html")]) == 0
+    assert "saved into the studies" not in capsys.readouterr().out
+    monkeypatch.chdir(ROOT)
+    assert main(["spaces"]) == 0
+    port = _free_port()
+    server = start("dashboard", str(db), "--port", str(port), cwd=tmp_path)
+    try:
+        deadline, pages = time.time() + 120, ["/", "/api/studies", "/api/studies/1", "/api/studies/2"]
+        while True:
+            try:
+                assert all(urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=10).status == 200
+                           for page in pages)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, server.communicate()
+                time.sleep(0.3)
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
+    assert _contents(db) == before
+
+    assert main(["report", str(db), "-o", str(tmp_path / "r.html"), "--save-to-dashboard"]) == 0  # asked for
+    assert _contents(db) != before
+
+
+def test_a_stop_signal_is_held_back_while_a_trial_is_created_and_owned():
+    from study import recovery
+
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: seen.append(signum))
+    try:
+        with recovery.deferred_stop_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)  # the handler would have run by now
+            assert seen == []
+        assert seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -101,7 +101,7 @@ def test_tables_only_writes_csv_markdown_latex_and_no_html(tmp_path):
 
 def test_figures_and_note_are_saved_for_the_dashboard(tmp_path):
     db = synthetic_db(tmp_path)
-    report(tmp_path, db, extra=("--study", "ablation"))
+    report(tmp_path, db, extra=("--study", "ablation", "--save-to-dashboard"))
     storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
     study = optuna.load_study(study_name="ablation", storage=storage)
     attrs = storage.get_study_system_attrs(study._study_id)
