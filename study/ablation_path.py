@@ -37,7 +37,9 @@ def load_source(url: str, study_name: str | None) -> optuna.Study:
         study_name = searches[0]
     if study_name not in names:
         raise UserError(f"no study {study_name!r} in {url}; it holds: {', '.join(names) or 'none'}")
-    return optuna.load_study(study_name=study_name, storage=store)
+    study = optuna.load_study(study_name=study_name, storage=store)
+    record.check_ours(study, url, "pass another with --study-name")
+    return study
 
 
 def _endpoints(source: optuna.Study) -> tuple[optuna.trial.FrozenTrial, optuna.trial.FrozenTrial]:

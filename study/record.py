@@ -153,8 +153,8 @@ def _fits(value: Any, hint: Any) -> bool:
         return value is None
     if hint is float:  # JSON writes 12.0 as 12
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is int:  # a count written as 2e6 is still a count
+        return (isinstance(value, int) or isinstance(value, float) and value.is_integer()) and not isinstance(value, bool)
     if origin is list:
         return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
     if origin is dict:
@@ -213,6 +213,26 @@ def malformed(study: optuna.Study) -> list[str]:
             bad.append(f"trial {t.number}: confusion_matrix is not square ({len(matrix)} rows of "
                        f"{sorted({len(r) for r in matrix})} entries)")
     return bad
+
+
+def foreign(study: optuna.Study) -> str | None:
+    """What kind of study `study` is where it is not one `python -m study run` (or `final`,
+    `ablation-path`) writes, and so cannot be reported or retrained from; None where it is one."""
+    directions = study.directions
+    if len(directions) > 1:
+        return f"a multi-objective Optuna study ({len(directions)} objectives)"
+    if directions[0] != optuna.study.StudyDirection.MAXIMIZE:
+        return "an Optuna study that minimizes its objective"
+    ours = STUDY_FIELDS & set(study.user_attrs) or any("config" in t.user_attrs for t in study.get_trials(deepcopy=False))
+    return None if ours else "a plain Optuna study (no attribute that `python -m study run` stores)"
+
+
+def check_ours(study: optuna.Study, where: str, pick: str) -> None:
+    """A one-line UserError where `study` is `foreign`: what it is and why it cannot be used."""
+    what = foreign(study)
+    if what is not None:
+        raise UserError(f"study {study.study_name!r} in {where} is {what}: study reads only single-objective studies "
+                        f"that maximize validation accuracy, as `python -m study run` writes them; {pick}")
 
 
 def _square(matrix: list[list[int]]) -> bool:

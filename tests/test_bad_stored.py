@@ -130,3 +130,46 @@ def test_final_on_a_trial_with_a_malformed_config_is_one_line_and_writes_nothing
     code, err = main(["final", db, "--epochs", "1"], capsys)
     assert code == 2 and err.count("\n") == 1 and "trial 0: its stored configuration is malformed" in err, err
     assert optuna.get_all_study_names(f"sqlite:///{db}") == [NAME]
+
+
+# -- studies not written by `study run` -------------------------------------------------------------
+
+def plain(db: Path, name: str, directions=("maximize",), **study_attrs) -> None:
+    """An Optuna study as a user's own script writes it: three trials, no attribute of ours."""
+    study = optuna.create_study(storage=f"sqlite:///{db}", study_name=name, directions=list(directions))
+    for key, value in study_attrs.items():
+        study.set_user_attr(key, value)
+    study.optimize(lambda t: [t.suggest_float("x", 0, 1)] * len(directions), n_trials=3)
+
+
+FOREIGN = [
+    ("plain", {}, "is a plain Optuna study (no attribute that `python -m study run` stores)"),
+    ("minimize", dict(directions=("minimize",)), "is an Optuna study that minimizes its objective"),
+    ("multi-objective", dict(directions=("maximize", "maximize")), "is a multi-objective Optuna study (2 objectives)"),
+]
+
+
+@pytest.mark.parametrize("command", ["report", "final", "ablation-path"])
+@pytest.mark.parametrize("name,how,fragment", [pytest.param(*c, id=c[0]) for c in FOREIGN])
+def test_a_study_not_written_by_study_run_is_one_line_and_nothing_is_written(name, how, fragment, command, tmp_path,
+                                                                             capsys):
+    db = tmp_path / "theirs.db"
+    plain(db, name, **how)
+    argv = [command, db, *(["-o", tmp_path / "r.html"] if command == "report" else ["--epochs", "1"])]
+    code, err = main(argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and f"study '{name}' in " in err and fragment in err, err
+    assert optuna.get_all_study_names(f"sqlite:///{db}") == [name]
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+    assert len(study.trials) == 3 and study.user_attrs == {} and all(t.user_attrs == {} for t in study.trials)
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "r_tables").exists()
+
+
+def test_a_user_attribute_of_another_meaning_is_reported_and_final_says_why_it_cannot_retrain(tmp_path, capsys):
+    db = tmp_path / "theirs.db"
+    plain(db, "theirs", dataset="cifar10")  # a name of ours, with a meaning of theirs
+    code, err = main(["report", db, "-o", tmp_path / "r.html", "--no-dashboard"], capsys)
+    assert code == 0, err
+    assert "study: dataset is str &quot;cifar10&quot;" in (tmp_path / "r.html").read_text()
+    code, err = main(["final", db, "--epochs", "1"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "stored no configuration (config), so it cannot be retrained" in err
+    assert optuna.get_all_study_names(f"sqlite:///{db}") == ["theirs"]
