@@ -18,11 +18,12 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
-from study import record, storage
+from study import data, record, storage
 from study.ablation_path import load_source
 from study.config import Config
 from study.errors import UserError
 from study.progress import TABLE_BOX, StudyProgress
+from study.train import resolve_device
 from study.trial import train_told
 
 SUFFIX = "-final"
@@ -68,6 +69,11 @@ def final(url: str, study_name: str | None, fixed: dict[str, Any], top: int = 1,
     source = load_source(url, study_name)
     picks = candidates(source, top)
     n_seeds = seeds or record.study_info(source).seeds or 3
+    storage.check_study_name(source.study_name + SUFFIX)
+    for c in picks:  # what would fail every run fails here, before the final study is made
+        config = c.config.replace(**fixed)
+        resolve_device(config.device)
+        data.load(config.dataset, config.data_dir)
     study = open_final(url, source, n_seeds)
     scored = {(record.trial_info(t).candidate, record.trial_info(t).seed)
               for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE}

@@ -29,6 +29,9 @@ from study.config import Config
 from study.errors import UserError
 
 ARTIFACT_NUMBERS = 400
+# characters of a space's docstring a study stores (its description and dashboard note): a docstring
+# is prose, and megabytes of it would slow every storage read
+MAX_DESCRIPTION = 10_000
 ARTIFACT_SUFFIX = "_artifact"
 OWNER = "owner"  # trial system attribute (study/recovery.py): the process that runs it
 
@@ -237,6 +240,14 @@ def check_ours(study: optuna.Study, where: str, pick: str) -> None:
 
 def _square(matrix: list[list[int]]) -> bool:
     return bool(matrix) and all(len(row) == len(matrix) for row in matrix)
+
+
+def description(text: str) -> str:
+    """A space's docstring as a study stores it: at most MAX_DESCRIPTION characters, saying so if cut."""
+    text = text.strip()
+    if len(text) <= MAX_DESCRIPTION:
+        return text
+    return f"{text[:MAX_DESCRIPTION]}\n\n[{len(text) - MAX_DESCRIPTION:,} more characters in the space file]"
 
 
 def write_study(study: optuna.Study, **attrs: Any) -> None:

@@ -58,14 +58,15 @@ def _set_up(study: optuna.Study, space: Space, fixed: dict[str, Any], defaults: 
     cifar = data.load(defaults.dataset, defaults.data_dir)
     dataset = dataclasses.asdict(record.Dataset(cifar.name, str(cifar.root), list(cifar.classes), len(cifar.train_labels),
                                                 len(cifar.test_labels)))
+    description = record.description(space.description)
     record.write_study(
-        study, space=space.name, space_path=str(space.path), description=space.description.strip(),
+        study, space=space.name, space_path=str(space.path), description=description,
         kind=space.kind.name, sampler=space.sampler, pruner=space.pruner, seeds=space.seeds, dataset=dataset,
         **space.kind.study_attrs(),
     )
     import optuna_dashboard
 
-    note = f"# {space.name}\n\n{space.description.strip()}\n\nSpace file: `{space.path}`"
+    note = f"# {space.name}\n\n{description}\n\nSpace file: `{space.path}`"
     optuna_dashboard.save_note(study, note)
     space.kind.created(study, fixed)
     record.write_study(study, uid=uuid.uuid4().hex)

@@ -249,3 +249,18 @@ def test_ctrl_c_during_a_trial_names_the_trial_marked_interrupted(data_dir, tmp_
     monkeypatch.setattr(trial, "train", interrupted)  # Ctrl-C while trial 0 trains
     code, err = main([*[a.format(space=SPACE32, data=data_dir, db=tmp_path / "s.db") for a in RUN]], capsys)
     assert code == 130 and err == "interrupted: trial 0 is marked interrupted; run the same command to resume\n", err
+
+
+def test_a_huge_space_docstring_is_stored_bounded(data_dir, tmp_path, capsys):
+    from study import record
+
+    space = tmp_path / "big.py"
+    space.write_text('"""' + "A long description. " * 150_000 + '"""\nmodel = "naivenet"\ndataset = "cifar10"\n'
+                     "resolution = 32\ndef suggest(trial):\n    return {}\n")  # 3 MB of docstring
+    db = tmp_path / "s.db"
+    code, err = main(["run", space, "--data-dir", data_dir, "--storage", f"sqlite:///{db}", "--trials", "1",
+                      "--epochs", "1", "--set", "data_fraction=0.05"], capsys)
+    assert code == 0, err
+    stored = record.study_info(optuna.load_study(study_name="big", storage=f"sqlite:///{db}")).description
+    assert len(stored) < record.MAX_DESCRIPTION + 100 and stored.endswith("more characters in the space file]")
+    assert db.stat().st_size < 1_000_000  # the description and the dashboard note, both bounded

@@ -4,6 +4,7 @@ used, a report that says what it left out.
 """
 
 import contextlib
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from study import cli
 from tests.test_bad_input import main, stored  # noqa: F401 - `stored` is the module's fixture too
@@ -173,3 +175,14 @@ def test_a_user_attribute_of_another_meaning_is_reported_and_final_says_why_it_c
     code, err = main(["final", db, "--epochs", "1"], capsys)
     assert code == 2 and err.count("\n") == 1 and "stored no configuration (config), so it cannot be retrained" in err
     assert optuna.get_all_study_names(f"sqlite:///{db}") == ["theirs"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present here")
+def test_final_of_a_study_trained_on_cuda_run_without_one_is_one_line_and_writes_nothing(db, capsys):
+    with contextlib.closing(sqlite3.connect(db)) as c, c:
+        (config,) = c.execute("SELECT value_json FROM trial_user_attributes WHERE key = 'config'").fetchone()
+        c.execute("UPDATE trial_user_attributes SET value_json = ? WHERE key = 'config'",
+                  (json.dumps({**json.loads(config), "device": "cuda"}),))
+    code, err = main(["final", db, "--epochs", "1"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "device=cuda was asked for but no CUDA device is visible" in err, err
+    assert optuna.get_all_study_names(f"sqlite:///{db}") == [NAME]  # no -final study with a failed trial
