@@ -6,6 +6,7 @@ data set or a stored study made wrong on purpose are beside it: tests/test_bad_d
 and tests/test_bad_stored.py (studies not written by `study run`, malformed attributes, report output).
 """
 
+import os
 import pickle
 import signal
 import socket
@@ -129,6 +130,11 @@ CASES = [
      "/dev/null is not a regular file"),
     ("storage-a-folder", ["run", "{space}", "--data-dir", "{data}", "--storage", "sqlite:///{tmp}/raises"],
      "is not a regular file (a folder)"),
+    ("width-10000", ["train", "{space}", "--data-dir", "{data}", "--set", "width=10000.0"],
+     "width=10000.0 is invalid: it must be <= 16.0"),
+    ("resolution-320000", ["train", "{space}", "--data-dir", "{data}", "--set", "resolution=320000"],
+     "resolution=320000 is invalid: it must be <= 512"),
+    ("depth-1000000", [*RUN, "--set", "depth=1000000"], "depth=1000000 is invalid: it must be <= 64"),
     ("study-name-513-characters", [*RUN, "--study-name", "x" * 513], "is 513 characters: a study name holds at most 512"),
 ]
 
@@ -264,3 +270,21 @@ def test_a_huge_space_docstring_is_stored_bounded(data_dir, tmp_path, capsys):
     stored = record.study_info(optuna.load_study(study_name="big", storage=f"sqlite:///{db}")).description
     assert len(stored) < record.MAX_DESCRIPTION + 100 and stored.endswith("more characters in the space file]")
     assert db.stat().st_size < 1_000_000  # the description and the dashboard note, both bounded
+
+
+@NO_CUDA
+def test_train_out_of_memory_is_one_line(data_dir, tmp_path):
+    """A configuration within the bounds that needs more memory than there is: the process is held to
+    8 GiB of address space (torch's import maps about 4.5), so the allocation fails at once."""
+    import resource
+    import sys
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    r = subprocess.run([sys.executable, "-m", "study", "train", SPACE32, "--data-dir", data_dir, "--epochs", "1",
+                        "--set", "resolution=512", "--set", "width=16.0", "--set", "data_fraction=0.05"],
+                       capture_output=True, text=True, preexec_fn=limited, cwd=ROOT, timeout=600,
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2 and r.stderr.startswith("error: out of memory (") and r.stderr.count("\n") == 1, r.stderr
+    assert "lower batch_size, width or resolution" in r.stderr
