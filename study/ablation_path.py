@@ -18,9 +18,10 @@ from rich.console import Console
 from rich.table import Table
 from scipy import stats
 
-from study import record, storage
+from study import data, record, storage
 from study.errors import UserError
 from study.progress import TABLE_BOX, StudyProgress, fmt_setting
+from study.train import resolve_device
 from study.trial import train_told
 
 # studies that commands derive from a search and store beside it
@@ -71,6 +72,9 @@ def ablation_path(
     goal = {p: record.setting(best, p) for p in best.params if best.params[p] != reference.params.get(p)}
     n_seeds = seeds or info.seeds or 3
     seed_list = [start.seed + i for i in range(n_seeds)]
+    storage.check_study_name(f"{source.study_name}-ablation-path")
+    resolve_device(start.device)  # what would fail every run fails here, before the path's study is made
+    data.load(start.dataset, start.data_dir)
 
     path_study = optuna.create_study(
         storage=storage.open_storage(url, heartbeat=False), study_name=f"{source.study_name}-ablation-path",

@@ -288,3 +288,13 @@ def test_train_out_of_memory_is_one_line(data_dir, tmp_path):
                        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
     assert r.returncode == 2 and r.stderr.startswith("error: out of memory (") and r.stderr.count("\n") == 1, r.stderr
     assert "lower batch_size, width or resolution" in r.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("STUDY_TEST_POSTGRES_URL"),
+                    reason="no PostgreSQL server: .ci/run starts one and sets STUDY_TEST_POSTGRES_URL")
+def test_a_study_name_over_512_characters_on_postgresql_says_the_limit(data_dir, capsys):
+    url = os.environ["STUDY_TEST_POSTGRES_URL"]
+    code, err = main(["run", SPACE32, "--data-dir", data_dir, "--storage", url, "--study-name", "n" * 600,
+                      "--epochs", "1"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "is 600 characters: a study name holds at most 512" in err, err
+    assert "free disk space" not in err
