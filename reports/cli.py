@@ -33,7 +33,8 @@ def main(args: argparse.Namespace) -> None:
     if output.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"-o {args.output}: the report is an HTML file; give a name ending in .html")
     folder = output.with_name(f"{output.stem}_tables")
-    _check_writable(output, folder)
+    with _one_line(output):  # a name too long for the file system
+        _check_writable(output, folder)
     items = sources.load(args.storages, args.study)
     built = sections.build(items)
     with _one_line(output):

@@ -50,6 +50,11 @@ def test_report_tables_folder_taken_by_a_file_is_one_line(db, tmp_path, capsys):
     assert (tmp_path / "r_tables").read_text() == "mine\n" and not (tmp_path / "r.html").exists()
 
 
+def test_an_output_name_too_long_for_the_file_system_is_one_line(db, tmp_path, capsys):
+    code, err = main(["report", db, "-o", tmp_path / ("x" * 300 + ".html"), "--no-dashboard"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "File name too long" in err, err
+
+
 def test_a_study_name_too_long_for_a_file_name_still_gets_its_tables(db, tmp_path, capsys):
     copy_as(db, "x" * 300)
     code, err = main(["report", db, "-o", tmp_path / "r.html", "--no-dashboard", "--tables-only"], capsys)
