@@ -236,12 +236,12 @@ def test_a_suggest_failing_at_a_later_trial_is_one_line_and_a_fail_with_its_reas
 
 
 def test_ctrl_c_during_set_up_does_not_claim_a_running_trial(data_dir, tmp_path, monkeypatch, capsys):
-    from study import studies
+    import optuna_dashboard
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(studies, "_set_up", interrupted)  # Ctrl-C while the new study is being set up
+    monkeypatch.setattr(optuna_dashboard, "save_note", interrupted)  # Ctrl-C while the new study is set up
     code, err = main([*[a.format(space=SPACE32, data=data_dir, db=tmp_path / "s.db") for a in RUN]], capsys)
     assert code == 130 and err == "interrupted before any trial was running; run the same command to resume\n", err
 
