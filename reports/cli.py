@@ -43,7 +43,8 @@ def main(args: argparse.Namespace) -> None:
         raise UserError(f"--min-effect {args.min_effect:g}: give the smallest difference worth detecting in percentage "
                         "points, above 0 and below 100 (e.g. --min-effect 1)")
     folder = output.with_name(f"{output.stem}_tables")
-    _check_writable(output, folder)
+    with _one_line(output):  # a name too long for the file system
+        _check_writable(output, folder)
     items = sources.load(args.storages, args.study)
     built = sections.build(items, min_effect=ablation.MIN_EFFECT if args.min_effect is None else args.min_effect / 100)
     with _one_line(output):

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
-from study import storage
+from study import record, storage
 from study.errors import UserError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -74,7 +74,9 @@ def load(arguments: list[str], names: list[str] | None = None) -> list[Loaded]:
         for name in stored:
             available.append(name)
             if not names or name in names:
-                found.append(Loaded(optuna.load_study(study_name=name, storage=source.storage), source))
+                study = optuna.load_study(study_name=name, storage=source.storage)
+                record.check_ours(study, text, "pick the others with --study NAME")
+                found.append(Loaded(study, source))
     missing = sorted(set(names or []) - {item.study.study_name for item in found})
     if missing:
         raise UserError(f"--study {', '.join(missing)}: not found; the storages hold: {', '.join(available) or 'no studies'}")

@@ -19,9 +19,10 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
-from study import paired, record, recovery, storage
+from study import datasets, paired, record, recovery, storage
 from study.errors import UserError
 from study.progress import TABLE_BOX, StudyProgress, fmt_setting
+from study.train import resolve_device
 from study.trial import train_told
 
 # studies that commands derive from a search and store beside it
@@ -38,7 +39,9 @@ def load_source(url: str, study_name: str | None) -> optuna.Study:
         study_name = searches[0]
     if study_name not in names:
         raise UserError(f"no study {study_name!r} in {url}; it holds: {', '.join(names) or 'none'}")
-    return optuna.load_study(study_name=study_name, storage=store)
+    study = optuna.load_study(study_name=study_name, storage=store)
+    record.check_ours(study, url, "pass another with --study-name")
+    return study
 
 
 def _endpoints(source: optuna.Study) -> tuple[optuna.trial.FrozenTrial, optuna.trial.FrozenTrial]:
@@ -71,6 +74,9 @@ def ablation_path(
     n_seeds = seeds or info.seeds or 3
     choosing = [start.seed + i for i in range(n_seeds)]
     fresh = [start.seed + n_seeds + i for i in range(n_seeds)]  # never among the seeds that choose
+    storage.check_study_name(f"{source.study_name}-ablation-path")
+    resolve_device(start.device)  # what would fail every run fails here, before the path's study is made
+    datasets.load(start)
 
     path_study = optuna.create_study(
         storage=storage.open_storage(url, heartbeat=False), study_name=f"{source.study_name}-ablation-path",

@@ -13,7 +13,7 @@ from rich.console import Console
 from study import record, storage
 from study import space as spaces
 from study.config import Config, parse_overrides
-from study.errors import Terminated, UserError
+from study.errors import Terminated, UserError, out_of_memory
 from study.progress import epoch_line, make_console, top_trials_table
 
 
@@ -235,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
          "storage-proxy": _storage_proxy}[args.command](args, console)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        if not out_of_memory(exc):
+            raise
+        where = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: out of memory ({where[:200]}); lower batch_size, width or resolution with --set", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"

@@ -20,11 +20,12 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
-from study import record, recovery, storage
+from study import datasets, record, recovery, storage
 from study.ablation_path import load_source
 from study.config import Config
 from study.errors import UserError
 from study.progress import TABLE_BOX, StudyProgress
+from study.train import resolve_device
 from study.trial import train_told
 
 SUFFIX = "-final"
@@ -80,6 +81,11 @@ def final(url: str, study_name: str | None, fixed: dict[str, Any], top: int = 1,
     source = load_source(url, study_name)
     picks = candidates(source, top)
     n_seeds = seeds or record.study_info(source).seeds or 3
+    storage.check_study_name(source.study_name + SUFFIX)
+    for c in picks:  # what would fail every run fails here, before the final study is made
+        config = c.config.replace(**fixed)
+        resolve_device(config.device)
+        datasets.load(config)
     study = open_final(url, source, n_seeds)
     recovery.fail_dead(study)  # a killed earlier run's trial: its cell is trained again below
     cells = [(_labelled(c, fixed), c.config.replace(**{**fixed, "seed": c.config.seed + i}))

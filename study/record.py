@@ -29,6 +29,9 @@ from study.config import Config
 from study.errors import UserError
 
 ARTIFACT_NUMBERS = 400
+# characters of a space's docstring a study stores (its description and dashboard note): a docstring
+# is prose, and megabytes of it would slow every storage read
+MAX_DESCRIPTION = 10_000
 ARTIFACT_SUFFIX = "_artifact"
 OWNER = "owner"  # trial system attribute (study/recovery.py): the process that runs it, an Owner
 # trial system attribute: the last heartbeat through the gRPC storage proxy (study/storage.py)
@@ -181,8 +184,8 @@ def _fits(value: Any, hint: Any) -> bool:
         return value is None
     if hint is float:  # JSON writes 12.0 as 12
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is int:  # a count written as 2e6 is still a count
+        return (isinstance(value, int) or isinstance(value, float) and value.is_integer()) and not isinstance(value, bool)
     if origin is list:
         return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
     if origin is dict:
@@ -243,8 +246,37 @@ def malformed(study: optuna.Study) -> list[str]:
     return bad
 
 
+def foreign(study: optuna.Study) -> str | None:
+    """What kind of study `study` is where it is not one `python -m study run` (or `final`,
+    `ablation-path`) writes, and so cannot be reported or retrained from; None where it is one."""
+    directions = study.directions
+    if len(directions) > 1:
+        return f"a multi-objective Optuna study ({len(directions)} objectives)"
+    if directions[0] != optuna.study.StudyDirection.MAXIMIZE:
+        return "an Optuna study that minimizes its objective"
+    ours = STUDY_FIELDS & set(study.user_attrs) or any("config" in t.user_attrs for t in study.get_trials(deepcopy=False))
+    return None if ours else ("a study with no attribute that `python -m study run` stores (a plain Optuna study, "
+                              "or one whose set-up was interrupted: run it again to finish it)")
+
+
+def check_ours(study: optuna.Study, where: str, pick: str) -> None:
+    """A one-line UserError where `study` is `foreign`: what it is and why it cannot be used."""
+    what = foreign(study)
+    if what is not None:
+        raise UserError(f"study {study.study_name!r} in {where} is {what}: study reads only single-objective studies "
+                        f"that maximize validation accuracy, as `python -m study run` writes them; {pick}")
+
+
 def _square(matrix: list[list[int]]) -> bool:
     return bool(matrix) and all(len(row) == len(matrix) for row in matrix)
+
+
+def description(text: str) -> str:
+    """A space's docstring as a study stores it: at most MAX_DESCRIPTION characters, saying so if cut."""
+    text = text.strip()
+    if len(text) <= MAX_DESCRIPTION:
+        return text
+    return f"{text[:MAX_DESCRIPTION]}\n\n[{len(text) - MAX_DESCRIPTION:,} more characters in the space file]"
 
 
 def write_study(study: optuna.Study, **attrs: Any) -> None:

@@ -44,6 +44,7 @@ OWN_SETTINGS = "settings"  # the name of a space's table of its own settings
 STUDY_SETTINGS = {"trials": int, "sampler": str, "pruner": str, "seeds": int, "design": str, "components": dict,
                   "compare": dict, "needs": tuple, "budget_epochs": int, "augmentation": str, "fuse": int}
 NEEDS = ("cuda", "full_data")
+SUMMARY_CHARS = 200  # of the docstring's first line, where it is listed
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ class Space:
 
     @property
     def summary(self) -> str:
-        return self.description.strip().splitlines()[0] if self.description.strip() else self.name
+        first = self.description.strip().splitlines()[0] if self.description.strip() else self.name
+        return first if len(first) <= SUMMARY_CHARS else first[:SUMMARY_CHARS] + "..."
 
     def __reduce__(self) -> tuple[Any, ...]:
         # suggest() lives in the space file's namespace, which a spawned worker cannot import: the

@@ -69,7 +69,8 @@ def _set_up(study: optuna.Study, space: Space, fixed: dict[str, Any], defaults: 
     """A study's attributes, note and first trials, each written unless it is there already, so that
     a set-up cut short is finished by the next run (and a study of an earlier release only gains
     what it lacks); the uid comes last: it says the rest is there."""
-    attrs = dict(space=space.name, space_path=str(space.path), description=space.description.strip(),
+    description = record.description(space.description)
+    attrs = dict(space=space.name, space_path=str(space.path), description=description,
                  kind=space.kind.name, sampler=space.sampler, pruner=space.pruner, seeds=space.seeds,
                  **space.kind.study_attrs())
     missing = {k: v for k, v in attrs.items() if k not in study.user_attrs}
@@ -81,7 +82,7 @@ def _set_up(study: optuna.Study, space: Space, fixed: dict[str, Any], defaults: 
     import optuna_dashboard
 
     if not optuna_dashboard.get_note(study):
-        note = f"# {space.name}\n\n{space.description.strip()}\n\nSpace file: `{space.path}`"
+        note = f"# {space.name}\n\n{description}\n\nSpace file: `{space.path}`"
         optuna_dashboard.save_note(study, note)
     if not study.get_trials(deepcopy=False):  # a set-up cut short before its first trials were queued
         space.kind.created(study, fixed)

@@ -15,13 +15,11 @@ from optuna.trial import TrialState
 from study import record, storage
 from study.budget import Budget
 from study.config import Config
-from study.errors import UserError, one_line
+from study.errors import UserError, one_line, out_of_memory
 from study.kinds import Kind
 from study.progress import StudyProgress
 from study.recovery import ENVIRONMENT, INTERRUPTED, deferred_stop_signals, own
 from study.train import Diverged, train
-
-CPU_OUT_OF_MEMORY = "can't allocate memory"  # in the message of torch's CPU allocator when it runs out
 
 
 def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, store: Any,
@@ -57,7 +55,7 @@ def stored_failures(trials: list[optuna.Trial], checkpoint: Path | None) -> Iter
         raise
     except (Diverged, RuntimeError) as exc:
         # torch raises OutOfMemoryError on GPUs only; its CPU allocator raises a plain RuntimeError
-        oom = isinstance(exc, torch.OutOfMemoryError) or CPU_OUT_OF_MEMORY in str(exc)
+        oom = out_of_memory(exc)
         if not (oom or isinstance(exc, Diverged)):
             raise
         reason = one_line(exc) if not oom else "OutOfMemoryError: " + str(exc)[str(exc).find("Default"):].splitlines()[0]

@@ -6,6 +6,7 @@ data set or a stored study made wrong on purpose are beside it: tests/test_bad_d
 and tests/test_bad_stored.py (studies not written by `study run`, malformed attributes, report output).
 """
 
+import os
 import pickle
 import signal
 import socket
@@ -129,6 +130,11 @@ CASES = [
      "/dev/null is not a regular file"),
     ("storage-a-folder", ["run", "{space}", "--data-dir", "{data}", "--storage", "sqlite:///{tmp}/raises"],
      "is not a regular file (a folder)"),
+    ("width-10000", ["train", "{space}", "--data-dir", "{data}", "--set", "width=10000.0"],
+     "width=10000.0 is invalid: it must be <= 16.0"),
+    ("resolution-320000", ["train", "{space}", "--data-dir", "{data}", "--set", "resolution=320000"],
+     "resolution=320000 is invalid: it must be <= 512"),
+    ("depth-1000000", [*RUN, "--set", "depth=1000000"], "depth=1000000 is invalid: it must be <= 64"),
     ("study-name-513-characters", [*RUN, "--study-name", "x" * 513], "is 513 characters: a study name holds at most 512"),
     ("report-min-effect-zero", ["report", "{db}", "-o", "{tmp}/r.html", "--min-effect", "0"],
      "--min-effect 0: give the smallest difference worth detecting in percentage points"),
@@ -232,12 +238,12 @@ def test_a_suggest_failing_at_a_later_trial_is_one_line_and_a_fail_with_its_reas
 
 
 def test_ctrl_c_during_set_up_does_not_claim_a_running_trial(data_dir, tmp_path, monkeypatch, capsys):
-    from study import studies
+    import optuna_dashboard
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(studies, "_set_up", interrupted)  # Ctrl-C while the new study is being set up
+    monkeypatch.setattr(optuna_dashboard, "save_note", interrupted)  # Ctrl-C while the new study is set up
     code, err = main([*[a.format(space=SPACE32, data=data_dir, db=tmp_path / "s.db") for a in RUN]], capsys)
     assert code == 130 and err == "interrupted before any trial was running; run the same command to resume\n", err
 
@@ -251,3 +257,46 @@ def test_ctrl_c_during_a_trial_names_the_trial_marked_interrupted(data_dir, tmp_
     monkeypatch.setattr(trial, "train", interrupted)  # Ctrl-C while trial 0 trains
     code, err = main([*[a.format(space=SPACE32, data=data_dir, db=tmp_path / "s.db") for a in RUN]], capsys)
     assert code == 130 and err == "interrupted: trial 0 is marked interrupted; run the same command to resume\n", err
+
+
+def test_a_huge_space_docstring_is_stored_bounded(data_dir, tmp_path, capsys):
+    from study import record
+
+    space = tmp_path / "big.py"
+    space.write_text('"""' + "A long description. " * 150_000 + '"""\nmodel = "naivenet"\ndataset = "cifar10"\n'
+                     "resolution = 32\ndef suggest(trial):\n    return {}\n")  # 3 MB of docstring
+    db = tmp_path / "s.db"
+    code, err = main(["run", space, "--data-dir", data_dir, "--storage", f"sqlite:///{db}", "--trials", "1",
+                      "--epochs", "1", "--set", "data_fraction=0.05"], capsys)
+    assert code == 0, err
+    stored = record.study_info(optuna.load_study(study_name="big", storage=f"sqlite:///{db}")).description
+    assert len(stored) < record.MAX_DESCRIPTION + 100 and stored.endswith("more characters in the space file]")
+    assert db.stat().st_size < 1_000_000  # the description and the dashboard note, both bounded
+
+
+@NO_CUDA
+def test_train_out_of_memory_is_one_line(data_dir, tmp_path):
+    """A configuration within the bounds that needs more memory than there is: the process is held to
+    8 GiB of address space (torch's import maps about 4.5), so the allocation fails at once."""
+    import resource
+    import sys
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    r = subprocess.run([sys.executable, "-m", "study", "train", SPACE32, "--data-dir", data_dir, "--epochs", "1",
+                        "--set", "resolution=512", "--set", "width=16.0", "--set", "data_fraction=0.05"],
+                       capture_output=True, text=True, preexec_fn=limited, cwd=ROOT, timeout=600,
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2 and r.stderr.startswith("error: out of memory (") and r.stderr.count("\n") == 1, r.stderr
+    assert "lower batch_size, width or resolution" in r.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("STUDY_TEST_POSTGRES_URL"),
+                    reason="no PostgreSQL server: .ci/run starts one and sets STUDY_TEST_POSTGRES_URL")
+def test_a_study_name_over_512_characters_on_postgresql_says_the_limit(data_dir, capsys):
+    url = os.environ["STUDY_TEST_POSTGRES_URL"]
+    code, err = main(["run", SPACE32, "--data-dir", data_dir, "--storage", url, "--study-name", "n" * 600,
+                      "--epochs", "1"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "is 600 characters: a study name holds at most 512" in err, err
+    assert "free disk space" not in err

@@ -4,6 +4,7 @@ used, a report that says what it left out.
 """
 
 import contextlib
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from study import cli
 from tests.test_bad_input import main, stored  # noqa: F401 - `stored` is the module's fixture too
@@ -46,6 +48,11 @@ def test_report_tables_folder_taken_by_a_file_is_one_line(db, tmp_path, capsys):
     code, err = main(["report", db, "-o", tmp_path / "r.html", "--no-dashboard"], capsys)
     assert code == 2 and err.count("\n") == 1 and "but a file has that name" in err, err
     assert (tmp_path / "r_tables").read_text() == "mine\n" and not (tmp_path / "r.html").exists()
+
+
+def test_an_output_name_too_long_for_the_file_system_is_one_line(db, tmp_path, capsys):
+    code, err = main(["report", db, "-o", tmp_path / ("x" * 300 + ".html"), "--no-dashboard"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "File name too long" in err, err
 
 
 def test_a_study_name_too_long_for_a_file_name_still_gets_its_tables(db, tmp_path, capsys):
@@ -130,3 +137,57 @@ def test_final_on_a_trial_with_a_malformed_config_is_one_line_and_writes_nothing
     code, err = main(["final", db, "--epochs", "1"], capsys)
     assert code == 2 and err.count("\n") == 1 and "trial 0: its stored configuration is malformed" in err, err
     assert optuna.get_all_study_names(f"sqlite:///{db}") == [NAME]
+
+
+# -- studies not written by `study run` -------------------------------------------------------------
+
+def plain(db: Path, name: str, directions=("maximize",), **study_attrs) -> None:
+    """An Optuna study as a user's own script writes it: three trials, no attribute of ours."""
+    study = optuna.create_study(storage=f"sqlite:///{db}", study_name=name, directions=list(directions))
+    for key, value in study_attrs.items():
+        study.set_user_attr(key, value)
+    study.optimize(lambda t: [t.suggest_float("x", 0, 1)] * len(directions), n_trials=3)
+
+
+FOREIGN = [
+    ("plain", {}, "is a study with no attribute that `python -m study run` stores (a plain Optuna study"),
+    ("minimize", dict(directions=("minimize",)), "is an Optuna study that minimizes its objective"),
+    ("multi-objective", dict(directions=("maximize", "maximize")), "is a multi-objective Optuna study (2 objectives)"),
+]
+
+
+@pytest.mark.parametrize("command", ["report", "final", "ablation-path"])
+@pytest.mark.parametrize("name,how,fragment", [pytest.param(*c, id=c[0]) for c in FOREIGN])
+def test_a_study_not_written_by_study_run_is_one_line_and_nothing_is_written(name, how, fragment, command, tmp_path,
+                                                                             capsys):
+    db = tmp_path / "theirs.db"
+    plain(db, name, **how)
+    argv = [command, db, *(["-o", tmp_path / "r.html"] if command == "report" else ["--epochs", "1"])]
+    code, err = main(argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and f"study '{name}' in " in err and fragment in err, err
+    assert optuna.get_all_study_names(f"sqlite:///{db}") == [name]
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+    assert len(study.trials) == 3 and study.user_attrs == {} and all(t.user_attrs == {} for t in study.trials)
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "r_tables").exists()
+
+
+def test_a_user_attribute_of_another_meaning_is_reported_and_final_says_why_it_cannot_retrain(tmp_path, capsys):
+    db = tmp_path / "theirs.db"
+    plain(db, "theirs", dataset="cifar10")  # a name of ours, with a meaning of theirs
+    code, err = main(["report", db, "-o", tmp_path / "r.html", "--no-dashboard"], capsys)
+    assert code == 0, err
+    assert "study: dataset is str &quot;cifar10&quot;" in (tmp_path / "r.html").read_text()
+    code, err = main(["final", db, "--epochs", "1"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "stored no configuration (config), so it cannot be retrained" in err
+    assert optuna.get_all_study_names(f"sqlite:///{db}") == ["theirs"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present here")
+def test_final_of_a_study_trained_on_cuda_run_without_one_is_one_line_and_writes_nothing(db, capsys):
+    with contextlib.closing(sqlite3.connect(db)) as c, c:
+        (config,) = c.execute("SELECT value_json FROM trial_user_attributes WHERE key = 'config'").fetchone()
+        c.execute("UPDATE trial_user_attributes SET value_json = ? WHERE key = 'config'",
+                  (json.dumps({**json.loads(config), "device": "cuda"}),))
+    code, err = main(["final", db, "--epochs", "1"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "device=cuda was asked for but no CUDA device is visible" in err, err
+    assert optuna.get_all_study_names(f"sqlite:///{db}") == [NAME]  # no -final study with a failed trial
