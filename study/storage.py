@@ -469,7 +469,7 @@ def serve_proxy(url: str, host: str, port: int, threads: int = PROXY_THREADS,
     if url.startswith(GRPC):
         raise UserError(f"{url} is a proxy already; pass the database URL the proxy should serve")
     try:
-        import grpc
+        import grpc  # noqa: F401  (Optuna's server imports it; missing, that would be a traceback)
     except ImportError:
         raise UserError("the storage proxy needs grpcio: pip install -e \".[grpc]\"") from None
     from optuna.storages._grpc.server import make_server
@@ -489,7 +489,6 @@ def serve_proxy(url: str, host: str, port: int, threads: int = PROXY_THREADS,
     finally:
         server.stop(grace=None)
         db.engine.dispose()
-    del grpc
 
 
 def _rdb_storage(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
