@@ -281,9 +281,10 @@ def _reconnecting(method: Callable[..., Any]) -> Callable[..., Any]:
                     if not _disconnected(exc):
                         raise
                     failed = exc
-                    if time.monotonic() + delay > deadline:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
                         break
-                time.sleep(delay)
+                time.sleep(min(delay, left))
                 delay = min(delay * 2, 10)
         finally:
             _depth.n = 0
