@@ -294,9 +294,10 @@ def _reconnecting(method: Callable[..., Any]) -> Callable[..., Any]:
                     if not _disconnected(exc):
                         raise
                     failed = exc
-                    if time.monotonic() + delay > deadline:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
                         break
-                time.sleep(delay)
+                time.sleep(min(delay, left))
                 delay = min(delay * 2, 10)
         finally:
             _depth.n = 0
@@ -482,7 +483,7 @@ def serve_proxy(url: str, host: str, port: int, threads: int = PROXY_THREADS,
     if url.startswith(GRPC):
         raise UserError(f"{url} is a proxy already; pass the database URL the proxy should serve")
     try:
-        import grpc
+        import grpc  # noqa: F401  (Optuna's server imports it; missing, that would be a traceback)
     except ImportError:
         raise UserError("the storage proxy needs grpcio: pip install -e \".[grpc]\"") from None
     from optuna.storages._grpc.server import make_server
@@ -502,7 +503,6 @@ def serve_proxy(url: str, host: str, port: int, threads: int = PROXY_THREADS,
     finally:
         server.stop(grace=None)
         db.engine.dispose()
-    del grpc
 
 
 def _rdb_storage(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
