@@ -6,7 +6,7 @@ fit), so the spread across fits is shown beside the mean. Below `min_trials` com
 is shown: the smallest count at which the criterion of reports/importance_check.py holds, measured
 there at the real trial noise (docs/probes/importance_minimum.log; figures in reports/README.md).
 It depends on how the study sampled: random sampling meets it from 80 completed trials; TPE with
-successive halving, as the search runs, met it at no count measured (20 to 160), so the
+successive halving, as the search runs, met it at no count measured (20 to 320), so the
 importances of a model-sampled study are withheld at any size, with that reason.
 """
 
@@ -24,7 +24,7 @@ MIN_TRIALS = 80  # random sampling (and grids): the criterion first held at 80 c
 # (TPE, GP: the search's) is held to UNMEASURED_REASON
 MEASURED = {"random": MIN_TRIALS, "grid": MIN_TRIALS}
 UNMEASURED_REASON = ("on TPE-sampled, pruned studies at the real trial noise, importances of independent studies "
-                     "repeated within 0.3 at no count measured (20 to 160 completed trials)")
+                     "repeated within 0.3 at no count measured (20 to 320 completed trials)")
 RESAMPLES = 8
 METHODS = ("ped_anova", "fanova")
 # two methods disagree on a parameter when their means differ by more than this and their

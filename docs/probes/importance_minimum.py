@@ -3,11 +3,12 @@
     OMP_NUM_THREADS=1 PYTHONPATH=. python docs/probes/importance_minimum.py
     OMP_NUM_THREADS=1 PYTHONPATH=. python -m reports.importance_check --sampler random --no-prune \
         --counts 20,40,60,80,120,160 --repeats 8
+    OMP_NUM_THREADS=1 PYTHONPATH=. python -m reports.importance_check --counts 240,320 --repeats 8
 
 The first runs `python -m reports.importance_check` (whose docstring states the criterion) with the
 studies the reports meet: TPE as the search uses it, successive halving, the real trial noise (2.7
 points), only completed trials fitted; 8 studies per count. The second measures random sampling at
-the same noise. The log holds both, each after its command.
+the same noise; the third extends the first. The log holds all three, each after its command.
 """
 
 from reports import importance_check
