@@ -257,3 +257,22 @@ def test_a_study_that_stored_no_attributes_says_what_was_not_recorded():
     assert column["kind"] == "search"
     assert [column[k] for k in ("space file", "data set", "device", "budget", "sampler", "pruner")] == ["not recorded"] * 6
     assert column["per trial"] == "– train / – validation images at – px, data_fraction –"
+
+
+def test_a_rescored_path_shows_its_fresh_seed_gain_with_the_sign_flip_ci_and_p():
+    """The path as `study ablation-path` stores it now: each step chosen on some seeds and re-scored on
+    fresh ones; the table shows the re-score's gain, the CI and p of the same test, and the choosing mean."""
+    from study.ablation_path import _step
+
+    reference = _step(0, "reference", [0.60, 0.61, 0.62], [0.60, 0.61, 0.59, 0.60, 0.62, 0.61], None)
+    step = _step(1, "lr", [0.70, 0.71, 0.72], [0.62, 0.64, 0.61, 0.63, 0.63, 0.64], reference)
+    step.update({"from": 0.01, "to": 0.05})
+    study = new_study("rescored-ablation-path", None, kind="ablation_path", source_study="search", path=[reference, step])
+    table = ablation.path(study)
+    assert table.shown["when chosen (%)"].tolist() == ["61.00", "71.00"]  # what the choosing seeds said
+    assert table.shown["gain (pp)"].tolist() == ["+0.00", "+2.33"]  # what the fresh seeds say
+    assert table.shown["p"].tolist()[1] == "0.031"  # 6 positive paired differences: 2 / 2^6, two-sided
+    low, high = table.data.loc[1, ["gain_ci_low", "gain_ci_high"]]
+    assert 0 < low < 0.0233 < high  # the sign-flip interval excludes 0 with 6 seeds and holds the gain
+    assert "two-sided" in table.title and "fresh seeds" in table.title
+    assert table.shown["note"].tolist() == ["", ""]
