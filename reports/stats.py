@@ -26,13 +26,14 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
+from study.paired import sign_flip_interval, sign_flip_p
+
 CONFIDENCE = 0.95
 PAIRED_T_MIN = 8
 POWER = 0.8  # the usual target power for "seeds needed"
 MAX_SEEDS = 10_000  # "seeds needed" beyond this is shown as more than it
 SIMULATIONS = 20_000  # draws per seed count when "seeds needed" simulates a test's power (SE 0.003 at 80%)
 BOOTSTRAP = 2_000  # resamples of a bootstrap interval
-EXACT_FLIPS_MAX = 16  # pairs up to which every sign pattern is enumerated (65,536)
 SEED = 0  # simulations and bootstraps are seeded: the same studies give the same report
 
 
@@ -119,44 +120,6 @@ def _two_sample_permutation_p(a: np.ndarray, b: np.ndarray) -> float:
     result = stats.permutation_test((a, b), _difference_of_means, permutation_type="independent", vectorized=True,
                                     n_resamples=min(splits, 99_999), alternative="two-sided", rng=SEED)
     return float(result.pvalue)
-
-
-def _mean(d: np.ndarray, axis: int = -1) -> np.ndarray:
-    return d.mean(axis=axis)
-
-
-def sign_flip_p(d: Sequence[float]) -> float:
-    """Two-sided p of the sign-flip permutation test on the mean difference (exact up to EXACT_FLIPS_MAX pairs)."""
-    d = np.asarray(d, dtype=float)
-    n = len(d)
-    resamples = 2 ** n if n <= EXACT_FLIPS_MAX else 99_999
-    result = stats.permutation_test((d,), _mean, permutation_type="samples", vectorized=True,
-                                    n_resamples=resamples, alternative="two-sided", rng=SEED)
-    return float(result.pvalue)
-
-
-def sign_flip_interval(d: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The shifts the two-sided exact sign-flip test does not reject at 1 - confidence: its inverted interval.
-
-    The test of a shift s flips signs of d - s. Flipping a subset S beats the observed sum exactly when
-    the mean of d over S lies on the far side of s, so the one-sided p at s counts the 2^n - 1 subset
-    means below (above) s, plus the identity (Hartigan 1969). Two-sided p = 2 x the smaller one-sided p
-    (scipy's convention), so s is kept while at least m = floor(2^(n-1) alpha) subset means lie on each
-    side: the interval runs from the m-th smallest subset mean to the m-th largest; with m = 0 (fewer
-    than 6 pairs at 95%) no shift is rejected and both ends are infinite.
-    """
-    d = np.asarray(d, dtype=float)
-    n, alpha = len(d), 1 - confidence
-    m = math.floor(2 ** (n - 1) * alpha + 1e-12)
-    if n == 0 or m == 0:
-        return -math.inf, math.inf
-    if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):  # every subset mean is the common value
-        return float(d.mean()), float(d.mean())
-    if n > EXACT_FLIPS_MAX:
-        return math.nan, math.nan  # the table uses the t interval there
-    masks = np.array(list(itertools.product((0, 1), repeat=n))[1:], dtype=float)
-    means = np.sort(masks @ d / masks.sum(axis=1))
-    return float(means[m - 1]), float(means[-m])
 
 
 def paired(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> Comparison:

@@ -2,68 +2,69 @@
 test of a mean difference, and the probability of improvement P(A > B) (Agarwal et al. 2021).
 
 Used where the study itself judges a gain (the ablation path's re-scored steps, the search bench);
-the report tables have their own in reports/stats.py.
+the report tables (reports/stats.py) use the same test.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
-EXACT_FLIPS_MAX_N = 12  # up to 2^12 sign vectors enumerated; beyond, a seeded Monte-Carlo sample of them
+EXACT_FLIPS_MAX = 16  # pairs up to which every sign pattern is enumerated (65,536)
+SEED = 0  # Monte-Carlo sign flips beyond EXACT_FLIPS_MAX are seeded: the same runs give the same p
 BOOTSTRAP_RESAMPLES = 2000
 
 
-def _sign_vectors(n: int) -> np.ndarray:
-    """Every vector of n signs (2^n rows), or beyond EXACT_FLIPS_MAX_N a seeded sample with the identity first."""
-    if n <= EXACT_FLIPS_MAX_N:
-        return 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
-    rng = np.random.default_rng(0)
-    return np.vstack([np.ones(n, dtype=int), rng.choice((-1, 1), size=(2 ** EXACT_FLIPS_MAX_N - 1, n))])
+def _mean(d: np.ndarray, axis: int = -1) -> np.ndarray:
+    return d.mean(axis=axis)
 
 
-def _flip_p(d: np.ndarray, signs: np.ndarray) -> float:
-    """Two-sided sign-flip p of mean(d) = 0: the share of sign vectors whose |sum| reaches the observed one."""
-    sums = np.abs(signs @ d)
-    return float(np.mean(sums >= sums[0] * (1 - 1e-12) - 1e-15))
+def sign_flip_p(d: Sequence[float]) -> float:
+    """Two-sided p of the sign-flip permutation test on the mean difference (exact up to EXACT_FLIPS_MAX pairs)."""
+    d = np.asarray(d, dtype=float)
+    n = len(d)
+    resamples = 2 ** n if n <= EXACT_FLIPS_MAX else 99_999
+    result = stats.permutation_test((d,), _mean, permutation_type="samples", vectorized=True,
+                                    n_resamples=resamples, alternative="two-sided", rng=SEED)
+    return float(result.pvalue)
+
+
+def sign_flip_interval(d: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The shifts the two-sided exact sign-flip test does not reject at 1 - confidence: its inverted interval.
+
+    The test of a shift s flips signs of d - s. Flipping a subset S beats the observed sum exactly when
+    the mean of d over S lies on the far side of s, so the one-sided p at s counts the 2^n - 1 subset
+    means below (above) s, plus the identity (Hartigan 1969). Two-sided p = 2 x the smaller one-sided p
+    (scipy's convention), so s is kept while at least m = floor(2^(n-1) alpha) subset means lie on each
+    side: the interval runs from the m-th smallest subset mean to the m-th largest; with m = 0 (fewer
+    than 6 pairs at 95%) no shift is rejected and both ends are infinite.
+    """
+    d = np.asarray(d, dtype=float)
+    n, alpha = len(d), 1 - confidence
+    m = math.floor(2 ** (n - 1) * alpha + 1e-12)
+    if n == 0 or m == 0:
+        return -math.inf, math.inf
+    if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):  # every subset mean is the common value
+        return float(d.mean()), float(d.mean())
+    if n > EXACT_FLIPS_MAX:
+        return math.nan, math.nan  # the table uses the t interval there
+    masks = np.array(list(itertools.product((0, 1), repeat=n))[1:], dtype=float)
+    means = np.sort(masks @ d / masks.sum(axis=1))
+    return float(means[m - 1]), float(means[-m])
 
 
 def sign_flip(d: Any, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """The exact two-sided sign-flip test of a mean paired difference, and the interval inverting it.
-
-    p is the share of the 2^n sign vectors under which |mean| is at least the observed one (what
-    scipy.stats.permutation_test computes). The interval holds every shift delta the same test does
-    not reject at 1 - confidence when applied to d - delta, so p < 1 - confidence exactly when the
-    interval excludes 0. scipy inverts no permutation test, so it is done here: p(delta) changes only
-    where a sign vector's sum crosses the observed one, which is where delta is the mean of a subset
-    of d; p is evaluated between and beyond those points. Where the test cannot reject even a shift
-    beyond every difference (its smallest p, 2 / 2^n, is above 1 - confidence: n <= 5 at 95%), that
-    end is infinite. Returns (p, low, high); NaN throughout below two differences.
-    """
+    """The exact two-sided sign-flip test of a mean paired difference and the interval inverting it, as
+    (p, low, high); NaN throughout below two differences."""
     d = np.asarray(d, dtype=float)
-    n = len(d)
-    if n < 2:
+    if len(d) < 2:
         return math.nan, math.nan, math.nan
-    signs = _sign_vectors(n)
-    alpha = 1 - confidence
-    p = _flip_p(d - 0.0, signs)
-    if n <= EXACT_FLIPS_MAX_N:
-        subsets = signs[1:] < 0  # every non-empty subset (the rows other than all +1)
-        points = np.unique(np.round((subsets @ d) / subsets.sum(axis=1), 12))
-    else:
-        points = np.linspace(d.min(), d.max(), 2001)
-    span = max(float(np.ptp(d)), 1e-9)
-    probes = np.concatenate([[points[0] - span], (points[:-1] + points[1:]) / 2, [points[-1] + span], points])
-    kept = sorted(float(x) for x in probes if _flip_p(d - x, signs) > alpha)
-    if not kept:
-        return p, math.nan, math.nan
-    low = -math.inf if kept[0] < points[0] else max(x for x in points if x <= kept[0])
-    high = math.inf if kept[-1] > points[-1] else min(x for x in points if x >= kept[-1])
-    return p, float(low), float(high)
+    return (sign_flip_p(d), *sign_flip_interval(d, confidence))
 
 
 def _improvement(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
