@@ -40,10 +40,15 @@ class NoHostSync:
             torch.cuda.set_sync_debug_mode("default")
 
 
+# Modules whose every test builds full-size models, starts processes or renders whole report pages.
+SLOW_MODULES = {"test_bad_input", "test_bad_stored", "test_cli", "test_cluster", "test_fused", "test_interrupts",
+                "test_reference_models", "test_reports_page", "test_robustness", "test_user_model"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The fast tier (`python -m pytest -m "not slow"`) is what needs no CIFAR images: a test that asks for
-    the subset (`data_dir`) trains on it or loads it, so it is slow by this one rule, beside the tests
-    marked slow by hand (several processes at once, or a stored study trained through the command line)."""
+    """The fast tier (`python -m pytest -m "not slow"`) is what needs no CIFAR images and no process,
+    page or full-size model: a test that asks for the subset (`data_dir`) trains on it or loads it, so
+    it is slow by this rule, as is every test of SLOW_MODULES."""
     for item in items:
-        if "data_dir" in getattr(item, "fixturenames", ()):
+        if "data_dir" in getattr(item, "fixturenames", ()) or item.module.__name__.split(".")[-1] in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
