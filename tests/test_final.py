@@ -58,9 +58,11 @@ def test_final_bad_inputs(tmp_path, capsys):
     assert "missing.db does not exist" in capsys.readouterr().err
     assert cli.main(["final", str(tmp_path / "missing.db"), "--top", "0"]) == 2
     assert "--top 0 is invalid" in capsys.readouterr().err
-    optuna.create_study(study_name="empty", storage=f"sqlite:///{tmp_path}/empty.db", direction="maximize")
+    # a study of ours with no trial yet (a plain Optuna study is refused before: tests/test_bad_stored.py)
+    optuna.create_study(study_name="empty", storage=f"sqlite:///{tmp_path}/empty.db",
+                        direction="maximize").set_user_attr("kind", "search")
     assert cli.main(["final", str(tmp_path / "empty.db")]) == 2
-    assert "is a study with no attribute that `python -m study run` stores" in capsys.readouterr().err
+    assert "study empty has no completed trial" in capsys.readouterr().err
 
 
 def test_final_trains_anew_when_the_settings_differ_from_the_stored_runs(data_dir, tmp_path, monkeypatch):
