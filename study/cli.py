@@ -248,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         if marked:
             said = f"trial {', '.join(map(str, marked))} {'is' if len(marked) == 1 else 'are'} marked interrupted"
             print(f"{what}: {said}; run the same command to resume", file=sys.stderr)
-        elif args.command in ("run", "final", "ablation-path"):
-            print(f"{what} before any trial was running; run the same command to resume", file=sys.stderr)
+        elif args.command in ("run", "final", "ablation-path"):  # no trial of this process was running
+            print(f"{what}: run the same command to resume", file=sys.stderr)
         else:
             print(what, file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130

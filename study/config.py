@@ -39,7 +39,8 @@ MAX_EPOCHS = 100_000  # far beyond any CIFAR recipe: a larger number is a typo
 # what can be built: past these a model takes hours to build or more memory than any machine has
 MAX_WIDTH = 16.0  # channel multiplier: NaiveNet's widest layer at 3,072 channels (the shipped spaces go to 4)
 MAX_DEPTH = 64  # blocks added to the main stage (the shipped spaces go to 8)
-MAX_RESOLUTION = 512  # px per side: CIFAR's 32 px upscaled 16x (the seed upscales 4x)
+# px per side: one 128-image batch past it is over 25 TB; below it, a too-big trial fails alone as out of memory
+MAX_RESOLUTION = 131_072
 # augmentation magnitudes (px, degrees, factors) and the MixUp alpha: negative values mean nothing
 # where a run happens, not what it trains: a stored run answers a request whatever these read
 WHERE_IT_RUNS = ("data_dir", "device")
@@ -144,7 +145,7 @@ class Config:
             ("epochs", self.epochs <= MAX_EPOCHS, f"<= {MAX_EPOCHS}"),
             ("width", self.width <= MAX_WIDTH, f"<= {MAX_WIDTH} (a multiple of the seed's channels)"),
             ("depth", self.depth <= MAX_DEPTH, f"<= {MAX_DEPTH}"),
-            ("resolution", self.resolution <= MAX_RESOLUTION, f"<= {MAX_RESOLUTION} (CIFAR's 32 px upscaled 16x)"),
+            ("resolution", self.resolution <= MAX_RESOLUTION, f"<= {MAX_RESOLUTION}"),
             ("hue", 0 <= self.hue <= 0.5, "in [0, 0.5] (a fraction of a turn)"),
             *((name, getattr(self, name) >= 0, ">= 0") for name in NON_NEGATIVE),
         ]

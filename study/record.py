@@ -254,9 +254,7 @@ def foreign(study: optuna.Study) -> str | None:
         return f"a multi-objective Optuna study ({len(directions)} objectives)"
     if directions[0] != optuna.study.StudyDirection.MAXIMIZE:
         return "an Optuna study that minimizes its objective"
-    ours = STUDY_FIELDS & set(study.user_attrs) or any("config" in t.user_attrs for t in study.get_trials(deepcopy=False))
-    return None if ours else ("a study with no attribute that `python -m study run` stores (a plain Optuna study, "
-                              "or one whose set-up was interrupted: run it again to finish it)")
+    return None  # a plain Optuna study that maximizes is read as far as it goes; `config` refuses to retrain it
 
 
 def check_ours(study: optuna.Study, where: str, pick: str) -> None:

@@ -150,7 +150,6 @@ def plain(db: Path, name: str, directions=("maximize",), **study_attrs) -> None:
 
 
 FOREIGN = [
-    ("plain", {}, "is a study with no attribute that `python -m study run` stores (a plain Optuna study"),
     ("minimize", dict(directions=("minimize",)), "is an Optuna study that minimizes its objective"),
     ("multi-objective", dict(directions=("maximize", "maximize")), "is a multi-objective Optuna study (2 objectives)"),
 ]
