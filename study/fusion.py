@@ -31,11 +31,11 @@ from study import models, record
 from study.array import FUSIBLE, train_array
 from study.budget import BudgetReached
 from study.config import Config
-from study.errors import one_line
+from study.errors import UserError
 from study.models.fused import NotFusible, check_members, fuse
 from study.recovery import INTERRUPTED, deferred_stop_signals, fail_running, own
 from study.train import resolve_device
-from study.trial import original_number, stored_failures
+from study.trial import configure, original_number, stored_failures
 
 ARRAY_SIZE = 8  # the H100 probe's knee: K=8 gave 1.9x one trial at 32 px, K=16 only 2% more
 FUSE_MAX_RESOLUTION = 64  # measured to lose at 128 px on the H100; 64 px not measured, kept on the safe side
@@ -117,9 +117,10 @@ def ask(study: optuna.Study, n: int, kind: Any, fixed: dict[str, Any], seed: int
                 created.append(trial)
             beats.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
             try:
-                config = kind.config(trial, fixed, seed)
-            except Exception as exc:  # the space's suggest: the trial it was asked for fails with the reason
-                fail_running(study, [trial], one_line(exc))
+                config = configure(kind, trial, fixed, seed)
+            except UserError:  # the space's suggest: the trial it was asked for fails with the reason, one line
+                fail_running(study, [trial], record.trial_info(study._storage.get_trial(trial._trial_id)).fail_reason
+                             or "suggest() failed")
                 raise
             asked.append((trial, config))
             if i == 0:

@@ -99,7 +99,7 @@ def test_sigterm_while_a_fused_member_is_suggested_leaves_no_trial_running(data_
 def test_a_suggest_that_raises_in_a_fused_array_fails_its_trial_and_strands_none(data_dir, tmp_path):
     space = write_space(tmp_path, FUSED.format(mark="raised", at=3, what="raise ValueError('no lr today')"))
     r = study_cli("run", space, "--data-dir", data_dir, *FUSED_ARGS, cwd=tmp_path)
-    assert r.returncode != 0
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no lr today" in r.stderr, r.stderr  # one line
     first = trials_of(tmp_path / "runs" / "stuck.db", "stuck")
     assert [t.state for t in first] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 2
     assert "no lr today" in first[3].user_attrs["fail_reason"]
