@@ -29,6 +29,9 @@ def pruner(space: Space, epochs: int, budget: Budget | None = None) -> optuna.pr
     return search_defaults.pruner(space.pruner, epochs, search_defaults.full_trials(budget, epochs))
 
 
+SET_UP_WAIT_SECONDS = 60  # a study another process created a moment ago: its set-up is on its way
+CUT_SHORT_WAIT_SECONDS = 5  # a study found without a uid: cut short, unless its set-up ends within this
+
 def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.BaseStorage, url: str, name: str,
                seed: int) -> optuna.Study:
     """Create the space's study, or load it to resume; refuses a name already used by another space."""
@@ -47,8 +50,9 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.Bas
         study = optuna.create_study(direction="maximize", **kwargs)
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(**kwargs)
-        if name not in existing:  # another machine created it a moment ago: it sets it up, once
-            _wait_for_uid(study)
+        # Another process may be setting it up right now (created a moment ago, or just before our listing):
+        # its set-up is waited for, since a second one would write another uid and split the checkpoints.
+        _wait_for_uid(study, SET_UP_WAIT_SECONDS if name not in existing else CUT_SHORT_WAIT_SECONDS)
     if record.study_info(study).uid is None:
         # new; or its set-up was cut short (killed, Ctrl-C); or stored before checkpoints were keyed by a uid
         _set_up(study, space, fixed, defaults)
@@ -86,10 +90,11 @@ def _set_up(study: optuna.Study, space: Space, fixed: dict[str, Any], defaults: 
         optuna_dashboard.save_note(study, note)
     if not study.get_trials(deepcopy=False):  # a set-up cut short before its first trials were queued
         space.kind.created(study, fixed)
-    record.write_study(study, uid=uuid.uuid4().hex)
+    if record.study_info(study).uid is None:  # a set-up that finished beside this one keeps its uid
+        record.write_study(study, uid=uuid.uuid4().hex)
 
 
-def _wait_for_uid(study: optuna.Study, seconds: float = 60) -> None:
+def _wait_for_uid(study: optuna.Study, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while record.study_info(study).uid is None and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -232,7 +232,7 @@ def test_a_node_killed_mid_trial_through_the_proxy_has_its_trial_retried_from_it
     retries = [t for t in trials if record.trial_info(t).retry_of == killed
                or RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed]
     assert [t.state for t in retries] == [TrialState.COMPLETE]
-    assert (record.trial_info(retries[0]).resumed_from_epoch or 0) >= 1  # from the shared checkpoint
+    assert (record.trial_info(retries[0]).resumed_from_epoch or 0) >= 1, results  # from the shared checkpoint
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
 
 

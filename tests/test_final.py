@@ -79,7 +79,7 @@ def test_final_trains_anew_when_the_settings_differ_from_the_stored_runs(data_di
     runs = {(t.user_attrs["candidate"], t.user_attrs["seed"]): t.value for t in longer.trials}
     assert runs == {("trial 1", 0): 0.1, ("trial 1", 1): 0.1,
                     ("trial 1 (epochs=30)", 0): 3.0, ("trial 1 (epochs=30)", 1): 3.0}
-    final.final(storage, None, {"epochs": 30, "data_dir": "/elsewhere"}, top=1, seeds=2)  # where it runs: reused
+    final.final(storage, None, {"epochs": 30, "data_dir": f"{data_dir}/."}, top=1, seeds=2)  # where it runs: reused
     final.final(storage, None, {}, top=1, seeds=2)
     assert len(fake.trained) == 4
     final.final(storage, None, {"data_fraction": 0.2}, top=1, seeds=2)
