@@ -99,8 +99,12 @@ def train_told(study: optuna.Study, config: Config, progress: StudyProgress, sto
     except (Diverged, torch.OutOfMemoryError):
         study.tell(trial, state=TrialState.FAIL)
         value = float("nan")
-    except BaseException:
+    except BaseException as exc:
         if trial is not None:
+            if isinstance(exc, KeyboardInterrupt) and not record.trial_info(
+                    study._storage.get_trial(trial._trial_id)).fail_reason:  # stopped before training began
+                _write([trial], INTERRUPTED)
+                exc.marked = [trial.number]
             study.tell(trial, state=TrialState.FAIL)
         raise
     else:
