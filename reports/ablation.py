@@ -29,7 +29,7 @@ from reports.tables import (
     seeds_text,
     share_ci,
 )
-from study import record
+from study.store import record
 
 ALPHA = 0.05  # the table's significance level, family-wise across its arms
 MIN_EFFECT = 0.01  # the smallest accuracy difference worth detecting (1 pp): "seeds needed" aims at it

@@ -11,8 +11,8 @@ import pandas as pd
 from reports import final as final_scores
 from reports import literature, stats
 from reports.tables import MISSING, Table, complete, count, mean, missing, number, pct, pm, recorded, seconds
-from study import record
-from study.record import setting
+from study.store import record
+from study.store.record import setting
 
 Trials = list[optuna.trial.FrozenTrial]
 

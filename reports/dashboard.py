@@ -8,7 +8,7 @@ import optuna_dashboard
 from reports.sections import Figure, Section
 from reports.sources import Loaded, Source
 from reports.tables import Table
-from study import record
+from study.store import record
 
 HOST = "127.0.0.1"
 

@@ -10,7 +10,7 @@ import optuna
 import pandas as pd
 
 from reports.tables import Table, pct
-from study import record
+from study.store import record
 
 
 @dataclass(frozen=True)

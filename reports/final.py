@@ -9,8 +9,8 @@ import pandas as pd
 
 from reports import stats
 from reports.tables import Table, complete, pm, recorded
-from study import record
-from study.record import TrialInfo
+from study.store import record
+from study.store.record import TrialInfo
 
 SUFFIX = "-final"  # the name `study final` gives its study: the source's name plus this
 

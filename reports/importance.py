@@ -3,7 +3,7 @@
 A single importance fit on a few trials looks as certain as one on hundreds. Each method is fitted
 on RESAMPLES bootstrap resamples of the completed trials (fANOVA also with a new forest seed per
 fit), so the spread across fits is shown beside the mean. Below `min_trials` completed trials nothing
-is shown: the smallest count at which the criterion of reports/importance_check.py holds, measured
+is shown: the smallest count at which the criterion of study/bench/importance.py holds, measured
 there at the real trial noise (docs/probes/importance_minimum.log; figures in reports/README.md).
 It depends on how the study sampled: random sampling meets it from 80 completed trials; TPE with
 successive halving, as the search runs, met it at no count measured (20 to 320), so the

@@ -11,10 +11,10 @@ from optuna.trial import TrialState
 
 from reports import importance
 from reports.tables import Table, best, complete, count, devices, number, pct, pm_number, seconds
-from study import record
-from study.data import FULL_TEST_IMAGES, FULL_TRAIN_IMAGES, STATS
-from study.progress import top_trials as top_trial_rows
-from study.record import StudyInfo, setting
+from study.config import DATASET_CLASSES, FULL_TEST_IMAGES, FULL_TRAIN_IMAGES
+from study.store import record
+from study.store.ranking import top_trials as top_trial_rows
+from study.store.record import StudyInfo, setting
 
 TOP = 10
 TOP_COLUMNS = ("trial", "val_accuracy", "epochs", "model_params", "flops_per_image", "seconds")
@@ -30,8 +30,8 @@ def _dataset(info: StudyInfo) -> str:
     if d is None:
         return NOT_RECORDED
     train, test = d.train_images, d.test_images
-    # every data set study/data knows (one STATS entry each) has these full sets; fewer images is a subset
-    full = (FULL_TRAIN_IMAGES, FULL_TEST_IMAGES) if d.name in STATS else None
+    # every CIFAR data set has these full sets; fewer images is a subset
+    full = (FULL_TRAIN_IMAGES, FULL_TEST_IMAGES) if d.name in DATASET_CLASSES else None
     subset = full is not None and (train, test) != full
     size = f"{train:,} train / {test:,} test images" if train is not None and test is not None else "image counts not recorded"
     return f"{d.name or '?'} ({'subset: ' if subset else ''}{size}{f' of {full[0]:,} / {full[1]:,}' if subset else ''})"

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from reports import ablation, baselines, diagnostics, figures, final, search
 from reports.sources import Loaded
 from reports.tables import Table, best, complete, devices
-from study import record
+from study.store import record
 
 MALFORMED_SHOWN = 10  # malformed attributes named one by one; the rest are counted
 PACKAGES = ("torch", "torchvision", "optuna", "optuna-dashboard", "plotly", "pandas", "scipy")

@@ -13,8 +13,8 @@ from pathlib import Path
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
-from study import record, storage
 from study.errors import UserError
+from study.store import record, storage
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 

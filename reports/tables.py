@@ -12,9 +12,9 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from reports.stats import MAX_SEEDS
-from study import record
-from study.progress import fmt_setting
-from study.record import TrialInfo
+from study.config import fmt_setting
+from study.store import record
+from study.store.record import TrialInfo
 
 MISSING = "–"
 

@@ -10,11 +10,11 @@ from typing import Any
 
 from rich.console import Console
 
-from study import record, storage
-from study import space as spaces
 from study.config import Config, parse_overrides
 from study.errors import Terminated, UserError, out_of_memory
-from study.progress import epoch_line, make_console, top_trials_table
+from study.search.progress import epoch_line, make_console, top_trials_table
+from study.spaces import space as spaces
+from study.store import record, storage
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
                           "4 per GPU (workers.TRIALS_PER_GPU), 1 per GPU when trials train as fused arrays")
     run.add_argument("--devices", help="comma-separated devices dealt out to the workers, e.g. cuda:0,cuda:1")
     run.add_argument("--fuse", type=int, help="trials trained at a time as one fused model (1: one by one); "
-                     "default: the space's, else 8 on a GPU at <= 64 px and 1 elsewhere (study/fusion.py)")
+                     "default: the space's, else 8 on a GPU at <= 64 px and 1 elsewhere (study/search/fusion.py)")
     run.add_argument("--force", action="store_true", help="run a space even without the GPU / full data it needs")
     run.add_argument("--plain", action="store_true",
                      help="plain log lines instead of live bars (the default when output is not a terminal)")
@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     reports_cli.add_arguments(sub.add_parser("report", help="HTML page + tables from stored studies"))
     reports_cli.add_dashboard_arguments(sub.add_parser("dashboard", help="optuna-dashboard on 127.0.0.1 with the artifacts"))
 
-    from study import bench
+    from study.bench import speed as bench
 
     bench.add_arguments(sub.add_parser("bench", help="training throughput: the seed's way against ours, and more"))
 
@@ -108,7 +108,7 @@ def _fixed(args: argparse.Namespace, declared: dict[str, Any] | None = None) -> 
 
 
 def _run(args: argparse.Namespace, console: Console) -> None:
-    from study import budget, recovery, runner
+    from study.search import budget, recovery, runner
 
     recovery.handle_stop_signals()
     space = spaces.load(args.space)
@@ -136,8 +136,8 @@ def _run(args: argparse.Namespace, console: Console) -> None:
 
 
 def _ablation_path(args: argparse.Namespace, console: Console) -> None:
-    from study import recovery
-    from study.ablation_path import ablation_path
+    from study.search import recovery
+    from study.workflows.ablation_path import ablation_path
 
     recovery.handle_stop_signals()
 
@@ -148,8 +148,8 @@ def _ablation_path(args: argparse.Namespace, console: Console) -> None:
 
 
 def _final(args: argparse.Namespace, console: Console) -> None:
-    from study import recovery
-    from study.final import final
+    from study.search import recovery
+    from study.workflows.test_score import final
 
     recovery.handle_stop_signals()
 
@@ -209,13 +209,13 @@ def _dashboard(args: argparse.Namespace, console: Console) -> None:
 
 
 def _bench(args: argparse.Namespace, console: Console) -> None:
-    from study import bench
+    from study.bench import speed as bench
 
     bench.main(args)
 
 
 def _train(args: argparse.Namespace, console: Console) -> None:
-    from study.train import train
+    from study.engine.train import train
 
     space = spaces.load(args.space)
     config = space.defaults.replace(**_fixed(args, space.defaults.declared_dict()))
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        marked = getattr(exc, "marked", None)  # set where a trial was running (study/trial.py)
+        marked = getattr(exc, "marked", None)  # set where a trial was running (study/search/trial.py)
         if marked:
             said = f"trial {', '.join(map(str, marked))} {'is' if len(marked) == 1 else 'are'} marked interrupted"
             print(f"{what}: {said}; run the same command to resume", file=sys.stderr)

@@ -31,6 +31,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 DATASET_CLASSES = {"cifar10": 10, "cifar100": 100}
 CIFAR_SIZE = 32  # px per side of a CIFAR image
+FULL_TRAIN_IMAGES = 50_000  # each CIFAR data set in full; fewer is a subset
+FULL_TEST_IMAGES = 10_000
 DECLARED = "declared"  # the Config field of a space's own settings, and to_dict's list of their names
 # what a space's own settings (its `settings = {...}` table) may hold: the types a --set value parses to
 DECLARED_TYPES = (bool, int, float, str)
@@ -54,7 +56,7 @@ class Config:
     dataset: str = "cifar100"
     resolution: int = 128  # px per side fed to the model; CIFAR's 32 px upscaled by an integer factor
     num_classes: int = 0  # 0: taken from the data set
-    image_size: int = 0  # own images (study/datasets.py) are resized to this once; 0: their files' size
+    image_size: int = 0  # own images (study/engine/datasets.py) are resized to this once; 0: their files' size
     # data
     data_dir: str | None = None  # None: --data-dir, else $STUDY_DATA_DIR, else the user cache
     val_fraction: float = 0.1  # of the training set, stratified by class; the test set is never used
@@ -269,3 +271,11 @@ AUGMENTATION_PRESETS: dict[str, dict[str, Any]] = {
     "crop_flip": dict(translate=4.0, rotate=0.0, shear=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0),
     "none": dict(aug_strength=0.0),
 }
+
+
+def fmt_setting(value: Any) -> str:
+    """A setting at 3 significant digits, a whole float kept visibly a float: 1.0, 0.838, 1.85e-05, 0.0001."""
+    if isinstance(value, float):
+        text = f"{value:.3g}"
+        return text if any(c in text for c in ".einf") else f"{text}.0"
+    return "" if value is None else str(value)

@@ -1,4 +1,4 @@
-"""A stand-in for `study.train.train` in tests of what is stored and reused: no data, no model.
+"""A stand-in for `study.engine.train.train` in tests of what is stored and reused: no data, no model.
 
 Its accuracy is a function of the configuration (`score`, else a fixed value), stored on the trial as
 `train` stores its metrics, so that the code under test reads the trial exactly as after real training.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from study import record
 from study.config import Config
+from study.store import record
 
 
 class FakeTrain:

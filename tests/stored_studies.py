@@ -1,4 +1,4 @@
-"""Small studies in the stored format, built with optuna and study/record.py's writers, for the report tests.
+"""Small studies in the stored format, built with optuna and study/store/record.py's writers, for the report tests.
 
 The writers refuse a name that is not a field of StudyInfo or TrialInfo, so a misspelt attribute fails
 here rather than showing as a blank cell the tests would not notice.
@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from study import record
+from study.store import record
 
 CLASSES = ["airplane", "automobile", "bird"]
 

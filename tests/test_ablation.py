@@ -6,12 +6,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from study import runner
-from study import space as spaces
-from study.ablation_path import ablation_path
 from study.config import Config
 from study.errors import UserError
-from study.storage import artifact_store
+from study.search import runner
+from study.spaces import space as spaces
+from study.store.storage import artifact_store
+from study.workflows.ablation_path import ablation_path
 
 
 def write_space(tmp_path: Path, body: str) -> Path:
@@ -124,7 +124,7 @@ def test_ablation_path_walks_from_reference_to_best(data_dir, tmp_path):
 def test_ablation_path_table_rounds_settings_and_marks_gains_within_noise():
     from rich.console import Console
 
-    from study.ablation_path import _step, path_table
+    from study.workflows.ablation_path import _step, path_table
 
     start = _step(0, "reference", [0.8] * 6, [0.80, 0.85, 0.80, 0.85, 0.80, 0.85], None)
     noisy = _step(1, "mixup_alpha", [0.9] * 6, [0.83, 0.83, 0.83, 0.83, 0.83, 0.83], start)  # +0.5 pp, seeds disagree
@@ -158,7 +158,7 @@ def _two_trial_search(storage: str, data_dir: str) -> Config:
 def test_ablation_path_trains_anew_when_the_settings_differ_from_the_stored_runs(data_dir, tmp_path, monkeypatch):
     from fake_train import FakeTrain
 
-    from study import trial as trial_module
+    from study.search import trial as trial_module
 
     storage = f"sqlite:///{tmp_path}/search.db"
     _two_trial_search(storage, data_dir)
@@ -177,7 +177,7 @@ def test_ablation_path_trains_anew_when_the_settings_differ_from_the_stored_runs
 def test_grid_rerun_with_other_settings_is_refused_and_changes_nothing(data_dir, tmp_path, monkeypatch):
     from fake_train import FakeTrain
 
-    from study import trial as trial_module
+    from study.search import trial as trial_module
 
     monkeypatch.setattr(trial_module, "train", FakeTrain())
     space = spaces.load(write_space(tmp_path, TINY))
@@ -201,7 +201,7 @@ def test_ablation_path_gains_are_unbiased_when_no_change_matters(tmp_path, monke
     import numpy as np
     from rich.console import Console
 
-    from study import ablation_path as module
+    from study.workflows import ablation_path as module
 
     storage = f"sqlite:///{tmp_path}/search.db"
     source = optuna.create_study(study_name="search", storage=storage, direction="maximize")

@@ -17,12 +17,12 @@ import pytest
 import torch
 from conftest import NoHostSync
 
-from study import models
-from study.array import train_array
 from study.config import Config
+from study.engine import models
+from study.engine.array import train_array
+from study.engine.models.fused import fuse, member_state
+from study.engine.train import optimizer_and_schedule, train
 from study.errors import UserError
-from study.models.fused import fuse, member_state
-from study.train import optimizer_and_schedule, train
 
 # Members 0 and 1 share a seed (same initialisation and data order) and differ in lr, weight decay
 # and label smoothing: the tolerances below must tell them apart. The staged CNN with BatchNorm has

@@ -1,7 +1,7 @@
 import torch
 
-from study import augment
 from study.config import Config
+from study.engine import augment
 
 MEAN, STD = torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.25, 0.25, 0.25])
 

@@ -249,7 +249,7 @@ def test_ctrl_c_during_set_up_does_not_claim_a_running_trial(data_dir, tmp_path,
 
 
 def test_ctrl_c_during_a_trial_names_the_trial_marked_interrupted(data_dir, tmp_path, monkeypatch, capsys):
-    from study import trial
+    from study.search import trial
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -260,7 +260,7 @@ def test_ctrl_c_during_a_trial_names_the_trial_marked_interrupted(data_dir, tmp_
 
 
 def test_a_huge_space_docstring_is_stored_bounded(data_dir, tmp_path, capsys):
-    from study import record
+    from study.store import record
 
     space = tmp_path / "big.py"
     space.write_text('"""' + "A long description. " * 150_000 + '"""\nmodel = "naivenet"\ndataset = "cifar10"\n'

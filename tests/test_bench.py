@@ -8,7 +8,8 @@ import math
 
 import torch
 
-from study import bench, models
+from study.bench import speed as bench
+from study.engine import models
 
 
 def _positive(value: object) -> bool:

@@ -21,8 +21,9 @@ import yaml
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from study import budget, record
-from study import storage as study_storage
+from study.search import budget
+from study.store import record
+from study.store import storage as study_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -182,7 +183,7 @@ def test_four_nodes_through_the_proxy_spend_an_epoch_budget_exactly(data_dir, tm
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="nodes that start at once may each queue the whole grid (study.kinds.Grid.enqueue checks, "
+@pytest.mark.xfail(reason="nodes that start at once may each queue the whole grid (study.spaces.kinds.Grid.enqueue checks, "
                           "then writes), and a cell queued twice is trained twice; not the proxy's doing", strict=False)
 def test_four_nodes_through_the_proxy_train_an_ablation_grid_in_fused_arrays_exactly_once(data_dir, tmp_path,
                                                                                            database, proxy):

@@ -2,9 +2,9 @@ import textwrap
 
 import pytest
 
-from study import space as spaces
 from study.config import Config, parse_overrides
 from study.errors import UserError
+from study.spaces import space as spaces
 
 
 def test_overrides_are_literals_type_checked_and_known():

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from study import data
+from study.engine import data
 from study.errors import UserError
 
 

@@ -2,10 +2,12 @@
 
 import optuna
 
-from study import cli, data, final
-from study import train as training
-from study import trial as trial_module
+from study import cli
 from study.config import Config
+from study.engine import data
+from study.engine import train as training
+from study.search import trial as trial_module
+from study.workflows import test_score as final
 
 
 def stored_search(storage: str, data_dir: str) -> optuna.Study:

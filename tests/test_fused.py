@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from study import models
 from study.config import Config
-from study.models.fused import NotFusible, fuse, member_state
-from study.optim import Members, Schedule, ScheduledSGD
+from study.engine import models
+from study.engine.models.fused import NotFusible, fuse, member_state
+from study.engine.optim import Members, Schedule, ScheduledSGD
 
 K = 3
 

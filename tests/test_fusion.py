@@ -1,4 +1,4 @@
-"""Fused arrays in a study (study/fusion.py): ablation cells and search trials trained K at a time as
+"""Fused arrays in a study (study/search/fusion.py): ablation cells and search trials trained K at a time as
 one model, each an ordinary trial. Fusion is off on CPUs by default; these tests ask for it."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import pytest
 from optuna.trial import TrialState
 
 from reports import ablation as ablation_tables
-from study import fusion, runner
-from study import space as spaces
-from study import trial as trial_module
-from study.array import FUSIBLE
 from study.config import Config
+from study.engine.array import FUSIBLE
+from study.search import fusion, runner
+from study.search import trial as trial_module
+from study.spaces import space as spaces
 
 ABLATION = """
 model = "cnn"

@@ -122,8 +122,8 @@ def suggest(trial):
 
 def _searched(data_dir: str, tmp_path: Path) -> Path:
     """A finished two-trial search (trial 0 the reference) in tmp_path/s.db."""
-    from study import runner
-    from study import space as spaces
+    from study.search import runner
+    from study.spaces import space as spaces
 
     space = spaces.load(write_space(tmp_path, SEARCH, name="searched"))
     runner.run(space, {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05}, storage=f"sqlite:///{tmp_path}/s.db",
@@ -163,8 +163,8 @@ def test_final_and_ablation_path_stop_on_sigterm_as_run_does(data_dir, tmp_path,
 
 
 def test_a_killed_final_or_path_run_leaves_no_trial_running_after_a_rerun(tmp_path):
-    from study import recovery
-    from study import storage as storages
+    from study.search import recovery
+    from study.store import storage as storages
 
     study = optuna.create_study(storage=storages.open_storage(f"sqlite:///{tmp_path}/k.db", heartbeat=False),
                                 study_name="k-final")
@@ -204,7 +204,7 @@ TAMPERED = {
 
 @pytest.mark.parametrize("what", list(TAMPERED))
 def test_a_checkpoint_of_the_right_configuration_that_does_not_fit_is_discarded(data_dir, tmp_path, caplog, what):
-    from study import train as training
+    from study.engine import train as training
 
     config, path = _tiny_config(data_dir), tmp_path / "trial-0.pt"
     original = training._save
@@ -226,9 +226,11 @@ def test_a_checkpoint_of_the_right_configuration_that_does_not_fit_is_discarded(
 def test_a_set_up_cut_short_is_finished_by_the_next_run(data_dir, tmp_path, monkeypatch, cut):
     import optuna_dashboard
 
-    from study import kinds, record, runner
-    from study import space as spaces
-    from study import storage as storages
+    from study.search import runner
+    from study.spaces import kinds
+    from study.spaces import space as spaces
+    from study.store import record
+    from study.store import storage as storages
 
     space = spaces.load(write_space(tmp_path, SEARCH, name="halfmade"))
     url, fixed = f"sqlite:///{tmp_path}/h.db", {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05}
@@ -252,8 +254,8 @@ def test_a_set_up_cut_short_is_finished_by_the_next_run(data_dir, tmp_path, monk
 
 
 def test_same_named_space_files_in_two_folders_are_kept_apart(data_dir, tmp_path):
-    from study import runner
-    from study import space as spaces
+    from study.search import runner
+    from study.spaces import space as spaces
 
     first, second = write_space(tmp_path / "a", SEARCH, name="twin"), write_space(tmp_path / "b", SEARCH, name="twin")
     args = ["--data-dir", data_dir, "--trials", "1", "--epochs", "1", "--set", "data_fraction=0.05"]
@@ -329,7 +331,7 @@ def test_commands_that_read_leave_the_storage_as_it_was(tmp_path, monkeypatch, c
 
 
 def test_a_stop_signal_is_held_back_while_a_trial_is_created_and_owned():
-    from study import recovery
+    from study.search import recovery
 
     seen: list[int] = []
     previous = signal.signal(signal.SIGTERM, lambda signum, _frame: seen.append(signum))

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from study import models
 from study.config import Config
+from study.engine import models
+from study.engine.models.naivenet import NaiveNet
 from study.errors import UserError
-from study.models.naivenet import NaiveNet
 
 SEED_COUNT = 320_464  # the seed's NaiveNet for 100 classes, with bias-free SE
 

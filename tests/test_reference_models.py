@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from reports import literature
-from study import models
 from study.config import Config
-from study.train import flops_per_image, train
+from study.engine import models
+from study.engine.train import flops_per_image, train
 
 # (parameters, MACs at 32x32) for 10 classes with the CIFAR adaptation
 PINNED = {

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from reports import importance, search, sections, sources
-from reports.importance_check import synthetic_trials
-from study import record
+from study.bench.importance import synthetic_trials
+from study.store import record
 
 
 def study_of(n: int, sampler: str = "random") -> optuna.Study:
@@ -52,12 +52,12 @@ def test_disagreements_are_named():
 
 def test_the_minimum_is_the_one_measured_at_the_real_noise():
     """MIN_TRIALS is where the logged measurement (docs/probes/importance_minimum.log, noise 0.027) first
-    meets the criterion stated in reports/importance_check.py on random sampling; on TPE-sampled,
+    meets the criterion stated in study/bench/importance.py on random sampling; on TPE-sampled,
     pruned studies no count logged meets it, so their importances are withheld at any size."""
     import re
     from pathlib import Path
 
-    from reports import importance_check
+    from study.bench import importance as importance_check
 
     log = (Path(__file__).resolve().parents[1] / "docs" / "probes" / "importance_minimum.log").read_text()
     runs = re.split(r"(?=^noise )", log, flags=re.M)[1:]

@@ -18,9 +18,9 @@ from optuna.trial import TrialState
 from stored_studies import ablation_study, add, comparison_study, factorial_study, final_study, new_study, path_study
 
 from reports import cli, sections, sources
-from reports.importance_check import synthetic_trials
-from study import record
+from study.bench.importance import synthetic_trials
 from study.errors import UserError
+from study.store import record
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIL = "<script>alert(1)</script>"

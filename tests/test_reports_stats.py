@@ -25,7 +25,8 @@ from stored_studies import (
 )
 
 from reports import ablation, baselines, final, literature, search, stats
-from study import progress, record
+from study.search import progress
+from study.store import record
 
 
 def welch_by_hand(a: list[float], b: list[float]) -> tuple[float, float, float, float]:
@@ -262,7 +263,7 @@ def test_a_study_that_stored_no_attributes_says_what_was_not_recorded():
 def test_a_rescored_path_shows_its_fresh_seed_gain_with_the_sign_flip_ci_and_p():
     """The path as `study ablation-path` stores it now: each step chosen on some seeds and re-scored on
     fresh ones; the table shows the re-score's gain, the CI and p of the same test, and the choosing mean."""
-    from study.ablation_path import _step
+    from study.workflows.ablation_path import _step
 
     reference = _step(0, "reference", [0.60, 0.61, 0.62], [0.60, 0.61, 0.59, 0.60, 0.62, 0.61], None)
     step = _step(1, "lr", [0.70, 0.71, 0.72], [0.62, 0.64, 0.61, 0.63, 0.63, 0.64], reference)

@@ -17,11 +17,12 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from study import models, recovery, runner, studies
-from study import space as spaces
-from study import storage as study_storage
-from study import trial as trial_module
+from study.engine import models
 from study.errors import UserError
+from study.search import recovery, runner, studies
+from study.search import trial as trial_module
+from study.spaces import space as spaces
+from study.store import storage as study_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -331,7 +332,7 @@ def test_checkpoints_belong_to_their_study_in_a_shared_folder(data_dir, tmp_path
 
 def _checkpointed(data_dir, tmp_path, **settings):
     from study.config import Config
-    from study.train import train
+    from study.engine.train import train
 
     config = Config(model="naivenet", dataset="cifar10", resolution=32, data_dir=data_dir, data_fraction=0.05,
                     epochs=2, precision="fp32", **settings)
@@ -339,7 +340,7 @@ def _checkpointed(data_dir, tmp_path, **settings):
 
 
 def test_a_checkpoint_of_another_configuration_or_unreadable_is_discarded_and_logged(data_dir, tmp_path, caplog):
-    from study import train as training
+    from study.engine import train as training
 
     original = training._save
     with pytest.MonkeyPatch.context() as mp:  # the run "dies" right after its first checkpoint
@@ -362,7 +363,7 @@ def _saved_lr(path):
 
 
 def test_a_failed_checkpoint_write_leaves_no_partial_file(tmp_path, monkeypatch):
-    from study import train as training
+    from study.engine import train as training
 
     def disk_full(obj, f):
         Path(f).write_bytes(b"half a checkpoint")

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from study import paired, search_bench
+from study import paired
+from study.bench import search as search_bench
 from study.config import Config
 
 

@@ -1,4 +1,4 @@
-"""Compute budgets (study.budget), search defaults sized to them, and the search bench's figures."""
+"""Compute budgets (study.search.budget), search defaults sized to them, and the search bench's figures."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 from rich.console import Console
 
-from study import budget as budgets
-from study import runner, search_bench, search_defaults, studies
-from study import space as spaces
+from study.bench import search as search_bench
 from study.errors import UserError
+from study.samplers import registry as search_defaults
+from study.search import budget as budgets
+from study.search import runner, studies
+from study.spaces import space as spaces
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = '''"""tiny: a one-knob space for budget tests."""

@@ -4,11 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from study import kinds, models
-from study import space as spaces
+from study.engine import models
+from study.engine.train import train
 from study.errors import UserError
-from study.preflight import _check_needs
-from study.train import train
+from study.search.preflight import _check_needs
+from study.spaces import kinds
+from study.spaces import space as spaces
 
 SPACES = sorted((Path(__file__).resolve().parents[1] / "spaces").glob("*.py"))
 
@@ -33,14 +34,14 @@ def test_space_loads_builds_and_trains_an_epoch(path, data_dir):
 
 
 def test_comparison_grid_and_set_narrowing():
-    space = spaces.load(Path(spaces.__file__).parents[1] / "spaces" / "baselines.py")
+    space = spaces.load(Path(spaces.__file__).parents[2] / "spaces" / "baselines.py")
     assert len(space.kind.variants()) == 5 * 4 * 2
     narrowed = space.kind.variants({"data_fraction": 0.1, "epochs": 1})
     assert [v.settings["model"] for v in narrowed] == ["naivenet", "resnet18", "se_resnet18", "mobilenet_v2", "efficientnet_b0"]
 
 
 def test_a_gpu_space_says_so_and_runs_when_forced():
-    space = spaces.load(Path(spaces.__file__).parents[1] / "spaces" / "stage4_resnet18.py")
+    space = spaces.load(Path(spaces.__file__).parents[2] / "spaces" / "stage4_resnet18.py")
     with pytest.raises(UserError, match="needs a CUDA device and the full data set.*--force"):
         _check_needs(space, space.defaults.replace(device="cpu"), 5438, force=False)
     _check_needs(space, space.defaults.replace(device="cpu"), 5438, force=True)

@@ -1,4 +1,4 @@
-"""Spread start-up trials (study.startup): every choice and every part of a range tried before TPE takes over."""
+"""Spread start-up trials (study.samplers.startup): every choice and every part of a range tried before TPE takes over."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from study import search_defaults
-from study.startup import SpreadStartup, spread
+from study.samplers import registry as search_defaults
+from study.samplers.startup import SpreadStartup, spread
 
 DEFAULTS = {"lr": 0.05, "width": 1.0, "depth": 2}
 

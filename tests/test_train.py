@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from study.config import Config
-from study.train import Diverged, bf16_native, train
+from study.engine.train import Diverged, bf16_native, train
 
 
 def small(data_dir, **kw):

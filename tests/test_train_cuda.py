@@ -12,7 +12,7 @@ import torch
 from conftest import NoHostSync
 
 from study.config import Config
-from study.train import train
+from study.engine.train import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -20,7 +20,7 @@ import pytest
 import torch.nn.functional as F
 
 from study.config import Config
-from study.train import train
+from study.engine.train import train
 
 FIXTURE = Path(__file__).with_name("train_reference.json")
 # NaiveNet @32 on CIFAR-10, fp32 on CPU, seed 0: 15 steps of 32 images per epoch, 2 epochs

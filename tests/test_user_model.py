@@ -21,11 +21,14 @@ from optuna.trial import TrialState
 from PIL import Image
 from torch import nn
 
-from study import cli, data, datasets, fusion, models, record
-from study import space as spaces
+from study import cli
 from study.config import Config
+from study.engine import data, datasets, models
+from study.engine.models.fused import fuse, member_state
 from study.errors import UserError
-from study.models.fused import fuse, member_state
+from study.search import fusion
+from study.spaces import space as spaces
+from study.store import record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -228,7 +231,7 @@ def test_a_fusible_user_model_fuses_and_matches_its_members(tmp_path):
 
 
 def test_a_user_ablation_trains_fused_as_it_trains_alone(data_dir, tmp_path):
-    from study import runner
+    from study.search import runner
 
     body = 'seeds = 3\nepochs = 2\ncomponents = {"large kernel": {"kernel_size": (5, 3)}}\n'
     space = spaces.load(write_space(tmp_path, "own", "cifar10", body, 0.05))

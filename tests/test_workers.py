@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from study.workers import TRIALS_PER_GPU, resolve_workers
+from study.search.workers import TRIALS_PER_GPU, resolve_workers
 
 
 def test_cpu_runs_one_worker_unless_asked():

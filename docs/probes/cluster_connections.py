@@ -8,7 +8,7 @@ trials of one epoch on 2% of the CIFAR-10 subset), pg_stat_activity sampled ever
 directly (--storage postgresql://...) and once through `python -m study storage-proxy` (default 10
 threads). Prints one Markdown row per run: workers, trials, wall time, most connections held.
 With --clients N: N storage-only workers instead (no training: each asks, beats, reports 3 steps
-and tells 10 trials through study.storage, as a worker's storage calls go), for more processes
+and tells 10 trials through study.store.storage, as a worker's storage calls go), for more processes
 than this 2-core machine can train at once.
 """
 
@@ -45,7 +45,7 @@ def suggest(trial):
 
 CLIENT = """
 import sys, optuna
-from study import storage
+from study.store import storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 db = storage.open_storage(sys.argv[1])
 study = optuna.load_study(study_name="probe", storage=db, sampler=optuna.samplers.RandomSampler())

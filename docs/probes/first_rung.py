@@ -2,7 +2,7 @@
 
 Trains a few random configurations of a search space (one thread, a fraction of the data) and
 prints, for every epoch k, the Spearman rank correlation between epoch-k and final validation
-accuracy. study/search_defaults.py takes the first epoch whose correlation is high as min_resource.
+accuracy. study/samplers/registry.py takes the first epoch whose correlation is high as min_resource.
 
     python docs/probes/first_rung.py spaces/naivenet32_cifar10.py --configs 8 --epochs 6 \
         --data-fraction 0.5 --data-dir ../shared/data
@@ -17,8 +17,8 @@ import optuna
 import torch
 from scipy.stats import spearmanr
 
-from study import space as spaces
-from study.train import Diverged, train
+from study.engine.train import Diverged, train
+from study.spaces import space as spaces
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Probe: does fusing K NaiveNets into one model (study/models/fused.py) pay on this device?
+"""Probe: does fusing K NaiveNets into one model (study/engine/models/fused.py) pay on this device?
 
 Times forward + backward + the per-member SGD update of K members fused against the same work done
 one member after another, at batch 128 per member on random images (augmentation excluded: it is
@@ -16,10 +16,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from study import models
 from study.config import Config
-from study.models.fused import fuse
-from study.optim import Members, Schedule, ScheduledSGD
+from study.engine import models
+from study.engine.models.fused import fuse
+from study.engine.optim import Members, Schedule, ScheduledSGD
 
 
 def _timed(step, seconds: float) -> float:

@@ -1,4 +1,4 @@
-"""The probe behind docs/performance.md's notes: ours' training step (as study.train runs it), timed
+"""The probe behind docs/performance.md's notes: ours' training step (as study.engine.train runs it), timed
 by wall clock and by CPU time, with one change switched on at a time, or profiled with torch.profiler.
 
 Run from the repository root:  PYTHONPATH=. python docs/probes/step_probe.py --res 128 --variants base keep
@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from study import augment, models
-from study import train as training
-from study.bench import row_config
+from study.bench.speed import row_config
+from study.engine import augment, models
+from study.engine import train as training
 
 VARIANTS = ("base", "fp32", "nchw", "noinplace", "compile", "keep")
 
@@ -58,7 +58,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4, help="steps per timed round")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant")
     p.add_argument("--variants", nargs="+", default=["base"], choices=VARIANTS,
-                   help="keep = study.train.keep_freed_memory() first (it stays on for later variants)")
+                   help="keep = study.engine.train.keep_freed_memory() first (it stays on for later variants)")
     p.add_argument("--augment-only", action="store_true", help="time augment.train_batch alone")
     p.add_argument("--profile", action="store_true", help="print torch.profiler's top ops for the first variant")
     p.add_argument("--data-dir", default="../shared/data")

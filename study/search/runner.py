@@ -1,0 +1,159 @@
+"""`run`: one Optuna study over a space, stored so that it resumes and the dashboard can read it.
+
+What trials are: study/spaces/kinds.py; the study: studies.py; one trial: trial.py; K as one model: fusion.py.
+Here, the workers' loop: the budget (study/search/budget.py) is shared exactly by resume and all workers, and
+a worker does not finish while another's trial may still die: it waits, then retries it."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, replace
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+from rich.console import Console
+
+from study.engine.train import Diverged
+from study.search import budget as budgets
+from study.search import fusion, preflight, studies
+from study.search.progress import StudyProgress, make_console
+from study.search.recovery import recover, retry_dead
+from study.search.trial import Objective
+from study.search.workers import TRIALS_PER_GPU, resolve_workers, run_processes
+from study.spaces.space import Space
+from study.store import record
+from study.store import storage as storages
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Optuna marks its heartbeat and retry callback experimental; they are what we need here.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+POLL_SECONDS = 2  # how often a worker waiting on others' trials looks again
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs: the space travels whole (study.spaces.space.Space pickles as its path)."""
+
+    space: Space
+    fixed: dict[str, Any]
+    url: str
+    name: str
+    budget: budgets.Budget
+    timeout: float | None
+    seed: int
+    fuse: int  # trials per fused array; 1: one by one
+
+
+def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, study_name: str | None = None,
+        trials: int | None = None, compute: dict[str, float] | None = None, timeout: float | None = None,
+        seed: int = 0, workers: int | None = 1, devices: list[str] | None = None, force: bool = False,
+        fuse: int | None = None, console: Console | None = None) -> optuna.Study:
+    """Search `space` until its budget (finished trials, or epochs or seconds trained: `compute`, e.g.
+    {"epochs": 120}; counting earlier runs) is spent.
+
+    With `workers` > 1, that many processes share the study, the CPU threads split between them,
+    and `devices` (e.g. ["cuda:0", "cuda:1"]) is dealt out among them; `workers=None` picks them
+    (workers.resolve_workers). `fuse` (else the space's) trains that many trials as one fused model
+    (study/search/fusion.py); by default only where it pays.
+    """
+    console = console or make_console()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space.kind.check_fixed(fixed)
+    defaults = space.defaults.replace(**fixed)
+    preflight.check(space, defaults, devices, force, fixed)
+    k, why = fusion.array_size(defaults, fuse or space.fuse)
+    # a fused array fills a GPU as TRIALS_PER_GPU single trials did; only one array per GPU was measured
+    n_workers, devices, per_gpu = resolve_workers(workers, devices, defaults.device, 1 if k > 1 else TRIALS_PER_GPU)
+    url = storage or storages.default_url(space.name)
+    name = study_name or space.name
+    storages.check_study_name(name)
+    with storages.one_line_failures(url), storages.removed_unless_used(url, default=storage is None):
+        db = storages.open_storage(url, create_folder=storage is None)
+        study = studies.open_study(space, fixed, db, url, name, seed)
+        recover(study)
+        done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+        queued = space.kind.enqueue(study, fixed, seed)
+        budget = budgets.Budget(trials=done + queued) if queued is not None else budgets.resolve(space, trials, compute)
+        record.write_study(study, budget=budget.describe() if budget.compute else max(budget.trials, done),
+                           array_size=k, array_size_reason=why, **(dict(trials_per_gpu=per_gpu) if per_gpu else {}))
+    if budget.spent(study.get_trials(deepcopy=False)):
+        console.print(f"study {name} already has {done} finished trials (budget {budget.describe()}); nothing to do")
+        return study
+    if k > 1:
+        console.print(f"training up to {k} trials at a time as one fused model ({why}); --fuse 1 turns it off")
+    job = Job(space, fixed, url, name, budget, timeout, seed, k)
+    storages.release(db)  # the workers open their own
+    if n_workers == 1:
+        work(job, 0, 0, console)
+    else:
+        threads = max(1, torch.get_num_threads() // n_workers)
+        console.print(f"{n_workers} workers on {name}, {threads} CPU thread(s) each")
+        jobs = [(replace(job, fixed=fixed | {"device": devices[i % len(devices)]}) if devices else job,
+                 i, threads) for i in range(n_workers)]
+        run_processes(work, jobs)
+    return optuna.load_study(study_name=name, storage=storages.open_storage(url))
+
+
+def _not_a_failed_trial(log: logging.LogRecord) -> bool:
+    # Optuna logs a failed trial in two lines and a traceback; the progress line of the trial (with its
+    # fail_reason) and the CLI's one-line error say it already.
+    return "failed with" not in log.getMessage()
+
+
+def work(job: Job, index: int, threads: int, console: Console | None = None) -> None:
+    """Worker `index`: trains trials of the stored study until the shared budget is spent."""
+    if threads:
+        torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna.study._optimize").addFilter(_not_a_failed_trial)
+    epochs = job.space.defaults.replace(**job.fixed).epochs  # --set epochs=N applies to the pruner too
+    db = storages.open_storage(job.url)
+    try:
+        _work(job, index, db, epochs, console)
+    finally:
+        storages.release(db)
+
+
+def _work(job: Job, index: int, db: optuna.storages.BaseStorage, epochs: int, console: Console | None) -> None:
+    study = optuna.load_study(
+        study_name=job.name, storage=db,
+        sampler=studies.sampler(job.space, job.seed + index, epochs, job.budget),  # workers must not propose the same trials
+        pruner=job.budget.pruner(studies.pruner(job.space, epochs, job.budget), epochs),
+    )
+    trials = study.get_trials(deepcopy=False)
+    live = console is not None
+    with StudyProgress(console or make_console(), budgets.progress_total(job.budget, trials, epochs),
+                       sum(t.state in FINISHED for t in trials), live=live,
+                       prefix="" if live else f"worker {index}: ") as progress:
+        _until_spent(study, job, Objective(study, job.space.kind, job.fixed, job.seed, job.budget, job.url, progress))
+
+
+def _until_spent(study: optuna.Study, job: Job, objective: Objective) -> None:
+    budget, deadline = job.budget, None if job.timeout is None else time.monotonic() + job.timeout
+    while True:
+        trials = study.get_trials(deepcopy=False)
+        room = budget.trials_to_start(trials)
+        if budget.max_attempts is not None:  # a worker whose every trial fails still ends
+            left_attempts = budget.max_attempts - objective.attempts
+            room = left_attempts if room is None else min(room, left_attempts)
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        if (room is None or room > 0) and job.fuse > 1:
+            with storages.one_line_failures(job.url):
+                fusion.train_arrays(study, min(job.fuse, room or job.fuse), objective)
+        elif room is None or room > 0:
+            with storages.one_line_failures(job.url):
+                study.optimize(objective, n_trials=room, timeout=left,
+                               catch=(Diverged, torch.OutOfMemoryError, budgets.BudgetReached),
+                               callbacks=[budget.callback, objective.progress])
+        elif (not any(t.state == TrialState.RUNNING for t in trials) or budget.spent(trials)
+              or budget.max_attempts is not None and objective.attempts >= budget.max_attempts):
+            return
+        else:  # others' trials hold the rest and may still die or be pruned: wait, retrying dead ones
+            time.sleep(POLL_SECONDS)
+            retry_dead(study)

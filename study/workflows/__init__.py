@@ -1,0 +1,1 @@
+"""Commands built on stored studies: scoring on the test set, the ablation path."""

@@ -1,0 +1,89 @@
+"""The house rule: which folder may import which (docs/architecture.md states it for people).
+
+Layers, lowest first; a module imports from its own layer or lower ones only, and `engine` imports
+no optuna at all, so the engine trains from configs and callbacks without knowing a study exists.
+`reports` reads what studies stored and renders it: it imports only `store` and the shared leaves.
+`bench` is imported by the command line alone, so benchmarks stay out of the product's import graph.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = {"study", "study.errors", "study.config", "study.paired"}  # leaves every layer may use
+LAYERS = ["engine", "samplers", "store", "spaces", "search", "workflows", "bench", "cli"]
+OWN_LIMITS = {"engine": ("optuna", "optuna_dashboard")}
+MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 300
+
+# Imports that break the rule today, each to be removed, not added to.
+KNOWN: set[tuple[str, str]] = {
+    ("study.engine.array", "study.store.record"),
+    ("study.engine.train", "optuna"),
+    ("study.engine.train", "study.store.record"),
+}
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] == "reports":
+        return "reports"
+    if parts[0] != "study" or module in SHARED:
+        return None
+    if len(parts) == 2 and parts[1] in ("cli", "__main__"):
+        return "cli"
+    return parts[1] if parts[1] in LAYERS else None
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module `path` imports; `from study.engine import data` names study.engine.data."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            package = node.module == "study" or (node.module.count(".") == 1 and _layer(node.module) is not None
+                                                  and node.module.split(".")[0] == "study")
+            names |= {f"{node.module}.{a.name}" for a in node.names} if package else {node.module}
+    return names
+
+
+def _modules() -> list[Path]:
+    return sorted(p for folder in ("study", "reports") for p in (ROOT / folder).rglob("*.py"))
+
+
+def _violations() -> set[tuple[str, str]]:
+    found = set()
+    for path in _modules():
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        own = _layer(module)
+        if own is None:
+            continue
+        for name in _imports(path):
+            if any(name == f or name.startswith(f + ".") for f in OWN_LIMITS.get(own, ())):
+                found.add((module, name))
+            other = _layer(name)
+            if other is None or other == own:
+                continue
+            if own == "reports":
+                if other != "store":
+                    found.add((module, name))
+            elif other == "reports" and own not in ("bench", "cli"):
+                found.add((module, name))
+            elif other != "reports" and LAYERS.index(other) > LAYERS.index(own):
+                found.add((module, name))
+    return found
+
+
+def test_each_folder_imports_only_the_folders_below_it():
+    found = _violations()
+    new = sorted(found - KNOWN)
+    assert not new, "imports against the rule in docs/architecture.md:\n" + "\n".join(f"{m} imports {n}" for m, n in new)
+    assert not (KNOWN - found), f"these no longer break the rule; remove them from KNOWN: {sorted(KNOWN - found)}"
+
+
+def test_the_rule_catches_an_engine_that_imports_optuna_or_a_report_that_imports_the_search():
+    assert _layer("study.engine.train") == "engine" and _layer("study.search.runner") == "search"
+    assert _layer("reports.tables") == "reports" and _layer("study.config") is None
