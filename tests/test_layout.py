@@ -87,3 +87,27 @@ def test_each_folder_imports_only_the_folders_below_it():
 def test_the_rule_catches_an_engine_that_imports_optuna_or_a_report_that_imports_the_search():
     assert _layer("study.engine.train") == "engine" and _layer("study.search.runner") == "search"
     assert _layer("reports.tables") == "reports" and _layer("study.config") is None
+
+
+# Modules and functions longer than the house limits today, each to be split, not added to.
+KNOWN_LONG = {"reports/ablation.py", "reports/ablation.py:variants", "reports/stats.py", "study/bench/search.py",
+              "study/bench/speed.py", "study/cli.py:parser", "study/engine/train.py", "study/store/record.py",
+              "study/store/storage.py"}
+
+
+def _too_long() -> set[str]:
+    found = set()
+    for path in _modules():
+        name, source = str(path.relative_to(ROOT)), path.read_text()
+        if source.count("\n") > MAX_MODULE_LINES:
+            found.add(name)
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= MAX_FUNCTION_LINES:
+                found.add(f"{name}:{node.name}")
+    return found
+
+
+def test_no_module_or_function_is_longer_than_the_house_limits():
+    found = _too_long()
+    assert not found - KNOWN_LONG, f"over {MAX_MODULE_LINES} lines a module or {MAX_FUNCTION_LINES} a function: {sorted(found - KNOWN_LONG)}"
+    assert not KNOWN_LONG - found, f"these are within the limits now; remove them from KNOWN_LONG: {sorted(KNOWN_LONG - found)}"
