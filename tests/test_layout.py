@@ -109,5 +109,6 @@ def _too_long() -> set[str]:
 
 def test_no_module_or_function_is_longer_than_the_house_limits():
     found = _too_long()
-    assert not found - KNOWN_LONG, f"over {MAX_MODULE_LINES} lines a module or {MAX_FUNCTION_LINES} a function: {sorted(found - KNOWN_LONG)}"
+    limits = f"over {MAX_MODULE_LINES} lines a module or {MAX_FUNCTION_LINES} a function"
+    assert not found - KNOWN_LONG, f"{limits}: {sorted(found - KNOWN_LONG)}"
     assert not KNOWN_LONG - found, f"these are within the limits now; remove them from KNOWN_LONG: {sorted(KNOWN_LONG - found)}"
