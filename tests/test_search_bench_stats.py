@@ -9,6 +9,7 @@ from scipy import stats
 
 from study import paired
 from study.bench import search as search_bench
+from study.bench import search_figures
 from study.config import Config
 
 
@@ -69,7 +70,7 @@ def test_summarize_judges_arms_on_their_rescored_accuracy():
         "default": [[_trial([0.2, 0.3], True, True), _trial([0.2, 0.6], True)] for _ in range(6)],  # selecting: +0.1
     }
     rescored = {"random": [0.40, 0.42, 0.41, 0.43, 0.40, 0.41], "default": [0.40, 0.41, 0.42, 0.42, 0.41, 0.40]}
-    result = search_bench.summarize(studies, rescored)
+    result = search_figures.summarize(studies, rescored)
     arm = result["arms"]["default"]
     assert arm["beats_random"] == 6  # on the validation images that selected it
     v = arm["vs_random"]
