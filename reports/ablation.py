@@ -1,4 +1,4 @@
-"""Ablation tables: one row per variant against the reference variant, factorial effects, the ablation path.
+"""Ablation tables: one row per variant against the reference variant, and factorial effects.
 
 docs/statistics.md states the procedures; the arithmetic is in reports/stats.py.
 """
@@ -14,14 +14,13 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from reports import stats
+from reports import power, stats
 from reports.tables import (
     Table,
     ci_only,
     complete,
     count,
     mean,
-    number,
     pct,
     pm,
     pvalue,
@@ -102,6 +101,25 @@ def test_text(c: stats.Comparison, shared: int) -> str:
     return f"{c.test}; {c.n_a} vs {c.n_b} runs{why}{left}"
 
 
+_REFERENCE_ROW = dict(effect="", delta=0.0, ci_low=math.nan, ci_high=math.nan, test="", pairs=None, left_out=None,
+                      test_detail="", p=math.nan, p_holm=math.nan, p_better=math.nan, p_better_low=math.nan,
+                      p_better_high=math.nan, seeds_needed=math.nan)
+
+
+def _summary_row(name: str, trials: Trials) -> dict[str, object]:
+    values = [t.value for t in trials]
+    s = stats.summary(values)
+    centre, centre_low, centre_high = stats.iqm(values)
+    return {"variant": name, "components_on": " ".join(record.trial_info(trials[0]).components_on),
+            "n": s.n, "val_accuracy_mean": s.mean, "val_accuracy_std": s.std,
+            "val_accuracy_iqm": centre, "iqm_low": centre_low, "iqm_high": centre_high}
+
+
+def _cost_row(trials: Trials) -> dict[str, object]:
+    return dict(params=mean(trials, lambda i: i.params), flops_per_image=mean(trials, lambda i: i.flops_per_image),
+                seconds=mean(trials, lambda i: i.seconds))
+
+
 def variants(study: optuna.Study, alpha: float = ALPHA, min_effect: float = MIN_EFFECT) -> Table | str:
     """Per variant: seeds, accuracy mean ± std and IQM, the change against the reference in words with its
     interval and two-sided p from one test, Holm's p, P(variant beats reference), seeds needed a priori."""
@@ -116,44 +134,42 @@ def variants(study: optuna.Study, alpha: float = ALPHA, min_effect: float = MIN_
     arms = [name for name, _ in ordered if name != reference]
     comparisons = {name: compare(groups[name], base) for name in arms}
     adjusted = dict(zip(arms, stats.holm([comparisons[name].p for name in arms])))
-    tested = sum(math.isfinite(comparisons[name].p) for name in arms)
     # a priori: the noise of the study (seed-to-seed, pooled over arms), never the observed deltas
-    noise_paired = stats.pooled_sd([differences(groups[n], base) for n in arms if comparisons[n].paired])
-    noise_runs = stats.pooled_sd([[t.value for t in trials] for _, trials in ordered])
+    noise_paired = power.pooled_sd([differences(groups[n], base) for n in arms if comparisons[n].paired])
+    noise_runs = power.pooled_sd([[t.value for t in trials] for _, trials in ordered])
     level = alpha / max(1, len(arms))  # Holm's strictest step: the arm survives whatever its rank
     reference_on = list(record.trial_info(base[0]).components_on)
     rows = []
     for name, trials in ordered:
-        values = [t.value for t in trials]
-        s = stats.summary(values)
-        centre, centre_low, centre_high = stats.iqm(values)
-        row = {"variant": name, "components_on": " ".join(record.trial_info(trials[0]).components_on),
-               "n": s.n, "val_accuracy_mean": s.mean, "val_accuracy_std": s.std,
-               "val_accuracy_iqm": centre, "iqm_low": centre_low, "iqm_high": centre_high}
+        row = _summary_row(name, trials)
         if name == reference:
-            row.update(effect="", delta=0.0, ci_low=math.nan, ci_high=math.nan, test="", pairs=None, left_out=None,
-                       test_detail="", p=math.nan, p_holm=math.nan, p_better=math.nan, p_better_low=math.nan,
-                       p_better_high=math.nan, seeds_needed=math.nan)
+            row.update(_REFERENCE_ROW)
         else:
             c = comparisons[name]
-            better = stats.probability_of_improvement(values, [t.value for t in base])
+            better = stats.probability_of_improvement([t.value for t in trials], [t.value for t in base])
             noise = noise_paired if c.paired else noise_runs
             row.update(
                 effect=direction(list(record.trial_info(trials[0]).components_on), reference_on, name, reference),
                 delta=c.delta, ci_low=c.ci_low, ci_high=c.ci_high, test=c.test, pairs=c.n if c.paired else 0,
                 left_out=c.left_out, test_detail=test_text(c, len(shared_seeds(trials, base))),
                 p=c.p, p_holm=adjusted[name], p_better=better[0], p_better_low=better[1], p_better_high=better[2],
-                seeds_needed=stats.seeds_needed(min_effect, noise, level, paired_seeds=c.paired))
-        row.update(params=mean(trials, lambda i: i.params), flops_per_image=mean(trials, lambda i: i.flops_per_image),
-                   seconds=mean(trials, lambda i: i.seconds))
-        rows.append(row)
+                seeds_needed=power.seeds_needed(min_effect, noise, level, paired_seeds=c.paired))
+        rows.append(row | _cost_row(trials))
+    noise_text = "; ".join(part for part in (
+        f"sd of paired seed differences {pct(noise_paired)} pp" if math.isfinite(noise_paired) else "",
+        f"sd of single runs {pct(noise_runs)} pp" if any(not comparisons[n].paired for n in arms) else "") if part)
+    tested = sum(math.isfinite(comparisons[name].p) for name in arms)
     data = pd.DataFrame(rows)
-    effect_header = f"effect (Δ = variant − {reference}, pp)"
-    shown = pd.DataFrame({
+    title = _variants_title(reference, tested, len(arms), alpha, min_effect, noise_text)
+    return Table("ablation", title, data, _variants_shown(data, reference, min_effect))
+
+
+def _variants_shown(data: pd.DataFrame, reference: str, min_effect: float) -> pd.DataFrame:
+    return pd.DataFrame({
         "variant": data["variant"], "n": data["n"],
         "val acc (%)": [pm(m, s) for m, s in zip(data["val_accuracy_mean"], data["val_accuracy_std"])],
-        effect_header: [f"{e} changes accuracy by {pct(d, True)}" if e else "(reference)"
-                        for e, d in zip(data["effect"], data["delta"])],
+        f"effect (Δ = variant − {reference}, pp)": [f"{e} changes accuracy by {pct(d, True)}" if e else "(reference)"
+                                                   for e, d in zip(data["effect"], data["delta"])],
         "95% CI (pp)": [ci_only(lo, hi) if e else "" for e, lo, hi in zip(data["effect"], data["ci_low"], data["ci_high"])],
         "test (two-sided)": data["test_detail"],
         "p": data["p"].map(pvalue), "p (Holm)": data["p_holm"].map(pvalue),
@@ -163,19 +179,18 @@ def variants(study: optuna.Study, alpha: float = ALPHA, min_effect: float = MIN_
         "params": data["params"].map(count), "FLOPs/img": data["flops_per_image"].map(count),
         "time": data["seconds"].map(seconds),
     })
-    noise_text = "; ".join(part for part in (
-        f"sd of paired seed differences {pct(noise_paired)} pp" if math.isfinite(noise_paired) else "",
-        f"sd of single runs {pct(noise_runs)} pp" if any(not comparisons[n].paired for n in arms) else "") if part)
-    title = (f"Variants against {reference!r}: Δ = variant − {reference} in validation accuracy (mean ± std over seeds, in %); "
-             f"each Δ's 95% CI and two-sided p come from the one test named in its row (paired on shared seeds: exact "
-             f"sign-flip below {stats.PAIRED_T_MIN} pairs, with its inverted interval, unbounded below 6 pairs; paired t "
-             f"from {stats.PAIRED_T_MIN}; Welch unpaired); p adjusted across the {tested} tested arm{'s' if tested != 1 else ''} "
-             f"by Holm; P(beats {reference}): the chance one run of the variant beats one of {reference!r}, stratified "
-             f"bootstrap 95% CI; seeds for Δ={100 * min_effect:g} pp: seeds per variant at which the row's test, at Holm's "
-             f"strictest level {alpha:g}/{max(1, len(arms))}, detects a true difference of {100 * min_effect:g} pp with "
-             f"{stats.POWER:.0%} power, simulated a priori from the study's pooled seed noise"
-             f"{f' ({noise_text})' if noise_text else ''}, not from the observed Δ")
-    return Table("ablation", title, data, shown)
+
+
+def _variants_title(reference: str, tested: int, arms: int, alpha: float, min_effect: float, noise_text: str) -> str:
+    return (f"Variants against {reference!r}: Δ = variant − {reference} in validation accuracy (mean ± std over seeds, in %); "
+            f"each Δ's 95% CI and two-sided p come from the one test named in its row (paired on shared seeds: exact "
+            f"sign-flip below {stats.PAIRED_T_MIN} pairs, with its inverted interval, unbounded below 6 pairs; paired t "
+            f"from {stats.PAIRED_T_MIN}; Welch unpaired); p adjusted across the {tested} tested arm{'s' if tested != 1 else ''} "
+            f"by Holm; P(beats {reference}): the chance one run of the variant beats one of {reference!r}, stratified "
+            f"bootstrap 95% CI; seeds for Δ={100 * min_effect:g} pp: seeds per variant at which the row's test, at Holm's "
+            f"strictest level {alpha:g}/{max(1, arms)}, detects a true difference of {100 * min_effect:g} pp with "
+            f"{power.POWER:.0%} power, simulated a priori from the study's pooled seed noise"
+            f"{f' ({noise_text})' if noise_text else ''}, not from the observed Δ")
 
 
 def _cells(study: optuna.Study, a: str, b: str) -> dict[tuple[bool, bool], Trials]:
@@ -236,52 +251,6 @@ def interactions(study: optuna.Study) -> Table | str:
              "without, its 95% CI and two-sided p from one test: per-seed contrasts as paired differences where every "
              "cell ran the same seeds, Welch-Satterthwaite on the cells' runs otherwise; p adjusted across pairs by Holm)")
     return Table("interactions", title, data, shown)
-
-
-def path(study: optuna.Study) -> Table | str:
-    """The stored ablation path: each step's change, the accuracy it added re-scored on fresh seeds, and
-    that gain's exact sign-flip CI and p. A path stored before re-scoring shows its gain and half-width."""
-    steps = record.study_info(study).path
-    if not steps:
-        return "the path is not stored yet: `python -m study ablation-path` writes it when it finishes"
-    rescored = any("choosing_mean" in s for s in steps)
-    data = pd.DataFrame([{
-        "step": s["step"], "parameter": s["param"], "from": s.get("from"), "to": s.get("to"),
-        "val_accuracy_mean": s["val_accuracy_mean"], "val_accuracy_std": s.get("val_accuracy_std"), "gain": s["gain"],
-        **({"choosing_mean": s.get("choosing_mean", math.nan), "gain_ci_low": _end(s.get("gain_ci_low")),
-            "gain_ci_high": _end(s.get("gain_ci_high")), "gain_p": s.get("gain_p", math.nan)} if rescored else
-           {"gain_ci_half_width": s.get("gain_ci_half_width")}),
-        "within_noise": s.get("within_noise"),
-    } for s in steps])
-    shown = pd.DataFrame({
-        "step": data["step"], "parameter": data["parameter"],
-        "change": ["" if s == 0 else f"{number(f)} → {number(t)}" for s, f, t in zip(data["step"], data["from"], data["to"])],
-        "val acc (%)": [pm(m, s) for m, s in zip(data["val_accuracy_mean"], data["val_accuracy_std"])],
-    })
-    if rescored:
-        shown["when chosen (%)"] = data["choosing_mean"].map(pct)
-        shown["gain (pp)"] = data["gain"].map(lambda x: pct(x, True))
-        shown["95% CI (pp)"] = [ci_only(lo, hi) if s else "" for s, lo, hi in
-                                zip(data["step"], data["gain_ci_low"], data["gain_ci_high"])]
-        shown["p"] = data["gain_p"].map(pvalue)
-    else:
-        shown["gain (pp)"] = data["gain"].map(lambda x: pct(x, True))
-        shown["± 95% (pp)"] = data["gain_ci_half_width"].map(pct)
-    shown["note"] = data["within_noise"].map(lambda w: "within noise" if w is True else "")
-    source = record.study_info(study).source_study or "?"
-    title = (f"Ablation path from the reference to the best trial of {source} (each change chosen on some seeds and "
-             "its gain re-scored on fresh seeds that chose nothing; 95% CI and two-sided p of the exact sign-flip "
-             "test on the paired seed differences; a gain whose CI holds 0 is marked within noise)" if rescored else
-             f"Ablation path from the reference to the best trial of {source} (a gain inside the 95% interval of "
-             "its paired seed differences is marked within noise)")
-    return Table("ablation_path", title, data, shown)
-
-
-def _end(x: float | str | None) -> float:
-    """A stored CI end: JSON keeps an infinite end as "inf"/"-inf" and none as null."""
-    if x is None:
-        return math.nan
-    return float(x)
 
 
 def main_effects(study: optuna.Study) -> Table | str:

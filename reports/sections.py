@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from optuna.trial import TrialState
 
-from reports import ablation, baselines, diagnostics, figures, final, search
+from reports import ablation, ablation_path, baselines, diagnostics, figures, final, search
 from reports.sources import Loaded
 from reports.tables import Table, best, complete, devices
 from study.store import record
@@ -131,7 +131,7 @@ def ablation_section(items: list[Loaded], min_effect: float = ablation.MIN_EFFEC
                 section.add(ablation.main_effects(study), name, "main effects")
                 section.add(ablation.interactions(study), name, "interactions")
         elif kind == "ablation_path":
-            section.add(ablation.path(study), name, "ablation path", figures.waterfall)
+            section.add(ablation_path.path(study), name, "ablation path", figures.waterfall)
     return section
 
 

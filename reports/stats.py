@@ -1,8 +1,9 @@
 """The arithmetic behind the tables: seed statistics, paired and unpaired comparisons with intervals from
-the same procedure as their p, Holm's adjustment, seeds needed a priori, factorial contrasts,
-rliable-style aggregates (interquartile mean, probability of improvement) and Pareto fronts.
+the same procedure as their p, Holm's adjustment, factorial contrasts, rliable-style aggregates
+(interquartile mean, probability of improvement) and Pareto fronts.
 
-docs/statistics.md states the procedures and why each was chosen; every p is two-sided.
+docs/statistics.md states the procedures and why each was chosen; every p is two-sided. Seeds needed a
+priori, from the same tests' simulated power, are in reports/power.py.
 
 Which test a comparison uses: variants of one ablation share seeds (same initialisation, same data
 order), so their accuracies are compared seed by seed, on the paired differences. With fewer than
@@ -16,8 +17,6 @@ spread, Welch's statistic does not exist and the exact two-sample permutation te
 
 from __future__ import annotations
 
-import functools
-import itertools
 import math
 import warnings
 from dataclasses import dataclass
@@ -30,9 +29,6 @@ from study.paired import sign_flip_interval, sign_flip_p
 
 CONFIDENCE = 0.95
 PAIRED_T_MIN = 8
-POWER = 0.8  # the usual target power for "seeds needed"
-MAX_SEEDS = 10_000  # "seeds needed" beyond this is shown as more than it
-SIMULATIONS = 20_000  # draws per seed count when "seeds needed" simulates a test's power (SE 0.003 at 80%)
 BOOTSTRAP = 2_000  # resamples of a bootstrap interval
 SEED = 0  # simulations and bootstraps are seeded: the same studies give the same report
 
@@ -87,7 +83,7 @@ def summary(values: Sequence[float]) -> Summary:
     return Summary(len(x), float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan)
 
 
-def _finite(values: Sequence[float]) -> np.ndarray:
+def finite(values: Sequence[float]) -> np.ndarray:
     x = np.asarray(values, dtype=float)
     return x[np.isfinite(x)]
 
@@ -98,7 +94,7 @@ def welch(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE
     Where neither side varies Welch's statistic is undefined (a zero standard error, not an infinitely
     strong effect): p comes from the exact two-sample permutation test, and there is no interval.
     """
-    fa, fb = _finite(a), _finite(b)
+    fa, fb = finite(a), finite(b)
     left_out = len(a) - len(fa) + len(b) - len(fb)
     delta = float(fa.mean() - fb.mean()) if len(fa) and len(fb) else math.nan
     base = dict(n=min(len(fa), len(fb)), left_out=left_out, n_a=len(fa), n_b=len(fb))
@@ -170,89 +166,6 @@ def holm(p: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-# --- seeds needed, a priori -------------------------------------------------------------------------------
-
-def pooled_sd(groups: Sequence[Sequence[float]]) -> float:
-    """The pooled standard deviation of several groups about their own means (NaN without a degree of freedom)."""
-    squares, df = 0.0, 0
-    for g in groups:
-        x = _finite(g)
-        if len(x) > 1:
-            squares += float(((x - x.mean()) ** 2).sum())
-            df += len(x) - 1
-    return math.sqrt(squares / df) if df else math.nan
-
-
-def _sign_flip_power(effect: float, n: int, alpha: float, rng: np.random.Generator) -> float:
-    """Simulated power of the exact two-sided sign-flip test with n normal differences of mean `effect` (sd 1)."""
-    d = rng.normal(effect, 1.0, size=(SIMULATIONS, n))
-    signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
-    null = d @ signs.T  # sums under every flip; the first pattern is the identity
-    observed = null[:, :1]
-    tol = 1e-9 * np.abs(observed)
-    greater = (null >= observed - tol).mean(axis=1)
-    less = (null <= observed + tol).mean(axis=1)
-    return float(np.mean(np.minimum(1, 2 * np.minimum(greater, less)) < alpha))
-
-
-def _paired_t_power(effect: float, n: int, alpha: float, rng: np.random.Generator) -> float:
-    """Simulated power of the two-sided paired t-test: mean and variance of n normal differences drawn
-    from their exact sampling distributions, so the cost does not grow with n."""
-    mean = rng.normal(effect, 1 / math.sqrt(n), SIMULATIONS)
-    var = rng.chisquare(n - 1, SIMULATIONS) / (n - 1)
-    t = mean / np.sqrt(var / n)
-    return float(np.mean(2 * stats.t.sf(np.abs(t), n - 1) < alpha))
-
-
-def _welch_power(effect: float, n: int, alpha: float, rng: np.random.Generator) -> float:
-    """Simulated power of Welch's two-sided test with n runs per side (sd 1 each), as _paired_t_power draws them."""
-    diff = rng.normal(effect, math.sqrt(2 / n), SIMULATIONS)
-    va, vb = (rng.chisquare(n - 1, (2, SIMULATIONS)) / (n - 1)) / n
-    df = (va + vb) ** 2 / ((va ** 2 + vb ** 2) / (n - 1))
-    t = diff / np.sqrt(va + vb)
-    return float(np.mean(2 * stats.t.sf(np.abs(t), df) < alpha))
-
-
-def power(effect: float, n: int, alpha: float, paired_seeds: bool = True) -> float:
-    """Simulated power, at n seeds, of the test the tables use there, for a standardised effect (delta / sd)."""
-    rng = np.random.default_rng(SEED)
-    if not paired_seeds:
-        return _welch_power(effect, n, alpha, rng)
-    if n < PAIRED_T_MIN:
-        return _sign_flip_power(effect, n, alpha, rng)
-    return _paired_t_power(effect, n, alpha, rng)
-
-
-@functools.lru_cache(maxsize=256)
-def _needed(effect: float, alpha: float, paired_seeds: bool, target: float) -> float:
-    n = 2
-    while n < PAIRED_T_MIN:  # the sign-flip region is small: every count is tried
-        if power(effect, n, alpha, paired_seeds) >= target:
-            return float(n)
-        n += 1
-    if power(effect, MAX_SEEDS, alpha, paired_seeds) < target:
-        return math.inf
-    low, high = PAIRED_T_MIN - 1, MAX_SEEDS  # power(low) < target <= power(high); power grows with n
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (low, mid) if power(effect, mid, alpha, paired_seeds) >= target else (mid, high)
-    return float(high)
-
-
-def seeds_needed(effect: float, sd: float, alpha: float, paired_seeds: bool = True, target: float = POWER) -> float:
-    """Seeds (per variant) at which the test the table uses finds a true difference `effect` with `target` power.
-
-    A priori: `effect` is the smallest difference worth detecting, set before looking (not the observed
-    delta), and `sd` the study's pooled seed-to-seed standard deviation (of the paired differences for a
-    paired test, of single runs for Welch). The power of that very test (sign-flip below PAIRED_T_MIN
-    pairs, paired t from there, or Welch) is simulated with normal noise at each count.
-    NaN without a spread to go on; infinite beyond MAX_SEEDS.
-    """
-    if not (math.isfinite(effect) and math.isfinite(sd)) or sd <= 0 or effect == 0:
-        return math.nan
-    return _needed(round(abs(effect) / sd, 9), alpha, paired_seeds, target)
-
-
 # --- factorial contrasts ----------------------------------------------------------------------------------
 
 def interaction(both: Sequence[float], a_only: Sequence[float], b_only: Sequence[float],
@@ -268,7 +181,7 @@ INTERACTION_WEIGHTS = (1.0, -1.0, -1.0, 1.0)  # both, a_only, b_only, neither
 def contrast(cells: Sequence[Sequence[float]], weights: Sequence[float], confidence: float = CONFIDENCE) -> Comparison:
     """A linear contrast of independent cell means (sum of weight x mean) with Welch-Satterthwaite's t
     interval and p: the unpaired test of a factorial effect where runs share no seed."""
-    x = [_finite(c) for c in cells]
+    x = [finite(c) for c in cells]
     estimate = float(sum(w * v.mean() for w, v in zip(weights, x))) if all(len(v) for v in x) else math.nan
     base = dict(n=min(len(v) for v in x), n_a=sum(len(v) for v in x))
     if any(len(v) < 2 for v in x):
@@ -294,7 +207,7 @@ def iqm(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float,
 
     With fewer than 4 runs nothing is trimmed and it is the mean. NaN interval below 2 runs.
     """
-    x = _finite(values)
+    x = finite(values)
     if len(x) == 0:
         return math.nan, math.nan, math.nan
     point = float(_iqm(x))
@@ -314,7 +227,7 @@ def _improvement(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
 def probability_of_improvement(a: Sequence[float], b: Sequence[float],
                                confidence: float = CONFIDENCE) -> tuple[float, float, float]:
     """P(A > B): the chance a run of A beats a run of B, with a stratified (per-arm) percentile bootstrap interval."""
-    fa, fb = _finite(a), _finite(b)
+    fa, fb = finite(a), finite(b)
     if not len(fa) or not len(fb):
         return math.nan, math.nan, math.nan
     point = float(_improvement(fa, fb))

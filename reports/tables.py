@@ -11,7 +11,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from reports.stats import MAX_SEEDS
+from reports.power import MAX_SEEDS
 from study.config import fmt_setting
 from study.store import record
 from study.store.record import TrialInfo

@@ -28,7 +28,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="training seed (and the sampler's seed for run)")
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; the bench's own arguments only where `command` is "bench", so that no other
+    command imports the benchmarks."""
     p = argparse.ArgumentParser(prog="python -m study", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -68,9 +70,11 @@ def parser() -> argparse.ArgumentParser:
     reports_cli.add_arguments(sub.add_parser("report", help="HTML page + tables from stored studies"))
     reports_cli.add_dashboard_arguments(sub.add_parser("dashboard", help="optuna-dashboard on 127.0.0.1 with the artifacts"))
 
-    from study.bench import speed as bench
+    bench = sub.add_parser("bench", help="training throughput: the seed's way against ours, and more")
+    if command == "bench":
+        from study.bench import speed
 
-    bench.add_arguments(sub.add_parser("bench", help="training throughput: the seed's way against ours, and more"))
+        speed.add_arguments(bench)
 
     path = sub.add_parser("ablation-path", help="retrain the path from a study's reference trial to its best")
     path.add_argument("storage", help="the search's storage: a .db file or an SQLAlchemy URL")
@@ -227,7 +231,8 @@ def _train(args: argparse.Namespace, console: Console) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser(argv[0] if argv else None).parse_args(argv)
     console = make_console(stderr=args.command == "train" and getattr(args, "json", False), plain=getattr(args, "plain", False))
     try:
         {"run": _run, "train": _train, "ablation-path": _ablation_path, "spaces": _spaces,

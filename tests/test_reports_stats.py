@@ -24,7 +24,7 @@ from stored_studies import (
     path_study,
 )
 
-from reports import ablation, baselines, final, literature, search, stats
+from reports import ablation, ablation_path, baselines, final, literature, power, search, stats
 from study.search import progress
 from study.store import record
 
@@ -98,23 +98,23 @@ def test_holm_against_a_hand_calculation():
 
 @pytest.mark.parametrize("delta, spread, alpha", [(0.01, 0.02, 0.05), (0.004, 0.006, 0.05 / 3)])
 def test_seeds_needed_reaches_its_power_in_a_simulation(delta, spread, alpha):
-    n = int(stats.seeds_needed(delta, spread, alpha))
+    n = int(power.seeds_needed(delta, spread, alpha))
     rng = np.random.default_rng(0)
 
-    def power(k: int) -> float:
+    def simulated_power(k: int) -> float:
         d = rng.normal(delta, spread, size=(4000, k))
         return float(np.mean(sp.ttest_1samp(d, 0.0, axis=1).pvalue < alpha))
 
     assert n >= stats.PAIRED_T_MIN  # the paired t-test is the one the table uses at that many seeds
-    assert 0.77 < power(n) < 0.86  # the simulated power at n is the 80% aimed for
-    assert power(max(2, n - 3)) < 0.8  # and fewer seeds fall short
+    assert 0.77 < simulated_power(n) < 0.86  # the simulated power at n is the 80% aimed for
+    assert simulated_power(max(2, n - 3)) < 0.8  # and fewer seeds fall short
 
 
 def test_seeds_needed_for_small_effects_and_no_spread():
-    assert stats.seeds_needed(0.01, 0.0, 0.05) != stats.seeds_needed(0.01, 0.0, 0.05)  # NaN: nothing to go on
-    assert stats.seeds_needed(0.5, 0.01, 0.05) == 6  # huge effect: the sign-flip test's own floor, 2 / 2^6 < 0.05
-    assert stats.seeds_needed(-0.1, 0.010000000000000009, 0.05) == 6  # the sign of the effect does not matter
-    assert stats.seeds_needed(1e-6, 0.05, 0.05) == math.inf
+    assert power.seeds_needed(0.01, 0.0, 0.05) != power.seeds_needed(0.01, 0.0, 0.05)  # NaN: nothing to go on
+    assert power.seeds_needed(0.5, 0.01, 0.05) == 6  # huge effect: the sign-flip test's own floor, 2 / 2^6 < 0.05
+    assert power.seeds_needed(-0.1, 0.010000000000000009, 0.05) == 6  # the sign of the effect does not matter
+    assert power.seeds_needed(1e-6, 0.05, 0.05) == math.inf
 
 
 def test_unmatched_cells_fall_back_to_welch():
@@ -160,7 +160,7 @@ def test_ablation_rows_against_the_full_model():
     assert rows.loc["full", "delta"] == 0 and math.isnan(rows.loc["full", "p"])
     # a priori: 1 pp at Holm's strictest level 0.05 / 2 with the pooled sd of the paired differences
     pooled = math.sqrt((np.var(np.subtract(ABLATION["no se"], ABLATION["full"]), ddof=1) * 2 + 0) / 3)
-    assert rows.loc["no se", "seeds_needed"] == stats.seeds_needed(0.01, pooled, 0.025)
+    assert rows.loc["no se", "seeds_needed"] == power.seeds_needed(0.01, pooled, 0.025)
     assert rows.loc["no mixup", "seeds_needed"] == rows.loc["no se", "seeds_needed"]  # not from either arm's own delta
     assert rows.loc["no se", "params"] == 900 and rows.loc["full", "seconds"] == pytest.approx(11.0)
     shown = table.shown.set_index("variant")
@@ -184,7 +184,7 @@ def test_factorial_interactions():
 
 
 def test_ablation_path_table_holds_the_stored_path():
-    table = ablation.path(path_study())
+    table = ablation_path.path(path_study())
     assert table.data["gain"].tolist() == pytest.approx([s["gain"] for s in PATH])
     assert table.shown["change"].tolist() == ["", "0.01 → 0.05", "both → none"]
     assert table.shown["gain (pp)"].tolist() == ["+0.00", "+6.00", "-1.00"]
@@ -269,7 +269,7 @@ def test_a_rescored_path_shows_its_fresh_seed_gain_with_the_sign_flip_ci_and_p()
     step = _step(1, "lr", [0.70, 0.71, 0.72], [0.62, 0.64, 0.61, 0.63, 0.63, 0.64], reference)
     step.update({"from": 0.01, "to": 0.05})
     study = new_study("rescored-ablation-path", None, kind="ablation_path", source_study="search", path=[reference, step])
-    table = ablation.path(study)
+    table = ablation_path.path(study)
     assert table.shown["when chosen (%)"].tolist() == ["61.00", "71.00"]  # what the choosing seeds said
     assert table.shown["gain (pp)"].tolist() == ["+0.00", "+2.33"]  # what the fresh seeds say
     assert table.shown["p"].tolist()[1] == "0.031"  # 6 positive paired differences: 2 / 2^6, two-sided

@@ -17,7 +17,7 @@ import pytest
 from scipy import stats as sp
 from stored_studies import FACTORIAL, add, comparison_study, factorial_study, new_study
 
-from reports import ablation, baselines, cli, literature, stats
+from reports import ablation, baselines, cli, literature, power, stats
 from study.errors import UserError
 
 ONE_OUT = {"se": {"setting": "se", "full": "both", "ablated": "none"},
@@ -107,7 +107,7 @@ def sign_flip_power_by_scipy(effect: float, n: int, alpha: float, draws: int = 3
 
 def test_seeds_needed_has_the_power_of_the_sign_flip_test_it_runs():
     # 1.5 sd at 0.05: a t-test's power says 6 seeds (0.83); the sign-flip test the table runs at 6 has 0.66
-    n = int(stats.seeds_needed(0.015, 0.01, 0.05))
+    n = int(power.seeds_needed(0.015, 0.01, 0.05))
     assert n == 7
     assert sign_flip_power_by_scipy(1.5, n, 0.05) >= 0.78
     assert sign_flip_power_by_scipy(1.5, n - 1, 0.05) < 0.72
@@ -125,13 +125,13 @@ def test_seeds_needed_is_a_priori_from_the_pooled_noise_not_the_observed_delta()
                     ((-0.002, "small"), (-0.08, "large")))
     assert small.loc["no se", "seeds_needed"] == large.loc["no se", "seeds_needed"]  # the observed Δ plays no part
     pooled = math.sqrt((np.var(list(noise.values()), ddof=1) * (1 + 4)) / 2)  # both arms' differences, 2 df each
-    assert large.loc["no se", "seeds_needed"] == stats.seeds_needed(0.01, pooled, 0.05 / 2)
+    assert large.loc["no se", "seeds_needed"] == power.seeds_needed(0.01, pooled, 0.05 / 2)
     two_pp = ablation.variants(study(-0.08, "two"), min_effect=0.02).data.set_index("variant")
     assert two_pp.loc["no se", "seeds_needed"] < large.loc["no se", "seeds_needed"]  # a larger effect needs fewer
 
 
 def test_seeds_needed_for_welch_rows_simulates_welch():
-    n = int(stats.seeds_needed(0.01, 0.01, 0.05, paired_seeds=False))
+    n = int(power.seeds_needed(0.01, 0.01, 0.05, paired_seeds=False))
     rng = np.random.default_rng(3)
     a, b = rng.normal(0.01, 0.01, size=(4000, n)), rng.normal(0.0, 0.01, size=(4000, n))
     simulated = np.mean(sp.ttest_ind(a, b, axis=1, equal_var=False).pvalue < 0.05)
@@ -274,8 +274,8 @@ def test_each_row_of_a_three_seed_ablation_says_test_pairs_effect_interval_p_hol
     assert shown.loc["no mixup", "p"] == "1.000"  # +1 and -2 pp: both sign patterns of each size are as extreme
     better = stats.probability_of_improvement([0.66, 0.69, 0.69], [0.70, 0.72, 0.74])
     assert shown.loc["no se", "P(beats full) [95% CI]"] == f"{better[0]:.2f} [{better[1]:.2f}, {better[2]:.2f}]"
-    noise = stats.pooled_sd([[-0.04, -0.03, -0.05], [0.01, -0.02]])
-    assert shown.loc["no se", "seeds for Δ=2 pp"] == f"{stats.seeds_needed(0.02, noise, 0.025):.0f}"
+    noise = power.pooled_sd([[-0.04, -0.03, -0.05], [0.01, -0.02]])
+    assert shown.loc["no se", "seeds for Δ=2 pp"] == f"{power.seeds_needed(0.02, noise, 0.025):.0f}"
     assert "two-sided" in table.title and "Holm's strictest level 0.05/2" in table.title
     assert "not from the observed Δ" in table.title
 

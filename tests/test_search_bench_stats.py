@@ -1,15 +1,19 @@
 """The search bench's statistics on synthetic inputs: the exact sign-flip test, the interval that inverts
-it, the probability of improvement, and the re-scored figures `summarize` reports."""
+it, the probability of improvement, and the re-scored figures `summarize` reports; the arms it runs."""
 
 import math
+import pickle
 
 import numpy as np
+import optuna
 import pytest
 from scipy import stats
 
 from study import paired
+from study.bench import arms, search_figures
 from study.bench import search as search_bench
 from study.config import Config
+from study.samplers import registry
 
 
 def _scipy_p(d) -> float:
@@ -69,7 +73,7 @@ def test_summarize_judges_arms_on_their_rescored_accuracy():
         "default": [[_trial([0.2, 0.3], True, True), _trial([0.2, 0.6], True)] for _ in range(6)],  # selecting: +0.1
     }
     rescored = {"random": [0.40, 0.42, 0.41, 0.43, 0.40, 0.41], "default": [0.40, 0.41, 0.42, 0.42, 0.41, 0.40]}
-    result = search_bench.summarize(studies, rescored)
+    result = search_figures.summarize(studies, rescored)
     arm = result["arms"]["default"]
     assert arm["beats_random"] == 6  # on the validation images that selected it
     v = arm["vs_random"]
@@ -84,3 +88,16 @@ def test_rescoring_runs_use_fresh_seeds_and_held_out_splits():
     assert len({c.seed for c in runs}) == 2 and all(c.seed >= search_bench.RESCORE_SEED_OFFSET for c in runs)
     assert all(c.split_seed != chosen.split_seed for c in runs)
     assert all(c.replace(seed=chosen.seed, split_seed=0) == chosen for c in runs)
+
+
+def test_every_arm_builds_its_sampler_and_pruner_and_pickles_for_parallel_jobs():
+    for arm in arms.ARMS.values():
+        arm = pickle.loads(pickle.dumps(arm))  # --jobs sends the arm's factories to spawned processes
+        assert arm.sampler is None or isinstance(arm.sampler(0, 10), optuna.samplers.BaseSampler)
+        assert arm.pruner is None or isinstance(arm.pruner(10, 10), optuna.pruners.BasePruner)
+
+
+def test_the_user_facing_registries_hold_only_what_a_space_may_name():
+    # the bench's own arms (Optuna's defaults, random start-up TPE) are not names a space may give
+    assert set(registry.SAMPLERS) == {"tpe", "gp", "random", "grid"}
+    assert set(registry.PRUNERS) == {"hyperband", "successive_halving", "median", "percentile", "none"}

@@ -15,6 +15,7 @@ from optuna.trial import TrialState, create_trial
 from rich.console import Console
 
 from study.bench import search as search_bench
+from study.bench import search_figures
 from study.errors import UserError
 from study.samplers import registry as search_defaults
 from study.search import budget as budgets
@@ -185,7 +186,7 @@ def test_search_bench_figures_from_hand_made_studies():
         [_trial([0.2, 0.3], True, True), _trial([0.1], False), _trial([0.3, 0.45], True), _trial([0.1], False)],
         [_trial([0.2, 0.32], True, True), _trial([0.1, 0.31], True), _trial([0.1, 0.2], True)],
     ]
-    result = search_bench.summarize({"random": random, "default": default})
+    result = search_figures.summarize({"random": random, "default": default})
     arm = result["arms"]["default"]
     assert arm["bests"] == [0.45, 0.32] and arm["beats_random"] == 1
     assert arm["epochs_to_reach_random_best"] == [5, 2]  # a tie with random's best counts as reached
@@ -207,7 +208,7 @@ def test_search_bench_runs_its_arms_and_parallel_jobs_give_the_same_figures(tiny
     assert one["first_seed"] == search_bench.FIRST_SEED and one["arms"]["default"]["vs_random"]["test"].startswith("exact")
     assert search_bench.run(plan, tiny.path, data_dir, "cpu", quiet, jobs=2) == one  # seeded: jobs change nothing
     printed = Console(file=io.StringIO(), width=200)
-    printed.print(search_bench.table(one))
+    printed.print(search_figures.table(one))
     assert " / ".join(f"{b:.3f}" for b in one["arms"]["default"]["bests"]) in printed.file.getvalue()
 
 

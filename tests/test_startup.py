@@ -45,7 +45,7 @@ def test_the_default_sampler_tries_every_width_and_every_third_of_the_lr_range_i
 
 def test_random_start_up_leaves_a_width_untried_on_most_seeds():
     # why the start-up is spread: the former default's three random start-up trials miss a width on 7 seeds in 9
-    missed = [len({t.params["width"] for t in _study(search_defaults.sampler("tpe_random_startup", seed, 10), 3).trials}) < 3
+    missed = [len({t.params["width"] for t in _study(search_defaults.tpe(seed, 10), 3).trials}) < 3
               for seed in range(20)]
     assert sum(missed) >= 10
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
+from study.bench.results import Row
 from study.bench.speed import row_config
 from study.engine import augment, models
 from study.engine import train as training
@@ -65,7 +66,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    config = row_config("naivenet", args.res, args.data_dir, "cpu")
+    config = row_config(Row("naivenet", args.res), args.data_dir, "cpu")
     data = training.device_data(config, device)
     if args.augment_only:
         x, y = data["train_x"][:128], data["train_y"][:128]

@@ -79,6 +79,9 @@ def device_data(config: Config, device: torch.device, test: bool = False) -> dic
     return _device_data(key, device, test)
 
 
+clear_device_data = _device_data.cache_clear  # forget the cached splits: the next run loads its data afresh
+
+
 def num_classes(config: Config) -> int:
     """The classes a model of `config` tells apart: its num_classes, else the data's."""
     found = datasets.load(config).num_classes

@@ -49,19 +49,22 @@ def startup_trials(full: int) -> int:
     return max(MIN_STARTUP, min(MAX_STARTUP, full // 3))
 
 
-def _tpe(seed: int, full: int) -> optuna.samplers.TPESampler:
+SamplerFactory = Callable[[int, int], optuna.samplers.BaseSampler]  # (seed, full-length trials) -> sampler
+PrunerFactory = Callable[[int, int], optuna.pruners.BasePruner]  # (epochs, full-length trials) -> pruner
+
+
+def tpe(seed: int, full: int) -> optuna.samplers.TPESampler:
+    """Multivariate TPE with Optuna's random start-up trials: what "tpe" wraps in its spread start-up."""
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(full), multivariate=True)
 
 
-# name -> sampler(seed, full-length trials the budget buys); the torchvision-style registry
-SAMPLERS: dict[str, Callable[[int, int], optuna.samplers.BaseSampler]] = {
-    "tpe": lambda seed, full: SpreadStartup(_tpe(seed, full), startup_trials(full), seed),
+# name -> sampler(seed, full-length trials the budget buys): the names a space may give; the torchvision-style registry
+SAMPLERS: dict[str, SamplerFactory] = {
+    "tpe": lambda seed, full: SpreadStartup(tpe(seed, full), startup_trials(full), seed),
     "gp": lambda seed, full: SpreadStartup(
         optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(full)), startup_trials(full), seed),
     "random": lambda seed, full: optuna.samplers.RandomSampler(seed=seed),
     "grid": lambda seed, full: optuna.samplers.BruteForceSampler(seed=seed),
-    "tpe_optuna": lambda seed, full: optuna.samplers.TPESampler(seed=seed),  # Optuna's own defaults: a bench arm
-    "tpe_random_startup": lambda seed, full: _tpe(seed, full),  # the former default: random start-up, a bench arm
 }
 
 
@@ -99,8 +102,9 @@ def _hyperband(epochs: int, full: int) -> optuna.pruners.BasePruner:
                                           reduction_factor=reduction_factor(full))
 
 
-# name -> pruner(epochs, full-length trials); each built from the measured first rung and factor
-PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner]] = {
+# name -> pruner(epochs, full-length trials): the names a space may give, each built from the measured first rung
+# and factor
+PRUNERS: dict[str, PrunerFactory] = {
     "hyperband": _hyperband,
     "successive_halving": _successive_halving,
     "median": lambda epochs, full: optuna.pruners.MedianPruner(
@@ -109,9 +113,6 @@ PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner]] = {
     "percentile": lambda epochs, full: optuna.pruners.PercentilePruner(
         100 * 2 / 3, n_startup_trials=startup_trials(full), n_warmup_steps=first_rung(epochs)),
     "none": lambda epochs, full: optuna.pruners.NopPruner(),
-    # the former default (rung 1, factor 3), kept as a bench arm
-    "hyperband_optuna": lambda epochs, full: optuna.pruners.HyperbandPruner(
-        min_resource=1, max_resource=epochs, reduction_factor=3),
 }
 
 

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from study.engine.train import Diverged
+from study.samplers.registry import PrunerFactory, SamplerFactory
 from study.search import budget as budgets
 from study.search import fusion, preflight, studies
 from study.search.progress import StudyProgress, make_console
@@ -46,19 +47,23 @@ class Job:
     timeout: float | None
     seed: int
     fuse: int  # trials per fused array; 1: one by one
+    sampler: SamplerFactory | None = None  # a caller's own, in place of the space's named one (the search bench's arms)
+    pruner: PrunerFactory | None = None
 
 
 def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, study_name: str | None = None,
         trials: int | None = None, compute: dict[str, float] | None = None, timeout: float | None = None,
         seed: int = 0, workers: int | None = 1, devices: list[str] | None = None, force: bool = False,
-        fuse: int | None = None, console: Console | None = None) -> optuna.Study:
+        fuse: int | None = None, console: Console | None = None, sampler: SamplerFactory | None = None,
+        pruner: PrunerFactory | None = None) -> optuna.Study:
     """Search `space` until its budget (finished trials, or epochs or seconds trained: `compute`, e.g.
     {"epochs": 120}; counting earlier runs) is spent.
 
     With `workers` > 1, that many processes share the study, the CPU threads split between them,
     and `devices` (e.g. ["cuda:0", "cuda:1"]) is dealt out among them; `workers=None` picks them
     (workers.resolve_workers). `fuse` (else the space's) trains that many trials as one fused model
-    (study/search/fusion.py); by default only where it pays.
+    (study/search/fusion.py); by default only where it pays. `sampler` and `pruner` replace the space's
+    named ones (study.samplers.registry) with a caller's own.
     """
     console = console or make_console()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -85,7 +90,7 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
         return study
     if k > 1:
         console.print(f"training up to {k} trials at a time as one fused model ({why}); --fuse 1 turns it off")
-    job = Job(space, fixed, url, name, budget, timeout, seed, k)
+    job = Job(space, fixed, url, name, budget, timeout, seed, k, sampler, pruner)
     storages.release(db)  # the workers open their own
     if n_workers == 1:
         work(job, 0, 0, console)
@@ -121,8 +126,9 @@ def work(job: Job, index: int, threads: int, console: Console | None = None) -> 
 def _work(job: Job, index: int, db: optuna.storages.BaseStorage, epochs: int, console: Console | None) -> None:
     study = optuna.load_study(
         study_name=job.name, storage=db,
-        sampler=studies.sampler(job.space, job.seed + index, epochs, job.budget),  # workers must not propose the same trials
-        pruner=job.budget.pruner(studies.pruner(job.space, epochs, job.budget), epochs),
+        # workers must not propose the same trials
+        sampler=studies.sampler(job.space, job.seed + index, epochs, job.budget, job.sampler),
+        pruner=job.budget.pruner(studies.pruner(job.space, epochs, job.budget, job.pruner), epochs),
     )
     trials = study.get_trials(deepcopy=False)
     live = console is not None

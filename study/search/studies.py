@@ -16,19 +16,25 @@ from study.config import Config
 from study.engine import datasets
 from study.errors import UserError
 from study.samplers import registry as search_defaults
+from study.samplers.registry import PrunerFactory, SamplerFactory
 from study.search.budget import Budget
 from study.spaces.space import Space
 from study.store import record
 
 
-def sampler(space: Space, seed: int, epochs: int, budget: Budget | None = None) -> optuna.samplers.BaseSampler:
-    """The space's sampler, its start-up sized to the full-length trials (of `epochs`) the budget buys."""
-    return search_defaults.sampler(space.sampler, seed, search_defaults.full_trials(budget, epochs))
+def sampler(space: Space, seed: int, epochs: int, budget: Budget | None = None,
+            own: SamplerFactory | None = None) -> optuna.samplers.BaseSampler:
+    """The space's sampler (or `own`, a caller's), its start-up sized to the full-length trials (of `epochs`)
+    the budget buys."""
+    full = search_defaults.full_trials(budget, epochs)
+    return own(seed, full) if own else search_defaults.sampler(space.sampler, seed, full)
 
 
-def pruner(space: Space, epochs: int, budget: Budget | None = None) -> optuna.pruners.BasePruner:
-    """The space's pruner, its first rung and reduction factor from `epochs` and the budget."""
-    return search_defaults.pruner(space.pruner, epochs, search_defaults.full_trials(budget, epochs))
+def pruner(space: Space, epochs: int, budget: Budget | None = None,
+           own: PrunerFactory | None = None) -> optuna.pruners.BasePruner:
+    """The space's pruner (or `own`, a caller's), its first rung and reduction factor from `epochs` and the budget."""
+    full = search_defaults.full_trials(budget, epochs)
+    return own(epochs, full) if own else search_defaults.pruner(space.pruner, epochs, full)
 
 
 SET_UP_WAIT_SECONDS = 60  # a study another process created a moment ago: its set-up is on its way
