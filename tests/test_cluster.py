@@ -182,8 +182,6 @@ def test_four_nodes_through_the_proxy_spend_an_epoch_budget_exactly(data_dir, tm
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="nodes that start at once may each queue the whole grid (study.kinds.Grid.enqueue checks, "
-                          "then writes), and a cell queued twice is trained twice; not the proxy's doing", strict=False)
 def test_four_nodes_through_the_proxy_train_an_ablation_grid_in_fused_arrays_exactly_once(data_dir, tmp_path,
                                                                                            database, proxy):
     space = write_space(tmp_path, ABLATION, "cluster_ablation")
@@ -195,9 +193,9 @@ def test_four_nodes_through_the_proxy_train_an_ablation_grid_in_fused_arrays_exa
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     cells = sorted((record.trial_info(t).variant, record.trial_info(t).seed) for t in done)
     assert len(cells) == 4 and len(set(cells)) == 4  # 2 variants x 2 seeds, each trained once
-    # a node that asks for an array when the others hold the last cells steps aside, storing why
-    assert all(t.state == TrialState.FAIL and "already taken by other workers" in record.trial_info(t).fail_reason
-               for t in trials if t not in done)
+    # nodes that start at once may each queue a cell: its trials after the first step aside, storing why,
+    # as does one asked for an array when the queue is empty
+    assert all(t.state == TrialState.FAIL and record.stepped_aside(t) for t in trials if t not in done)
     assert any(record.trial_info(t).array_size == 2 for t in done)  # seeds of a variant trained as one array
 
 
