@@ -19,8 +19,9 @@ A grid's budget (ablation, comparison) is its cells: spent when every cell has a
 nothing is left in the queue. Nodes that start at once may each queue a cell, so a cell may have
 several trials; the storage has no lock the gRPC proxy passes on, so each trial settles it when it
 starts, from the stored trials: a finished trial of the cell, else its lowest-numbered live one, owns
-the cell, and every other trial of it steps aside untrained (record.STEPPED_ASIDE). Waiting trials
-are popped lowest first, so the owner is the trial popped first, and everyone reads the same owner.
+the cell, and every other trial of it steps aside untrained (record.STEPPED_ASIDE). A trial reads
+this once it is popped from the queue, when every lower-numbered trial of its cell is queued, running,
+finished or failed for good (a retry is a new, higher-numbered trial): so all read the same owner.
 """
 
 from __future__ import annotations
@@ -127,10 +128,10 @@ class Budget:
         """This grid trial as stored, if it owns its cell; else it steps aside (BudgetReached), its
         reason stored: another trial's cell, or no cell at all (asked when the queue was empty)."""
         this = next(t for t in trials if t.number == trial.number)
-        owner = cell_owner(trials, record.cell(this))
+        cell = record.cell(this)
+        owner = cell_owner(trials, cell)
         if owner is not None and owner.number == this.number:
             return this
-        cell = record.cell(this)
         reason = record.STEPPED_ASIDE + (f"cell {cell[0]}, seed {cell[1]} is trial {owner.number}'s" if owner is not None
                                          else "no cell was left in the queue")
         record.write_trial(trial, fail_reason=reason)

@@ -123,7 +123,7 @@ class Grid(Kind):
     def enqueue(self, study: optuna.Study, fixed: dict[str, Any], base_seed: int) -> frozenset[Cell]:
         """Enqueue every (variant, seed) cell not already done, running or queued; returns every cell
         of the run. Nodes that start at once may each queue a cell: the budget (study/budget.py) has
-        each cell trained once all the same, by the lowest-numbered of its trials."""
+        each cell trained once all the same, by the first of its trials (budget.cell_owner)."""
         trials = study.get_trials(deepcopy=False)
         self._check_stored(study.study_name, trials, fixed)
         taken = {record.cell(t) for t in trials if t.state in TAKEN}
