@@ -61,7 +61,7 @@ def overview_column(study: optuna.Study) -> dict[str, Any]:
         "device": devices(study),
         "trials complete": states[TrialState.COMPLETE],
         "trials pruned": states[TrialState.PRUNED],
-        "trials failed": states[TrialState.FAIL],
+        "trials failed": states[TrialState.FAIL] - sum(record.stepped_aside(t) for t in trials),  # those trained nothing
         "trials running or waiting": states[TrialState.RUNNING] + states[TrialState.WAITING],
         "compute time (s)": sum(durations),
         # a trial budget is stored as its count, a compute budget as text ("100 epochs")

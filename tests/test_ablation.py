@@ -231,3 +231,50 @@ def test_ablation_path_gains_are_unbiased_when_no_change_matters(tmp_path, monke
     # changes) gains about +1.8 points and the later steps less than nothing.
     assert np.abs(np.mean(gains, axis=0)).max() < 0.01
     assert np.mean(flagged) <= 0.05
+
+
+@pytest.mark.parametrize("fuse", [1, 2])
+def test_nodes_that_queue_a_grid_at_once_train_each_cell_once(data_dir, tmp_path, monkeypatch, fuse):
+    from fake_train import FakeTrain
+
+    from study.engine.array import Member
+    from study.search import fusion
+    from study.search import trial as trial_module
+    from study.spaces import kinds
+    from study.store import record
+
+    fake = FakeTrain()
+    monkeypatch.setattr(trial_module, "train", fake)
+    monkeypatch.setattr(fusion, "train_array", lambda configs, trials, **kw: [
+        Member(fake(c, t), "complete") for c, t in zip(configs, trials)])
+    enqueue = kinds.Grid.enqueue
+
+    def racing(self, study, fixed, base_seed):
+        # the race of nodes that start at once: another node read the trials before this one queued
+        # its cells, so it queues them all again
+        before = study.get_trials(deepcopy=False)
+        cells = enqueue(self, study, fixed, base_seed)
+        study.get_trials = lambda *args, **kwargs: before
+        try:
+            enqueue(self, study, fixed, base_seed)
+        finally:
+            del study.get_trials
+        return cells
+
+    monkeypatch.setattr(kinds.Grid, "enqueue", racing)
+    space = spaces.load(write_space(tmp_path, TINY))
+    storage = f"sqlite:///{tmp_path}/race.db"
+    study = runner.run(space, {"data_dir": data_dir}, storage=storage, fuse=fuse)
+    trials = study.get_trials()
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    cells = [record.cell(t) for t in done]
+    assert len(trials) == 12 and len(fake.trained) == len(done) == len(set(cells)) == 6  # 3 variants x 2 seeds
+    aside = [t for t in trials if t not in done]
+    assert all(t.state == TrialState.FAIL and record.stepped_aside(t) for t in aside)
+    assert {record.cell(t) for t in aside} == set(cells)
+    # the stepped-aside trials are not failures: reports leave them out, and a rerun re-queues none of them
+    from reports import search
+
+    assert search.overview_column(study)["trials failed"] == 0
+    runner.run(space, {"data_dir": data_dir}, storage=storage, fuse=fuse)
+    assert len(optuna.load_study(study_name="ablate", storage=storage).trials) == 12 and len(fake.trained) == 6

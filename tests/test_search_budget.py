@@ -227,3 +227,33 @@ def test_bad_budget_or_arm_on_the_command_line_is_one_line(args, match, capsys, 
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(match) and err.count("\n") == 1
+
+
+def test_a_grid_budget_counts_cells_and_lets_the_lowest_live_trial_of_a_cell_train_it():
+    from study.store import record
+
+    study = optuna.create_study(direction="maximize")
+    grid = budgets.Budget.grid(frozenset({("full", 0), ("full", 1)}))
+    for _ in range(2):  # two nodes queue the grid at once
+        for seed in (0, 1):
+            study.enqueue_trial({"variant": "full", "seed": seed})
+    assert grid.trials_to_start(study.trials) == 4 and grid.max_attempts is None and not grid.spent(study.trials)
+    first, second, dup = study.ask(), study.ask(), study.ask()  # cells (full, 0), (full, 1), and (full, 0) again
+    assert grid.claim(study, first).number == 0 and grid.claim(study, second).number == 1
+    with pytest.raises(budgets.BudgetReached, match="stepped aside: cell full, seed 0 is trial 0's"):
+        grid.claim(study, dup)
+    study.tell(dup, state=TrialState.FAIL)
+    study.tell(first, 0.5)
+    study.tell(second, 0.5)
+    assert not grid.spent(study.trials)  # a duplicate is still queued: it is popped, and steps aside, too
+    late = study.ask()
+    with pytest.raises(budgets.BudgetReached, match="is trial 1's"):  # a finished cell: whatever its number
+        grid.claim(study, late)
+    study.tell(late, state=TrialState.FAIL)
+    assert grid.spent(study.trials) and grid.trials_to_start(study.trials) == 0
+    junk = study.ask()  # asked once the queue is empty: the sampler's trial is no cell's
+    with pytest.raises(budgets.BudgetReached, match="no cell was left in the queue"):
+        grid.claim(study, junk)
+    study.tell(junk, state=TrialState.FAIL)
+    assert all(record.stepped_aside(t) for t in study.trials if t.state == TrialState.FAIL)
+    assert budgets.progress_total(grid, study.trials, 1) == 2

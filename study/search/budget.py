@@ -14,6 +14,14 @@ trial only while it would not; so a study ends at exactly its epoch budget, the 
 short if need be. Two trials starting at once settle it by trial number (Optuna numbers trials
 atomically): the later one counts the earlier as running. A seconds budget is checked at the
 same points, so it ends at the first epoch boundary past it (at most one epoch per worker over).
+
+A grid's budget (ablation, comparison) is its cells: spent when every cell has a finished trial and
+nothing is left in the queue. Nodes that start at once may each queue a cell, so a cell may have
+several trials; the storage has no lock the gRPC proxy passes on, so each trial settles it when it
+starts, from the stored trials: a finished trial of the cell, else its lowest-numbered live one, owns
+the cell, and every other trial of it steps aside untrained (record.STEPPED_ASIDE). A trial reads
+this once it is popped from the queue, when every lower-numbered trial of its cell is queued, running,
+finished or failed for good (a retry is a new, higher-numbered trial): so all read the same owner.
 """
 
 from __future__ import annotations
@@ -58,6 +66,11 @@ class Budget:
     trials: int | None = None
     epochs: int | None = None
     seconds: float | None = None
+    cells: frozenset[tuple[str, int]] | None = None  # a grid's: `trials` is their number, each trained once
+
+    @classmethod
+    def grid(cls, cells: frozenset[tuple[str, int]]) -> Budget:
+        return cls(trials=len(cells), cells=cells)
 
     @property
     def compute(self) -> bool:
@@ -79,6 +92,8 @@ class Budget:
 
     def spent(self, trials: list[FrozenTrial]) -> bool:
         """Nothing more may start: some limit is used up by what finished (running trials aside)."""
+        if self.cells is not None:
+            return not self.cells - finished_cells(trials) and not any(t.state == TrialState.WAITING for t in trials)
         return ((self.trials is not None and sum(t.state in FINISHED for t in trials) >= self.trials)
                 or (self.epochs is not None and self.spent_epochs(trials) >= self.epochs)
                 or (self.seconds is not None and self.spent_seconds(trials) >= self.seconds))
@@ -93,6 +108,8 @@ class Budget:
     def claim(self, study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
         """This trial as stored, if the budget has room for it; else it steps aside (BudgetReached)."""
         trials = study.get_trials(deepcopy=False)
+        if self.cells is not None:
+            return self._claim_cell(trial, trials)
         earlier = [t for t in trials if t.number < trial.number]
         if self.trials is not None and sum(t.state in LIVE for t in earlier) >= self.trials:
             room = False
@@ -107,6 +124,19 @@ class Budget:
             raise BudgetReached(reason)
         return next(t for t in trials if t.number == trial.number)
 
+    def _claim_cell(self, trial: optuna.Trial, trials: list[FrozenTrial]) -> FrozenTrial:
+        """This grid trial as stored, if it owns its cell; else it steps aside (BudgetReached), its
+        reason stored: another trial's cell, or no cell at all (asked when the queue was empty)."""
+        this = next(t for t in trials if t.number == trial.number)
+        cell = record.cell(this)
+        owner = cell_owner(trials, cell)
+        if owner is not None and owner.number == this.number:
+            return this
+        reason = record.STEPPED_ASIDE + (f"cell {cell[0]}, seed {cell[1]} is trial {owner.number}'s" if owner is not None
+                                         else "no cell was left in the queue")
+        record.write_trial(trial, fail_reason=reason)
+        raise BudgetReached(reason)
+
     def may_continue(self, study: optuna.Study) -> bool:
         """Whether a running trial that just reported an epoch may train another."""
         trials = study.get_trials(deepcopy=False)
@@ -115,6 +145,8 @@ class Budget:
     def trials_to_start(self, trials: list[FrozenTrial]) -> int | None:
         """How many trials a worker may start now: 0 while none fits (running trials may hold the
         rest, and may still be pruned or die), None where only compute limits it."""
+        if self.cells is not None:  # every queued trial is popped: it trains its cell or steps aside
+            return sum(t.state == TrialState.WAITING for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         if self.spent(trials) or not self._room(trials, running + 1):
             return 0
@@ -125,7 +157,9 @@ class Budget:
     @property
     def max_attempts(self) -> int | None:
         """Trials one worker starts at most: a worker whose every trial fails (and so spends
-        nothing) still ends. A seconds budget ends by itself."""
+        nothing) still ends. A seconds budget ends by itself, and a grid's once its queue is empty."""
+        if self.cells is not None:
+            return None
         return self.trials if self.trials is not None else self.epochs
 
     def callback(self, study: optuna.Study, _trial: FrozenTrial) -> None:
@@ -136,6 +170,21 @@ class Budget:
 
     def pruner(self, inner: optuna.pruners.BasePruner, epochs: int) -> BudgetPruner:
         return BudgetPruner(inner, self, epochs)
+
+
+def finished_cells(trials: list[FrozenTrial]) -> set[tuple[str, int]]:
+    return {record.cell(t) for t in trials if t.state in FINISHED}
+
+
+def cell_owner(trials: list[FrozenTrial], cell: tuple[str, int] | None) -> FrozenTrial | None:
+    """The trial that trains `cell`: a finished one, else its lowest-numbered live one (None: no cell,
+    or none live). Only queued trials count: one the sampler proposed (asked when the queue was empty,
+    so without Optuna's "fixed_params") picks a cell at random and trains none."""
+    if cell is None:
+        return None
+    mine = sorted((t for t in trials if t.state in LIVE and "fixed_params" in t.system_attrs and record.cell(t) == cell),
+                  key=lambda t: (t.state not in FINISHED, t.number))
+    return mine[0] if mine else None
 
 
 def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -182,6 +231,8 @@ def progress_total(budget: Budget, trials: list[FrozenTrial], epochs: int) -> in
     """Trials the progress bar expects: the trial limit, else the finished ones plus the full-length
     trials that the epochs left would buy (pruning makes it more)."""
     done = sum(t.state in FINISHED for t in trials)
+    if budget.cells is not None:
+        return done + len(budget.cells - finished_cells(trials))
     if budget.trials is not None or budget.epochs is None:
         return max(budget.trials or done + 1, done)
     return done + max(0, -(-(budget.epochs - budget.spent_epochs(trials)) // epochs))

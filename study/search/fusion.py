@@ -33,9 +33,10 @@ from study.engine.array import FUSIBLE, train_array
 from study.engine.models.fused import NotFusible, check_members, fuse
 from study.engine.train import resolve_device
 from study.errors import UserError
-from study.search.budget import BudgetReached
+from study.search.budget import BudgetReached, cell_owner
 from study.search.recovery import INTERRUPTED, deferred_stop_signals, fail_running, own
 from study.search.trial import configure, original_number, stored_failures
+from study.spaces.kinds import Grid
 from study.store import record
 
 ARRAY_SIZE = 8  # the H100 probe's knee: K=8 gave 1.9x one trial at 32 px, K=16 only 2% more
@@ -109,11 +110,16 @@ def ask(study: optuna.Study, n: int, kind: Any, fixed: dict[str, Any], seed: int
     with warnings.catch_warnings():
         # Optuna warns that heartbeats belong to optimize; arrays run them as optimize does
         warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+        grid = isinstance(kind, Grid)
         for i in range(n):
             if i and kind.name == "search":
                 study.enqueue_trial(shared, skip_if_exists=False)
             with deferred_stop_signals():  # a stop between creating and owning would leave a trial nobody owns
-                trial = study.ask()
+                trial = _pop_cell(study, asked[0][0].params if asked else None) if grid else None
+                if trial is None and (i == 0 or not grid):
+                    trial = study.ask()  # a grid's first member: a trial that only steps aside still leaves the queue
+                if trial is None:
+                    break
                 own(study, trial)
                 created.append(trial)
             beats.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
@@ -127,6 +133,31 @@ def ask(study: optuna.Study, n: int, kind: Any, fixed: dict[str, Any], seed: int
             if i == 0:
                 shared = {p: v for p, v in trial.params.items() if p not in FUSIBLE and p in config.to_dict()}
     return asked
+
+
+def _pop_cell(study: optuna.Study, like: dict[str, Any] | None) -> optuna.Trial | None:
+    """`study.ask()` for a grid's array: a queued trial that owns its cell (study/search/budget.py), and with
+    `like` (the first member's parameters) one whose parameters outside FUSIBLE are the same first, so
+    that it fuses with it; None where no queued trial owns its cell. Optuna pops the lowest-numbered
+    queued trial, which may be a cell queued twice by nodes that start at once: the array would lose
+    the member that steps aside."""
+    trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+    owners = [t for t in trials if t.state == TrialState.WAITING
+              and getattr(cell_owner(trials, record.cell(t)), "number", None) == t.number]
+    if like is not None:
+        def rest(params: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in params.items() if k not in FUSIBLE}
+
+        owners.sort(key=lambda t: rest(t.system_attrs["fixed_params"]) != rest(like))  # stable: by number within
+    for t in owners:
+        try:
+            if not study._storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                continue  # another worker popped it first
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        study._thread_local.cached_all_trials = None  # as `ask` does: the next read sees this trial running
+        return optuna.Trial(study, t._trial_id)
+    return None
 
 
 def groups(asked: list[tuple[optuna.Trial, Config]]) -> list[list[tuple[optuna.Trial, Config]]]:

@@ -158,7 +158,9 @@ def _fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason
 
 def recover(study: optuna.Study) -> None:
     """Re-queue every trial that can no longer finish: those of dead workers (retry_dead), and those
-    failed by their environment (interrupted, device, disk) rather than their configuration."""
+    failed by their environment (interrupted, device, disk) rather than their configuration; never one
+    that stepped aside (record.STEPPED_ASIDE). Nodes that start at once may each re-queue a grid's trial:
+    its cell is trained once all the same (study/search/budget.py)."""
     retry_dead(study)
     trials = study.get_trials(deepcopy=False)
     retried = {record.trial_info(t).retry_of for t in trials}
@@ -166,7 +168,9 @@ def recover(study: optuna.Study) -> None:
         info = record.trial_info(t)
         reason = info.fail_reason or ""
         if t.state == TrialState.FAIL and (reason == INTERRUPTED or reason.startswith(ENVIRONMENT)) and t.number not in retried:
-            study.enqueue_trial(t.params, user_attrs=record.trial_attrs(retry_of=t.number, reference=info.reference))
+            # one stopped before it set its parameters retries the queue entry it was popped from (a grid's cell)
+            params = t.params or t.system_attrs.get("fixed_params", {})
+            study.enqueue_trial(params, user_attrs=record.trial_attrs(retry_of=t.number, reference=info.reference))
 
 
 def retry_dead(study: optuna.Study) -> None:

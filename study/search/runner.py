@@ -81,8 +81,8 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
         study = studies.open_study(space, fixed, db, url, name, seed)
         recover(study)
         done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
-        queued = space.kind.enqueue(study, fixed, seed)
-        budget = budgets.Budget(trials=done + queued) if queued is not None else budgets.resolve(space, trials, compute)
+        cells = space.kind.enqueue(study, fixed, seed)
+        budget = budgets.Budget.grid(cells) if cells is not None else budgets.resolve(space, trials, compute)
         record.write_study(study, budget=budget.describe() if budget.compute else max(budget.trials, done),
                            array_size=k, array_size_reason=why, **(dict(trials_per_gpu=per_gpu) if per_gpu else {}))
     if budget.spent(study.get_trials(deepcopy=False)):

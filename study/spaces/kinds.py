@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from study.spaces.space import Space
 
 TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+Cell = tuple[str, int]  # a grid's (variant, seed)
 
 
 class Kind:
@@ -46,9 +47,9 @@ class Kind:
     def created(self, study: optuna.Study, fixed: dict[str, Any]) -> None:
         """Once, when the study is created."""
 
-    def enqueue(self, study: optuna.Study, fixed: dict[str, Any], base_seed: int) -> int | None:
-        """On every run: queue the trials the kind fixes in advance; their number, or None when the
-        sampler proposes trials and the budget alone says how many."""
+    def enqueue(self, study: optuna.Study, fixed: dict[str, Any], base_seed: int) -> frozenset[Cell] | None:
+        """On every run: queue the trials the kind fixes in advance; the cells the run is to finish, or
+        None when the sampler proposes trials and the budget alone says how many."""
         return None
 
     def config(self, trial: optuna.Trial, fixed: dict[str, Any], base_seed: int) -> Config:
@@ -119,23 +120,25 @@ class Grid(Kind):
     def trials(self) -> int:
         return len(self.variants()) * self.space.seeds
 
-    def enqueue(self, study: optuna.Study, fixed: dict[str, Any], base_seed: int) -> int:
-        """Enqueue every (variant, seed) cell not already done, running or queued; returns how many
-        cells are still to finish (these, and the queued or running ones: retries of interrupted cells)."""
+    def enqueue(self, study: optuna.Study, fixed: dict[str, Any], base_seed: int) -> frozenset[Cell]:
+        """Enqueue every (variant, seed) cell not already done, running or queued; returns every cell
+        of the run. Nodes that start at once may each queue a cell: the budget (study/search/budget.py) has
+        each cell trained once all the same, by the first of its trials (budget.cell_owner)."""
         trials = study.get_trials(deepcopy=False)
         self._check_stored(study.study_name, trials, fixed)
-        taken = {_cell(t) for t in trials if t.state in TAKEN}
-        missing = [(v.name, s) for v in self.variants(fixed) for s in self.seeds(base_seed) if (v.name, s) not in taken]
-        for name, seed in missing:
-            study.enqueue_trial({"variant": name, "seed": seed})
-        return len(missing) + sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+        taken = {record.cell(t) for t in trials if t.state in TAKEN}
+        cells = [(v.name, s) for v in self.variants(fixed) for s in self.seeds(base_seed)]
+        for name, seed in cells:
+            if (name, seed) not in taken:
+                study.enqueue_trial({"variant": name, "seed": seed})
+        return frozenset(cells)
 
     def _check_stored(self, name: str, trials: list[optuna.trial.FrozenTrial], fixed: dict[str, Any]) -> None:
         """Refuse a rerun whose cells would train other settings than the stored runs of the same cells:
         one study would then mix two configurations under one variant's name."""
         by_name = {v.name: v for v in self.variants(fixed)}
         for t in trials:
-            variant, seed = _cell(t)
+            variant, seed = record.cell(t) or (None, None)
             if t.state not in TAKEN or variant not in by_name or not record.trial_info(t).config:
                 continue
             asked = self.space.defaults.replace(**{**fixed, **by_name[variant].settings, "seed": seed})
@@ -157,11 +160,6 @@ class Grid(Kind):
 
     def _labels(self, variant: Variant) -> dict[str, Any]:
         return {}
-
-
-def _cell(trial: optuna.trial.FrozenTrial) -> tuple[Any, Any]:
-    params = trial.params or trial.system_attrs.get("fixed_params", {})
-    return params.get("variant"), params.get("seed")
 
 
 class Ablation(Grid):

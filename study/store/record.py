@@ -36,6 +36,10 @@ ARTIFACT_SUFFIX = "_artifact"
 OWNER = "owner"  # trial system attribute (study/search/recovery.py): the process that runs it, an Owner
 # trial system attribute: the last heartbeat through the gRPC storage proxy (study/store/storage.py)
 HEARTBEAT = "heartbeat"
+# fail_reason prefix of a grid trial that trained nothing because its cell is another trial's (nodes that
+# start at once may queue a cell twice), or because it was asked when no cell was left in the queue:
+# it spent no compute, so reports do not count it as failed and recovery never re-queues it
+STEPPED_ASIDE = "stepped aside: "
 
 
 @dataclass(frozen=True)
@@ -301,6 +305,18 @@ def write_stored_trial(study: optuna.Study, trial: FrozenTrial, **attrs: Any) ->
     """Attributes of a trial this process does not run (a dead worker's, one the budget stops)."""
     for key, value in trial_attrs(**attrs).items():
         study._storage.set_trial_user_attr(trial._trial_id, key, value)
+
+
+def cell(trial: FrozenTrial) -> tuple[Any, Any] | None:
+    """The (variant, seed) of a grid trial, from its parameters or, before it sets them, from the queue
+    entry it was popped from; None for a trial not of a cell (one the sampler proposed)."""
+    params = trial.params or trial.system_attrs.get("fixed_params") or {}
+    return (params["variant"], params["seed"]) if "variant" in params and "seed" in params else None
+
+
+def stepped_aside(trial: FrozenTrial) -> bool:
+    """Whether the grid trial trained nothing because its cell is another trial's (STEPPED_ASIDE)."""
+    return (trial_info(trial).fail_reason or "").startswith(STEPPED_ASIDE)
 
 
 def config(trial: FrozenTrial) -> Config:
