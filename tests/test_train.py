@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from study.config import Config
-from study.engine.train import Diverged, bf16_native, train
+from study.engine.device import bf16_native
+from study.engine.results import Callbacks, Diverged
+from study.engine.train import train
 
 
 def small(data_dir, **kw):
@@ -49,7 +51,7 @@ def test_a_run_stopped_after_an_epoch_resumes_to_the_same_numbers(data_dir, tmp_
 
     checkpoint = tmp_path / "run.pt"
     with pytest.raises(_Stop):
-        train(cfg, checkpoint=checkpoint, on_epoch=stop)
+        train(cfg, Callbacks(epoch=stop), checkpoint=checkpoint)
     resumed = train(cfg, checkpoint=checkpoint)
     assert resumed.resumed_from_epoch == 1
     assert resumed.train_loss_curve == whole.train_loss_curve

@@ -41,7 +41,8 @@ from rich.console import Console
 from rich.table import Table
 
 from study.config import Config
-from study.engine.train import Diverged, train
+from study.engine.results import Diverged
+from study.engine.train import train
 from study.errors import UserError
 from study.paired import probability_of_improvement, sign_flip
 from study.search import runner

@@ -37,8 +37,10 @@ from rich.table import Table
 from study.bench import baseline_pipeline as seedway
 from study.bench import search as search_bench
 from study.config import Config
-from study.engine import array, augment, data, models
-from study.engine import train as training
+from study.engine import array, augment, cache, data, models
+from study.engine.device import resolve_device
+from study.engine.results import Callbacks
+from study.engine.train import train
 from study.errors import UserError
 from study.search import runner
 from study.search.workers import TRIALS_PER_GPU
@@ -144,7 +146,7 @@ def row_config(model: str, resolution: int, data_dir: str | None, device: str, b
 def ours(config: Config, budget: Budget, members: int = 1) -> float:
     """Training images/s of `study.engine.train.train(config)`, timed from its step callback; with `members`
     > 1, member-images/s of that many seeds of `config` trained as one fused array."""
-    meter = Meter(training.resolve_device(config.device), budget, config.batch_size * members)
+    meter = Meter(resolve_device(config.device), budget, config.batch_size * members)
 
     def on_step(epoch: int, step: int, steps: int) -> None:
         meter.tick(epoch_starts=step == 0, epoch_ends=step == steps - 1)
@@ -152,9 +154,9 @@ def ours(config: Config, budget: Budget, members: int = 1) -> float:
     config = config.replace(epochs=BENCH_EPOCHS)
     try:
         if members == 1:
-            training.train(config, on_step=on_step)
+            train(config, Callbacks(step=on_step))
         else:
-            array.train_array([config.replace(seed=config.seed + k) for k in range(members)], on_step=on_step)
+            array.train_array([config.replace(seed=config.seed + k) for k in range(members)], Callbacks(step=on_step))
     except _Measured:
         return meter.images_per_second()
     raise UserError(f"{BENCH_EPOCHS} epochs ended before {budget.repeats} windows of {budget.window} s: "
@@ -163,7 +165,7 @@ def ours(config: Config, budget: Budget, members: int = 1) -> float:
 
 def seed_way(config: Config, budget: Budget, workers: int) -> float:
     """Training images/s of the seed's pipeline (study.bench.baseline_pipeline) on the same data and model."""
-    device = training.resolve_device(config.device)
+    device = resolve_device(config.device)
     meter = Meter(device, budget, config.batch_size)
     if device.type == "cuda":
         # a GPU drains the batches the workers prefetched during warm-up faster than they refill them:
@@ -179,16 +181,16 @@ def seed_way(config: Config, budget: Budget, workers: int) -> float:
 
 def augmentation(config: Config, budget: Budget) -> float:
     """Images/s of `augment.train_batch` alone on one batch of the device-resident data."""
-    device = training.resolve_device(config.device)
-    d = training.device_data(config, device)
-    images, labels = d["train_x"][:config.batch_size], d["train_y"][:config.batch_size]
+    device = resolve_device(config.device)
+    d = cache.device_data(config, device)
+    images, labels = d.train_x[:config.batch_size], d.train_y[:config.batch_size]
     num_classes = data.load(config.dataset, config.data_dir).num_classes
-    constants = augment.train_constants(config, d["mean"], d["std"])
+    constants = augment.train_constants(config, d.mean, d.std)
     rates = []
     for i in range(budget.repeats + 1):  # the first window is warm-up
         start, batches = time.perf_counter(), 0
         while batches == 0 or time.perf_counter() - start < budget.window:
-            augment.train_batch(images, labels, config, num_classes, d["mean"], d["std"], constants)
+            augment.train_batch(images, labels, config, num_classes, d.mean, d.std, constants)
             batches += 1
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -212,7 +214,7 @@ def overhead(budget: Budget, data_dir: str | None, device: str) -> dict[str, flo
     """Run a small study from an empty storage and a cold data cache; time what is not epochs."""
     fixed = {"data_dir": data_dir, "device": device, "epochs": budget.overhead_epochs}
     data.load.cache_clear()
-    training._device_data.cache_clear()
+    cache.clear()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         space = _search_space("tpe", "none")  # full-length trials, as the target says
@@ -237,7 +239,7 @@ def overhead(budget: Budget, data_dir: str | None, device: str) -> dict[str, flo
 def throughput(budget: Budget, data_dir: str | None, device: str, workers: int) -> dict[str, Any]:
     """One row per model, resolution and batch (`row_key`): the seed's way, ours and their ratio."""
     rows: dict[str, Any] = {}
-    batches = CUDA_BATCHES if training.resolve_device(device).type == "cuda" else (Config.batch_size,)
+    batches = CUDA_BATCHES if resolve_device(device).type == "cuda" else (Config.batch_size,)
     for model, resolution in ROWS:
         for batch in batches:
             config = row_config(model, resolution, data_dir, device, batch)
@@ -255,7 +257,7 @@ def fused(budget: Budget, data_dir: str | None, device: str, ks: tuple[int, ...]
     """One row per FUSED_ROWS entry and K: member-images/s in total, and its ratio to the single trial
     (`single`, the throughput rows; a row it lacks is measured here)."""
     rows: dict[str, Any] = {}
-    for model, resolution in FUSED_ROWS[training.resolve_device(device).type]:
+    for model, resolution in FUSED_ROWS[resolve_device(device).type]:
         config = row_config(model, resolution, data_dir, device)
         one = single.get(row_key(config), {}).get("ours_images_per_second") or ours(config, budget)
         for k in ks:
@@ -283,7 +285,7 @@ def _cpu_name() -> str:
 
 
 def machine(device: str) -> dict[str, Any]:
-    dev = training.resolve_device(device)
+    dev = resolve_device(device)
     return {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name(),
         "cpus": os.cpu_count(),
@@ -303,7 +305,7 @@ def run(budget: Budget, data_dir: str | None, device: str, workers: int, console
     if ks:
         console.log(f"fused arrays of {', '.join(map(str, ks))} members")
         result["fused"] = fused(budget, data_dir, device, ks, result)
-    if training.resolve_device(device).type == "cuda":
+    if resolve_device(device).type == "cuda":
         console.log(f"{TRIALS_PER_GPU} concurrent trials on one GPU")
         result["trials_per_gpu"] = concurrent_trials(budget, data_dir, device, TRIALS_PER_GPU)
     aug: dict[str, Any] = {}
@@ -371,7 +373,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _fuse_ks(device: str, asked: tuple[int, ...] | None) -> tuple[int, ...]:
-    return FUSE_KS[training.resolve_device(device).type] if asked is None else asked
+    return FUSE_KS[resolve_device(device).type] if asked is None else asked
 
 
 def _array_sizes(text: str) -> tuple[int, ...]:
