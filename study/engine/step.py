@@ -2,7 +2,7 @@
 
 `TrainStep` reads only device tensors (the epoch's permutation, the schedule's step counter) and
 writes its results into device tensors (loss and correct sums, gradient norms), so the same call
-runs eagerly on a CPU and is captured once per trial on a GPU, where launching a NaiveNet@32 step's
+runs eagerly on a CPU and is captured once per run on a GPU, where launching a NaiveNet@32 step's
 ~590 kernels one by one costs more CPU time than the GPU spends on them.
 """
 
