@@ -219,11 +219,13 @@ def _bench(args: argparse.Namespace, console: Console) -> None:
 
 
 def _train(args: argparse.Namespace, console: Console) -> None:
+    from study.engine.results import Callbacks
     from study.engine.train import train
 
     space = spaces.load(args.space)
     config = space.defaults.replace(**_fixed(args, space.defaults.declared_dict()))
-    metrics = record.as_dict(train(config, test=args.test, on_epoch=lambda m: console.print(epoch_line(m, config.epochs))))
+    show = Callbacks(epoch=lambda members: console.print(epoch_line(members[0], config.epochs)))
+    metrics = record.as_dict(train(config, show, test=args.test))
     if args.json:
         print(json.dumps(metrics))
     else:  # the single figures; curves, matrices and the configuration are in --json

@@ -1,7 +1,7 @@
 """A stand-in for `study.engine.train.train` in tests of what is stored and reused: no data, no model.
 
-Its accuracy is a function of the configuration (`score`, else a fixed value), stored on the trial as
-`train` stores its metrics, so that the code under test reads the trial exactly as after real training.
+Its accuracy is a function of the configuration (`score`, else a fixed value), given to the end callback
+as `train` gives its metrics, so the code under test reads the trial exactly as after real training.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from study.config import Config
+from study.engine.results import Callbacks
 from study.store import record
 
 
@@ -17,12 +18,12 @@ class FakeTrain:
         self.score = score or (lambda config: 0.5)
         self.trained: list[Config] = []
 
-    def __call__(self, config: Config, trial: Any = None, *, test: bool = False, artifact_store: Any = None,
+    def __call__(self, config: Config, callbacks: Callbacks | None = None, *, test: bool = False,
                  **kwargs: Any) -> record.Metrics:
         self.trained.append(config)
         value = self.score(config)
         metrics = record.Metrics(config=config.to_dict(), seed=config.seed, epochs_trained=config.epochs,
                                  val_accuracy=value, test_accuracy=value if test else None)
-        if trial is not None:
-            record.store_metrics(trial, metrics)
+        if callbacks is not None and callbacks.end is not None:
+            callbacks.end(0, metrics)
         return metrics

@@ -11,6 +11,7 @@ that leaves a member's own computation alone (another member stopped, or NaN) ch
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,11 @@ from study.config import Config
 from study.engine import models
 from study.engine.array import train_array
 from study.engine.models.fused import fuse, member_state
-from study.engine.train import optimizer_and_schedule, train
+from study.engine.optim import optimizer_and_schedule
+from study.engine.results import Callbacks
+from study.engine.train import train
 from study.errors import UserError
+from study.search.trial import TrialReports
 
 # Members 0 and 1 share a seed (same initialisation and data order) and differ in lr, weight decay
 # and label smoothing: the tolerances below must tell them apart. The staged CNN with BatchNorm has
@@ -76,7 +80,7 @@ def baseline(data_dir, tmp_path_factory):
     """The array trained to the end, its model after every epoch."""
     checkpoint = tmp_path_factory.mktemp("baseline") / "array.pt"
     states: list = []
-    metrics = train_array(configs(data_dir), checkpoint=checkpoint, on_epoch=_states_after_each_epoch(checkpoint, states))
+    metrics = train_array(configs(data_dir), Callbacks(epoch=_states_after_each_epoch(checkpoint, states)), checkpoint=checkpoint)
     return metrics, states
 
 
@@ -122,8 +126,9 @@ def test_a_pruned_member_freezes_and_the_others_go_on_unchanged(data_dir, baseli
     trials = [Trial(), Trial(prune_after=1), Trial()]
     checkpoint = tmp_path / "array.pt"
     states: list = []
-    metrics = train_array(configs(data_dir), trials, checkpoint=checkpoint,
-                          on_epoch=_states_after_each_epoch(checkpoint, states))
+    callbacks = TrialReports(trials).callbacks()
+    metrics = train_array(configs(data_dir), replace(callbacks, epoch=_states_after_each_epoch(checkpoint, states)),
+                          checkpoint=checkpoint)
     assert [m.status for m in metrics] == ["complete", "pruned", "complete"]
     assert "pruned after epoch 1" in metrics[1].reason
     assert len(metrics[1].metrics.val_accuracy_curve) == 1 and [len(t.reports) for t in trials] == [3, 1, 3]
@@ -165,9 +170,9 @@ def test_a_killed_array_resumes_every_member(data_dir, baseline, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        train_array(configs(data_dir), [Trial(), Trial(prune_after=1), Trial()], checkpoint=checkpoint,
-                    on_epoch=kill_after_two)
-    resumed = train_array(configs(data_dir), [Trial(), Trial(), Trial()], checkpoint=checkpoint)
+        pruning = TrialReports([Trial(), Trial(prune_after=1), Trial()]).callbacks()
+        train_array(configs(data_dir), replace(pruning, epoch=kill_after_two), checkpoint=checkpoint)
+    resumed = train_array(configs(data_dir), TrialReports([Trial(), Trial(), Trial()]).callbacks(), checkpoint=checkpoint)
     assert [m.metrics.resumed_from_epoch for m in resumed] == [2, 2, 2]
     assert [m.status for m in resumed] == ["complete", "pruned", "complete"]  # still pruned after the restart
     for k in (0, 2):
@@ -192,7 +197,7 @@ def test_the_fused_step_is_one_cuda_graph_without_host_sync(data_dir):
     watch = NoHostSync()
     try:
         metrics = train_array([base.replace(seed=k, lr=0.01 * (k + 1)) for k in range(3)],
-                              on_epoch=watch.on_epoch, on_step=watch.on_step)
+                              Callbacks(step=watch.on_step, epoch=watch.on_epoch))
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert all(m.metrics.step_mode == "graph" for m in metrics), metrics[0].metrics.step_mode_reason

@@ -5,7 +5,7 @@ import optuna
 from study import cli
 from study.config import Config
 from study.engine import data
-from study.engine import train as training
+from study.engine import evaluate as evaluation
 from study.search import trial as trial_module
 from study.workflows import test_score as final
 
@@ -28,13 +28,13 @@ def test_final_scores_the_test_set_once_and_a_rerun_trains_nothing(data_dir, tmp
     stored_search(storage, data_dir)
     test_size = len(data.load("cifar10", data_dir).test_labels)
     scored = []
-    evaluate = training.evaluate
+    evaluate = evaluation.evaluate
 
     def counting(model, x, y, *args, **kwargs):
         scored.append(len(y) == test_size)
         return evaluate(model, x, y, *args, **kwargs)
 
-    monkeypatch.setattr(training, "evaluate", counting)
+    monkeypatch.setattr(evaluation, "evaluate", counting)
     study = final.final(storage, None, {}, top=2, seeds=2)
     assert study.study_name == "search-final" and study.user_attrs["kind"] == "final"
     trials = study.get_trials(deepcopy=False)

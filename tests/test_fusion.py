@@ -3,6 +3,7 @@ one model, each an ordinary trial. Fusion is off on CPUs by default; these tests
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -109,11 +110,11 @@ def test_an_interrupted_ablation_resumes_every_cell_from_its_checkpoint(data_dir
     module, name = (fusion, "train_array") if fuse > 1 else (trial_module, "train")
     train = getattr(module, name)
 
-    def interrupted_after_one_epoch(*args, **kwargs):
+    def interrupted_after_one_epoch(*args, callbacks, **kwargs):
         def stop(metrics):
             raise KeyboardInterrupt
 
-        return train(*args, **{**kwargs, "on_epoch": stop})
+        return train(*args, callbacks=dataclasses.replace(callbacks, epoch=stop), **kwargs)
 
     monkeypatch.setattr(module, name, interrupted_after_one_epoch)
     with pytest.raises(KeyboardInterrupt):

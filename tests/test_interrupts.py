@@ -204,12 +204,13 @@ TAMPERED = {
 
 @pytest.mark.parametrize("what", list(TAMPERED))
 def test_a_checkpoint_of_the_right_configuration_that_does_not_fit_is_discarded(data_dir, tmp_path, caplog, what):
+    from study.engine import checkpoint as checkpoints
     from study.engine import train as training
 
     config, path = _tiny_config(data_dir), tmp_path / "trial-0.pt"
-    original = training._save
+    original = checkpoints.save
     with pytest.MonkeyPatch.context() as mp:  # the run "dies" right after its first checkpoint
-        mp.setattr(training, "_save", lambda p, *a: (original(p, *a), (_ for _ in ()).throw(KeyboardInterrupt)))
+        mp.setattr(checkpoints, "save", lambda p, *a: (original(p, *a), (_ for _ in ()).throw(KeyboardInterrupt)))
         with pytest.raises(KeyboardInterrupt):
             training.train(config, checkpoint=path)
     state = torch.load(path, weights_only=True)

@@ -4,7 +4,8 @@ import torch
 from reports import literature
 from study.config import Config
 from study.engine import models
-from study.engine.train import flops_per_image, train
+from study.engine.flops import flops_per_image
+from study.engine.train import train
 
 # (parameters, MACs at 32x32) for 10 classes with the CIFAR adaptation
 PINNED = {

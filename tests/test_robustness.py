@@ -340,11 +340,11 @@ def _checkpointed(data_dir, tmp_path, **settings):
 
 
 def test_a_checkpoint_of_another_configuration_or_unreadable_is_discarded_and_logged(data_dir, tmp_path, caplog):
-    from study.engine import train as training
+    from study.engine import checkpoint as checkpoints
 
-    original = training._save
+    original = checkpoints.save
     with pytest.MonkeyPatch.context() as mp:  # the run "dies" right after its first checkpoint
-        mp.setattr(training, "_save", lambda path, *a: (original(path, *a), (_ for _ in ()).throw(KeyboardInterrupt)))
+        mp.setattr(checkpoints, "save", lambda path, *a: (original(path, *a), (_ for _ in ()).throw(KeyboardInterrupt)))
         with pytest.raises(KeyboardInterrupt):
             _checkpointed(data_dir, tmp_path, lr=0.02)
     path = tmp_path / "c" / "trial-0.pt"
@@ -363,18 +363,19 @@ def _saved_lr(path):
 
 
 def test_a_failed_checkpoint_write_leaves_no_partial_file(tmp_path, monkeypatch):
-    from study.engine import train as training
+    from study.engine import checkpoint as checkpoints
 
     def disk_full(obj, f):
         Path(f).write_bytes(b"half a checkpoint")
         raise OSError(28, "No space left on device", str(f))
 
-    monkeypatch.setattr(training.torch, "save", disk_full)
+    monkeypatch.setattr(checkpoints.torch, "save", disk_full)
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
     with pytest.raises(OSError):
-        training._save(tmp_path / "trial-0.pt", 1, 1.0, model, optimizer, scheduler, [])
+        checkpoints.save(tmp_path / "trial-0.pt", checkpoints.State(model, optimizer, scheduler, [], [], [], epoch=1,
+                                                                     train_seconds=1.0))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from study.config import Config
-from study.engine.train import Diverged, bf16_native, train
+from study.engine.device import bf16_native
+from study.engine.results import Callbacks, Diverged, Stop
+from study.engine.train import train
 
 
 def small(data_dir, **kw):
@@ -29,6 +31,21 @@ def test_a_diverging_run_raises_diverged(data_dir):
         train(small(data_dir, epochs=2, lr=1e6, data_fraction=0.1, precision="fp32"))
 
 
+def test_a_result_callback_stops_the_run_and_the_end_callback_sees_its_metrics(data_dir):
+    results, ends = [], []
+
+    def stop_after_first(result):
+        results.append((result.member, result.epoch, result.val_accuracy))
+        raise Stop("enough")
+
+    callbacks = Callbacks(result=stop_after_first, end=lambda member, metrics: ends.append((member, metrics)))
+    with pytest.raises(Stop, match="enough"):
+        train(small(data_dir, epochs=3, data_fraction=0.1, precision="fp32"), callbacks)
+    assert [(member, epoch) for member, epoch, _ in results] == [(0, 1)]
+    (member, metrics), = ends
+    assert member == 0 and metrics.epochs_trained == 1 and metrics.val_accuracy == results[0][2]
+
+
 def test_same_seed_same_curve_fp32(data_dir):
     cfg = small(data_dir, epochs=1, data_fraction=0.1, precision="fp32")
     a, b = train(cfg), train(cfg)
@@ -49,7 +66,7 @@ def test_a_run_stopped_after_an_epoch_resumes_to_the_same_numbers(data_dir, tmp_
 
     checkpoint = tmp_path / "run.pt"
     with pytest.raises(_Stop):
-        train(cfg, checkpoint=checkpoint, on_epoch=stop)
+        train(cfg, Callbacks(epoch=stop), checkpoint=checkpoint)
     resumed = train(cfg, checkpoint=checkpoint)
     assert resumed.resumed_from_epoch == 1
     assert resumed.train_loss_curve == whole.train_loss_curve

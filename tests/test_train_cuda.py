@@ -12,7 +12,9 @@ import torch
 from conftest import NoHostSync
 
 from study.config import Config
+from study.engine.results import Callbacks
 from study.engine.train import train
+from study.search.trial import TrialReports
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -37,7 +39,7 @@ def test_graphed_and_eager_steps_give_the_same_losses_over_50_steps(data_dir):
 def test_a_trial_records_step_mode_graph(data_dir, extra):
     study = optuna.create_study(direction="maximize")
     trial = study.ask()
-    train(small(data_dir, epochs=2, **extra), trial)
+    train(small(data_dir, epochs=2, **extra), TrialReports([trial]).callbacks())
     attrs = study.trials[0].user_attrs
     assert attrs["step_mode"] == "graph", attrs["step_mode_reason"]
     assert attrs["capture_seconds"] > 0
@@ -48,7 +50,7 @@ def test_a_trial_records_step_mode_graph(data_dir, extra):
 def test_no_host_sync_inside_an_epoch(data_dir):
     watch = NoHostSync()
     try:
-        m = train(small(data_dir, epochs=2), on_epoch=watch.on_epoch, on_step=watch.on_step)
+        m = train(small(data_dir, epochs=2), Callbacks(step=watch.on_step, epoch=watch.on_epoch))
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert m.step_mode == "graph" and watch.steps_seen.count(1) == 5
@@ -64,7 +66,7 @@ def test_a_graphed_run_resumes_from_its_checkpoint(data_dir, tmp_path):
         raise Stop
 
     with pytest.raises(Stop):
-        train(cfg, checkpoint=tmp_path / "run.pt", on_epoch=stop)
+        train(cfg, Callbacks(epoch=stop), checkpoint=tmp_path / "run.pt")
     resumed = train(cfg, checkpoint=tmp_path / "run.pt")
     assert resumed.resumed_from_epoch == 1 and resumed.epochs_trained == 2
     assert resumed.step_mode == "graph", resumed.step_mode_reason

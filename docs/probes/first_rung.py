@@ -17,7 +17,8 @@ import optuna
 import torch
 from scipy.stats import spearmanr
 
-from study.engine.train import Diverged, train
+from study.engine.results import Diverged
+from study.engine.train import train
 from study.spaces import space as spaces
 
 

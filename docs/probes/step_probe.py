@@ -18,8 +18,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from study.bench.results import Row
 from study.bench.speed import row_config
-from study.engine import augment, models
-from study.engine import train as training
+from study.engine import augment, cache, models
+from study.engine import device as devices
 
 VARIANTS = ("base", "fp32", "nchw", "noinplace", "compile", "keep")
 
@@ -37,13 +37,13 @@ def make_step(config, variant: str, data: dict, device: torch.device):
     forward = torch.compile(model) if variant == "compile" else model
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4, foreach=True)
     batch = config.batch_size
-    steps = len(data["train_y"]) // batch
+    steps = len(data.train_y) // batch
 
     def step(i: int) -> None:
         idx = torch.arange((i % steps) * batch, (i % steps + 1) * batch)
-        x, t = augment.train_batch(data["train_x"][idx], data["train_y"][idx], config, 10, data["mean"], data["std"])
+        x, t = augment.train_batch(data.train_x[idx], data.train_y[idx], config, 10, data.mean, data.std)
         x = x.contiguous(memory_format=fmt)
-        with training._autocast(config, device):
+        with devices.autocast(config, device):
             loss = F.cross_entropy(forward(x), t, label_smoothing=config.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -59,7 +59,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4, help="steps per timed round")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant")
     p.add_argument("--variants", nargs="+", default=["base"], choices=VARIANTS,
-                   help="keep = study.engine.train.keep_freed_memory() first (it stays on for later variants)")
+                   help="keep = study.engine.device.keep_freed_memory() first (it stays on for later variants)")
     p.add_argument("--augment-only", action="store_true", help="time augment.train_batch alone")
     p.add_argument("--profile", action="store_true", help="print torch.profiler's top ops for the first variant")
     p.add_argument("--data-dir", default="../shared/data")
@@ -67,15 +67,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     config = row_config(Row("naivenet", args.res), args.data_dir, "cpu")
-    data = training.device_data(config, device)
+    data = cache.device_data(config, device)
     if args.augment_only:
-        x, y = data["train_x"][:128], data["train_y"][:128]
-        steps = {"augment": lambda i: augment.train_batch(x, y, config, 10, data["mean"], data["std"])}
+        x, y = data.train_x[:128], data.train_y[:128]
+        steps = {"augment": lambda i: augment.train_batch(x, y, config, 10, data.mean, data.std)}
     else:
         steps = {}
         for v in args.variants:
             if v == "keep":
-                training.keep_freed_memory()
+                devices.keep_freed_memory()
             steps[v] = make_step(config, v, data, device)
     for f in steps.values():  # warm-up: oneDNN primitives, compilation, allocator
         f(0), f(1)

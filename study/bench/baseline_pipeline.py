@@ -20,7 +20,7 @@ from torchvision import transforms as T
 
 from study.config import Config
 from study.engine import data, models
-from study.engine.train import ONECYCLE_DIV, ONECYCLE_FINAL_DIV, ONECYCLE_PCT_START, ONECYCLE_PEAK
+from study.engine.optim import ONECYCLE_DIV, ONECYCLE_FINAL_DIV, ONECYCLE_PCT_START, ONECYCLE_PEAK
 
 PREFETCH_FACTOR = 12  # the seed author's value, raised to keep a GPU fed
 

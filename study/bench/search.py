@@ -40,7 +40,8 @@ from rich.console import Console
 from study.bench import search_figures as figures
 from study.bench.arms import ARMS
 from study.config import Config
-from study.engine.train import Diverged, train
+from study.engine.results import Diverged
+from study.engine.train import train
 from study.errors import UserError
 from study.search import runner
 from study.spaces import space as spaces

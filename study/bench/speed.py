@@ -35,8 +35,10 @@ from study.bench.arms import NO_PRUNING
 from study.bench.meter import FULL, QUICK, BenchScale, Measured, Meter
 from study.bench.results import Augmentation, Concurrent, Fused, Overhead, Row, SpeedResult, Throughput, machine, table
 from study.config import Config
-from study.engine import array, augment, data, models
-from study.engine import train as training
+from study.engine import array, augment, cache, data, models
+from study.engine.device import resolve_device
+from study.engine.results import Callbacks
+from study.engine.train import train
 from study.errors import UserError
 from study.search import runner
 from study.search.workers import TRIALS_PER_GPU
@@ -63,7 +65,7 @@ def row_config(row: Row, data_dir: str | None, device: str) -> Config:
 def ours(config: Config, scale: BenchScale, members: int = 1) -> float:
     """Training images/s of `study.engine.train.train(config)`, timed from its step callback; with `members`
     > 1, member-images/s of that many seeds of `config` trained as one fused array."""
-    meter = Meter(training.resolve_device(config.device), scale, config.batch_size * members)
+    meter = Meter(resolve_device(config.device), scale, config.batch_size * members)
 
     def on_step(epoch: int, step: int, steps: int) -> None:
         meter.tick(epoch_starts=step == 0, epoch_ends=step == steps - 1)
@@ -71,9 +73,9 @@ def ours(config: Config, scale: BenchScale, members: int = 1) -> float:
     config = config.replace(epochs=BENCH_EPOCHS)
     try:
         if members == 1:
-            training.train(config, on_step=on_step)
+            train(config, Callbacks(step=on_step))
         else:
-            array.train_array([config.replace(seed=config.seed + k) for k in range(members)], on_step=on_step)
+            array.train_array([config.replace(seed=config.seed + k) for k in range(members)], Callbacks(step=on_step))
     except Measured:
         return meter.images_per_second()
     raise UserError(f"{BENCH_EPOCHS} epochs ended before {scale.repeats} windows of {scale.window} s: "
@@ -82,7 +84,7 @@ def ours(config: Config, scale: BenchScale, members: int = 1) -> float:
 
 def seed_way(config: Config, scale: BenchScale, workers: int) -> float:
     """Training images/s of the seed's pipeline (study.bench.baseline_pipeline) on the same data and model."""
-    device = training.resolve_device(config.device)
+    device = resolve_device(config.device)
     meter = Meter(device, scale, config.batch_size)
     if device.type == "cuda":
         # a GPU drains the batches the workers prefetched during warm-up faster than they refill them:
@@ -98,16 +100,16 @@ def seed_way(config: Config, scale: BenchScale, workers: int) -> float:
 
 def augmentation(config: Config, scale: BenchScale) -> float:
     """Images/s of `augment.train_batch` alone on one batch of the device-resident data."""
-    device = training.resolve_device(config.device)
-    d = training.device_data(config, device)
-    images, labels = d["train_x"][:config.batch_size], d["train_y"][:config.batch_size]
+    device = resolve_device(config.device)
+    d = cache.device_data(config, device)
+    images, labels = d.train_x[:config.batch_size], d.train_y[:config.batch_size]
     num_classes = data.load(config.dataset, config.data_dir).num_classes
-    constants = augment.train_constants(config, d["mean"], d["std"])
+    constants = augment.train_constants(config, d.mean, d.std)
     rates = []
     for i in range(scale.repeats + 1):  # the first window is warm-up
         start, batches = time.perf_counter(), 0
         while batches == 0 or time.perf_counter() - start < scale.window:
-            augment.train_batch(images, labels, config, num_classes, d["mean"], d["std"], constants)
+            augment.train_batch(images, labels, config, num_classes, d.mean, d.std, constants)
             batches += 1
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -122,7 +124,7 @@ def overhead(scale: BenchScale, data_dir: str | None, device: str) -> Overhead:
         raise UserError(f"{SEARCH_SPACE} is missing: run the bench from a checkout of the project")
     fixed = {"data_dir": data_dir, "device": device, "epochs": scale.overhead_epochs}
     data.load.cache_clear()
-    training.clear_device_data()
+    cache.clear()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         # the shipped space's sampler, without pruning: full-length trials, as the target says
@@ -140,7 +142,7 @@ def overhead(scale: BenchScale, data_dir: str | None, device: str) -> Overhead:
 def throughput(scale: BenchScale, data_dir: str | None, device: str, workers: int) -> list[Throughput]:
     """One row per model, resolution and batch: the seed's way and ours."""
     rows = []
-    batches = CUDA_BATCHES if training.resolve_device(device).type == "cuda" else (Config.batch_size,)
+    batches = CUDA_BATCHES if resolve_device(device).type == "cuda" else (Config.batch_size,)
     for model, resolution in ROWS:
         for batch in batches:
             row = Row(model, resolution, batch)
@@ -158,7 +160,7 @@ def fused(scale: BenchScale, data_dir: str | None, device: str, ks: tuple[int, .
     """One row per FUSED_ROWS entry and K: member-images/s in total, beside the single trial (`single`'s
     throughput rows; a row it lacks is measured here)."""
     rows = []
-    for model, resolution in FUSED_ROWS[training.resolve_device(device).type]:
+    for model, resolution in FUSED_ROWS[resolve_device(device).type]:
         row = Row(model, resolution)
         config = row_config(row, data_dir, device)
         one = single.ours(row) or ours(config, scale)
@@ -178,7 +180,7 @@ def concurrent_trials(scale: BenchScale, data_dir: str | None, device: str, tria
 
 def run(scale: BenchScale, data_dir: str | None, device: str, workers: int, console: Console,
         fuse_ks: tuple[int, ...] | None = None) -> SpeedResult:
-    dev = training.resolve_device(device)
+    dev = resolve_device(device)
     result = SpeedResult(machine(dev))
     console.log("throughput: the seed's way and ours")
     result.throughput = throughput(scale, data_dir, device, workers)
@@ -215,7 +217,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _fuse_ks(device: str, asked: tuple[int, ...] | None) -> tuple[int, ...]:
-    return FUSE_KS[training.resolve_device(device).type] if asked is None else asked
+    return FUSE_KS[resolve_device(device).type] if asked is None else asked
 
 
 def _array_sizes(text: str) -> tuple[int, ...]:
@@ -239,7 +241,7 @@ def main(args: argparse.Namespace) -> None:
         figures = search_bench.main(args, console)
     else:
         if args.only == "fused":
-            result = SpeedResult(machine(training.resolve_device(args.device)))
+            result = SpeedResult(machine(resolve_device(args.device)))
             result.fused = fused(scale, args.data_dir, args.device, _fuse_ks(args.device, args.fuse_ks), result)
         else:
             result = run(scale, args.data_dir, args.device, args.workers, console, args.fuse_ks)

@@ -1,5 +1,5 @@
-"""`train_array(configs, trials)`: K configurations that differ only in per-member settings, trained as
-one fused model (issue 15), each with its own metrics and Optuna trial.
+"""`train_array(configs)`: K configurations that differ only in per-member settings, trained as one
+fused model, each with its own metrics and its own ending.
 
 The members share one model built by study/engine/models/fused.py (grouped convolutions, BatchNorm over K x C
 channels) and one optimizer with per-member lr, momentum and weight decay (study/engine/optim.py), and run
@@ -11,14 +11,12 @@ dropout, whose module has one rate for all the members it drops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from study.config import Config
-from study.engine.train import MembersEpochCallback, StepCallback, train_members
+from study.engine.results import Callbacks, Member
+from study.engine.train import train_members
 from study.errors import UserError
-from study.store.record import Metrics
 
 # Settings each member keeps its own: its seed (initialisation, data order, augmentation draws), the
 # optimizer's per-member values, its loss, and the augmentation each member's batch gets on its own.
@@ -40,41 +38,15 @@ def check_fusible(configs: list[Config]) -> None:
                         f"members may differ only in {', '.join(FUSIBLE)}")
 
 
-@dataclass(frozen=True)
-class Member:
-    """One member's metrics and how it ended: "complete", "pruned" (its trial's pruner stopped it) or
-    "diverged" (NaN or infinite loss), with why it stopped early."""
-
-    metrics: Metrics
-    status: str
-    reason: str | None = None
-
-
-def train_array(
-    configs: list[Config],
-    trials: list[Any] | None = None,
-    *,
-    on_epoch: MembersEpochCallback | None = None,
-    on_step: StepCallback | None = None,
-    artifact_store: Any = None,
-    checkpoint: Path | None = None,
-    cuda_graph: bool = True,
-    test: bool = False,
-) -> list[Member]:
+def train_array(configs: list[Config], callbacks: Callbacks | None = None, *, checkpoint: Path | None = None,
+                cuda_graph: bool = True, test: bool = False) -> list[Member]:
     """Train `configs` as one fused model; one Member per configuration, its metrics with train()'s
     fields and `array_size` K.
 
-    A stopped member takes no more updates and its curves end where it stopped; the others go on
-    unaffected. With `trials` (one Optuna trial or None per member), each member reports its
-    validation accuracy every epoch and its metrics are stored as its trial's user attributes (train()'s
-    way); the caller tells the study each trial's state from `status`. `checkpoint` is one file for
+    A stopped member (its `result` callback raised Stop, or its loss diverged) takes no more updates
+    and its curves end where it stopped; the others go on unaffected. `checkpoint` is one file for
     the whole array: a killed array resumes every member from it. A model that cannot be fused
     (study.engine.models.fused.NotFusible) raises: train its members one by one with train().
     """
     check_fusible(configs)
-    trials = trials if trials is not None else [None] * len(configs)
-    if len(trials) != len(configs):
-        raise UserError(f"{len(trials)} trials for {len(configs)} configurations: give one per member (or None)")
-    metrics, ends = train_members(configs, trials, test=test, on_step=on_step, on_epoch=on_epoch,
-                                  artifact_store=artifact_store, checkpoint=checkpoint, cuda_graph=cuda_graph)
-    return [Member(m, "complete") if end is None else Member(m, *end) for m, end in zip(metrics, ends)]
+    return train_members(configs, callbacks, test=test, checkpoint=checkpoint, cuda_graph=cuda_graph)

@@ -22,7 +22,7 @@ _RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0
 
 @dataclass(frozen=True)
 class Constants:
-    """The tensors every batch reuses, built once per trial on the training device.
+    """The tensors every batch reuses, built once per run on the training device.
 
     Built inside a step they would be a host-to-device copy and a matrix inverse (which syncs) per
     batch, and neither can be captured in a CUDA graph.

@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
+
+from study.config import Config
+
+# The seed's OneCycle: peak at 5x lr after 30% of the steps, from lr/25... to peak/1e4, cosine.
+ONECYCLE_PEAK = 5.0
+ONECYCLE_PCT_START = 0.3
+ONECYCLE_DIV = 25.0
+ONECYCLE_FINAL_DIV = 1e4
 
 
 class Schedule:
@@ -138,3 +147,33 @@ class ScheduledSGD(torch.optim.Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[p]["lr_scale"].mul_(_per_element(keep.to(p.device), p))
+
+
+def optimizer_and_schedule(configs: list[Config], model: nn.Module, total_steps: int,
+                           device: torch.device) -> tuple[ScheduledSGD, Schedule]:
+    """SGD with momentum and weight decay, its lr (and OneCycle's momentum) precomputed for every step;
+    for a fused array, each member's lr, momentum and weight decay."""
+    config = configs[0]
+    if config.schedule == "onecycle":
+        def make(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+            return torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=ONECYCLE_PEAK * config.lr, total_steps=total_steps,
+                pct_start=ONECYCLE_PCT_START, div_factor=ONECYCLE_DIV, final_div_factor=ONECYCLE_FINAL_DIV,
+                anneal_strategy="cos",
+            )
+    else:
+        def make(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if len(configs) == 1:
+        schedule = Schedule.from_torch(make, config.lr, config.momentum, total_steps, device)
+        return ScheduledSGD(model.parameters(), schedule, config.weight_decay), schedule
+    # Members scale member 0's schedule: both schedules' lr is proportional to the lr they start from.
+    # The cosine schedule's momentum is constant, so it is built as 1 and scaled to each member's own;
+    # OneCycle cycles the same momentum for every member whatever config.momentum says, as in a single run.
+    schedule = Schedule.from_torch(make, config.lr, 1.0, total_steps, device)
+    members = Members(
+        lr_scale=torch.tensor([c.lr / config.lr for c in configs]),
+        momentum_scale=torch.tensor([1.0 if config.schedule == "onecycle" else c.momentum for c in configs]),
+        weight_decay=torch.tensor([c.weight_decay for c in configs]),
+    )
+    return ScheduledSGD(model.parameters(), schedule, 0.0, members), schedule

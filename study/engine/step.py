@@ -2,14 +2,15 @@
 
 `TrainStep` reads only device tensors (the epoch's permutation, the schedule's step counter) and
 writes its results into device tensors (loss and correct sums, gradient norms), so the same call
-runs eagerly on a CPU and is captured once per trial on a GPU, where launching a NaiveNet@32 step's
-~590 kernels one by one costs more CPU time than the GPU spends on them (issue 11).
+runs eagerly on a CPU and is captured once per run on a GPU, where launching a NaiveNet@32 step's
+~590 kernels one by one costs more CPU time than the GPU spends on them.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -17,11 +18,28 @@ from torch import nn
 
 from study.config import Config
 from study.engine import augment
+from study.engine.cache import DeviceData
 from study.engine.optim import ScheduledSGD
 
 # Eager steps before capture: the docs' whole-network example uses 3 (cuDNN/cuBLAS choose their
 # kernels, the caching allocator and autograd's buffers settle); DDP would need 11, we use none.
 WARMUP_STEPS = 3
+
+
+@dataclass(frozen=True)
+class StepParts:
+    """What a training step is made of: the members' configurations, the (fused) model's forward over
+    one batch per member, the optimizer, the device-resident data and the batch size."""
+
+    configs: list[Config]
+    forward: Callable[[list[torch.Tensor]], torch.Tensor]
+    optimizer: ScheduledSGD
+    data: DeviceData
+    batch: int
+    num_classes: int
+    weights: list[nn.Parameter]  # whose gradient norms the first epoch records; empty: none
+    autocast: Callable[[], torch.autocast]
+    generators: list[torch.Generator | None]
 
 
 class TrainStep:
@@ -32,22 +50,20 @@ class TrainStep:
     the sum of the members' mean losses, so each member's gradient is the one it would get alone.
     """
 
-    def __init__(self, configs: list[Config], forward: Callable[[list[torch.Tensor]], torch.Tensor],
-                 optimizer: ScheduledSGD, d: dict[str, torch.Tensor], batch: int, num_classes: int,
-                 weights: list[nn.Parameter], autocast: Callable[[], torch.autocast],
-                 generators: list[torch.Generator | None]) -> None:
-        self.configs, self.forward, self.optimizer, self.autocast = configs, forward, optimizer, autocast
-        self.images, self.labels, self.num_classes, self.batch = d["train_x"], d["train_y"], num_classes, batch
-        self.generators = generators  # each member's data order; None: torch's default generator
+    def __init__(self, parts: StepParts) -> None:
+        configs, data, batch = parts.configs, parts.data, parts.batch
+        self.configs, self.forward, self.optimizer, self.autocast = configs, parts.forward, parts.optimizer, parts.autocast
+        self.images, self.labels, self.num_classes, self.batch = data.train_x, data.train_y, parts.num_classes, batch
+        self.generators = parts.generators  # each member's data order; None: torch's default generator
         self.steps = len(self.labels) // batch  # per epoch; the last partial batch is dropped
-        self.constants = [augment.train_constants(config, d["mean"], d["std"]) for config in configs]
+        self.constants = [augment.train_constants(config, data.mean, data.std) for config in configs]
         device, k = self.labels.device, len(configs)
         # each member's permutation of the epoch, one row each, rewritten in place
         self.order = torch.arange(len(self.labels), device=device).repeat(k, 1)
         self.positions = torch.arange(batch, device=device)
         self.loss_sum = torch.zeros(k, device=device)
         self.correct = torch.zeros(k, device=device)
-        self.weights = weights
+        self.weights = weights = parts.weights
         # the first epoch's gradient norms, one [member, weight] block per step; later steps write the spare last one
         self.grad_norms = torch.zeros(self.steps + 1, k, len(weights), device=device) if weights else None
         self.memory_format = torch.channels_last if configs[0].channels_last else torch.contiguous_format

@@ -30,12 +30,13 @@ from optuna.trial import TrialState
 from study.config import Config
 from study.engine import models
 from study.engine.array import FUSIBLE, train_array
+from study.engine.device import resolve_device
 from study.engine.models.fused import NotFusible, check_members, fuse
-from study.engine.train import resolve_device
+from study.engine.results import Ending
 from study.errors import UserError
 from study.search.budget import BudgetReached, cell_owner
 from study.search.recovery import INTERRUPTED, deferred_stop_signals, fail_running, own
-from study.search.trial import configure, original_number, stored_failures
+from study.search.trial import TrialReports, configure, original_number, stored_failures
 from study.spaces.kinds import Grid
 from study.store import record
 
@@ -179,16 +180,16 @@ def train_group(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], p
     progress.start_trial(trials[0].number, group[0][1].epochs)
     try:
         with stored_failures(trials, checkpoint):
-            members = train_array([c for _, c in group], trials, on_epoch=lambda ms: progress.on_epoch(ms[0]),
-                                  on_step=progress.on_step, artifact_store=store, checkpoint=checkpoint)
+            members = train_array([c for _, c in group], callbacks=TrialReports(trials, store).callbacks(progress),
+                                  checkpoint=checkpoint)
     except BaseException:
         for t in trials:
             study.tell(t, state=TrialState.FAIL)
         raise
     for t, member in zip(trials, members):
-        if member.status == "complete":
+        if member.status is Ending.COMPLETE:
             study.tell(t, member.metrics.val_accuracy)
-        elif member.status == "pruned":
+        elif member.status is Ending.PRUNED:
             study.tell(t, state=TrialState.PRUNED)
         else:
             record.write_trial(t, fail_reason=f"Diverged: {member.reason}")

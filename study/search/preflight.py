@@ -7,7 +7,8 @@ import torch
 
 from study.config import FULL_TRAIN_IMAGES, Config
 from study.engine import data, datasets, models
-from study.engine.train import num_classes, resolve_device
+from study.engine.cache import num_classes
+from study.engine.device import resolve_device
 from study.errors import UserError
 from study.spaces import kinds
 from study.spaces.space import Space

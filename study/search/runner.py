@@ -17,7 +17,7 @@ import torch
 from optuna.trial import TrialState
 from rich.console import Console
 
-from study.engine.train import Diverged
+from study.engine.results import Diverged
 from study.samplers.registry import PrunerFactory, SamplerFactory
 from study.search import budget as budgets
 from study.search import fusion, preflight, studies

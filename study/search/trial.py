@@ -13,7 +13,8 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from study.config import Config
-from study.engine.train import Diverged, train
+from study.engine.results import Callbacks, Diverged, EpochResult, Metrics, Stop
+from study.engine.train import train
 from study.errors import UserError, one_line, out_of_memory
 from study.search.budget import Budget
 from study.search.progress import StudyProgress
@@ -32,11 +33,42 @@ def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, st
     Returns the validation accuracy, or with `test` (the final scoring only) the test accuracy.
     """
     progress.start_trial(trial.number, config.epochs)
+    reports = TrialReports([trial], store)
     with stored_failures([trial], checkpoint):
-        metrics = train(config, trial, test=test, on_step=progress.on_step, on_epoch=progress.on_epoch,
-                        artifact_store=store, checkpoint=checkpoint)
+        try:
+            metrics = train(config, callbacks=reports.callbacks(progress), test=test, checkpoint=checkpoint)
+        except Stop as stop:
+            raise optuna.TrialPruned(str(stop)) from None
     _remove(checkpoint)
     return metrics.test_accuracy if test else metrics.val_accuracy
+
+
+class TrialReports:
+    """What a study hears of training: each member's Optuna trial (None: a member no trial follows)
+    is told its validation accuracy after every epoch, its pruner may stop it, and its metrics are
+    stored as its user attributes however the run ends (big ones in `artifact_store` when given)."""
+
+    def __init__(self, trials: list[optuna.Trial | None], artifact_store: Any = None) -> None:
+        self.trials, self.artifact_store = trials, artifact_store
+
+    def result(self, result: EpochResult) -> None:
+        trial = self.trials[result.member]
+        if trial is None:
+            return
+        trial.report(result.val_accuracy, result.epoch)
+        if trial.should_prune():
+            raise Stop(f"pruned after epoch {result.epoch} at val_accuracy {result.val_accuracy:.4f}")
+
+    def end(self, member: int, metrics: Metrics) -> None:
+        if self.trials[member] is not None:
+            record.store_metrics(self.trials[member], metrics, self.artifact_store)
+
+    def callbacks(self, progress: StudyProgress | None = None) -> Callbacks:
+        """These reports, with `progress` shown after every step and the first member's every epoch."""
+        if progress is None:
+            return Callbacks(result=self.result, end=self.end)
+        return Callbacks(step=progress.on_step, epoch=lambda members: progress.on_epoch(members[0]), result=self.result,
+                         end=self.end)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from study.engine.train import resolve_device
+from study.engine.device import resolve_device
 from study.errors import Terminated, UserError
 from study.search.recovery import handle_stop_signals
 

@@ -26,6 +26,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from study.config import Config
+from study.engine.results import Metrics, as_dict  # what `train` measures is what a trial stores
 from study.errors import UserError
 
 ARTIFACT_NUMBERS = 400
@@ -109,41 +110,6 @@ class StudyInfo:
 
 
 @dataclass
-class Metrics:
-    """What `train` measures, filled in as it goes and stored as the trial's attributes (`store_metrics`).
-    Accuracies are fractions in [0, 1]; None is not measured (and not stored)."""
-
-    config: dict[str, Any] = field(default_factory=dict)  # Config.to_dict(): a space's own settings among them
-    seed: int | None = None
-    device: str | None = None
-    precision: str | None = None
-    params: int | None = None
-    flops_per_image: int | None = None
-    train_images: int | None = None
-    val_images: int | None = None
-    val_accuracy_curve: list[float] = field(default_factory=list)
-    val_loss_curve: list[float] = field(default_factory=list)
-    train_accuracy_curve: list[float] = field(default_factory=list)
-    train_loss_curve: list[float] = field(default_factory=list)
-    seconds_per_epoch: list[float] = field(default_factory=list)
-    epochs_trained: int | None = None
-    val_accuracy: float | None = None
-    images_per_second: float | None = None
-    seconds: float | None = None
-    peak_memory_mb: float | None = None
-    capture_seconds: float | None = None
-    step_mode: str | None = None
-    step_mode_reason: str | None = None
-    resumed_from_epoch: int | None = None
-    test_accuracy: float | None = None  # only `train(test=True)`: the final scoring
-    test_loss: float | None = None
-    array_size: int | None = None  # members trained as one fused model with this trial (study/engine/array.py)
-    # may be in the artifact store instead: read them with `confusion_matrix` and `grad_norms`
-    confusion_matrix: list[list[int]] | None = None
-    grad_norms: dict[str, list[float]] | None = None
-
-
-@dataclass
 class TrialInfo(Metrics):
     """A trial's user attributes: the metrics `train` measured, and what the trial is."""
 
@@ -165,7 +131,6 @@ class TrialInfo(Metrics):
 DATASET_FIELDS = frozenset(f.name for f in dataclasses.fields(Dataset))
 STUDY_FIELDS = frozenset(f.name for f in dataclasses.fields(StudyInfo))
 TRIAL_FIELDS = frozenset(f.name for f in dataclasses.fields(TrialInfo))
-METRIC_FIELDS = frozenset(f.name for f in dataclasses.fields(Metrics))
 
 
 def _checked(attrs: dict[str, Any], known: frozenset[str], what: str) -> dict[str, Any]:
@@ -385,13 +350,3 @@ def _maybe_artifact(trial: FrozenTrial, name: str, artifacts: Any) -> Any:
 def clear_failure(trial: FrozenTrial) -> None:
     """Drop the failure's reason from a copy of a failed trial: its retry starts without it."""
     trial.user_attrs.pop("fail_reason", None)
-
-
-def as_dict(metrics: Metrics) -> dict[str, Any]:
-    """The measured metrics (None left out), as stored and as `study train --json` prints them."""
-    return {k: v for k, v in dataclasses.asdict(metrics).items() if v is not None}
-
-
-def metrics_from(stored: dict[str, Any]) -> Metrics:
-    """Metrics from their stored form (a checkpoint's); names of another release are dropped."""
-    return Metrics(**{k: v for k, v in stored.items() if k in METRIC_FIELDS})

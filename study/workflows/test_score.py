@@ -22,7 +22,7 @@ from rich.table import Table
 
 from study.config import Config
 from study.engine import datasets
-from study.engine.train import resolve_device
+from study.engine.device import resolve_device
 from study.errors import UserError
 from study.search import recovery
 from study.search.progress import TABLE_BOX, StudyProgress
