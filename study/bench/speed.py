@@ -205,7 +205,8 @@ def _search_space(sampler: str, pruner: str) -> spaces.Space:
     """The shipped 32x32 CIFAR-10 space with another sampler and pruner."""
     if not SEARCH_SPACE.is_file():
         raise UserError(f"{SEARCH_SPACE} is missing: run the bench from a checkout of the project")
-    return dataclasses.replace(spaces.load(SEARCH_SPACE), sampler=sampler, pruner=pruner)
+    space = spaces.load(SEARCH_SPACE)
+    return dataclasses.replace(space, kind=dataclasses.replace(space.kind, sampler=sampler, pruner=pruner))
 
 
 def overhead(budget: Budget, data_dir: str | None, device: str) -> dict[str, float]:
