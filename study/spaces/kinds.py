@@ -64,13 +64,9 @@ class Kind:
         """What the study stores about the kind (record.StudyInfo fields)."""
         return dict(kind=self.name, sampler=self.sampler, pruner=self.pruner, seeds=self.seeds)
 
-    def planned_trials(self) -> int:
-        """Trials of a full run (a search's default budget)."""
-        raise NotImplementedError
-
     def size(self, epochs: int) -> str:
         """A full run's size, as the list of spaces shows it."""
-        return f"{self.planned_trials()} x {epochs} ep"
+        raise NotImplementedError
 
     def bind(self, space: Space, fixed: dict[str, Any], seed: int) -> Plan:
         raise NotImplementedError
@@ -83,11 +79,8 @@ class Search(Kind):
     trials: int = 30
     budget_epochs: int | None = None  # a compute budget (study.search.budget): epochs trained by all trials
 
-    def planned_trials(self) -> int:
-        return self.trials
-
     def size(self, epochs: int) -> str:
-        return f"{self.budget_epochs} ep in all" if self.budget_epochs else super().size(epochs)
+        return f"{self.budget_epochs} ep in all" if self.budget_epochs else f"{self.trials} x {epochs} ep"
 
     def bind(self, space: Space, fixed: dict[str, Any], seed: int) -> SearchPlan:
         return SearchPlan(space, fixed, seed)
@@ -102,8 +95,8 @@ class Grid(Kind):
     def variants(self, fixed: dict[str, Any] | None = None) -> list[Variant]:
         raise NotImplementedError
 
-    def planned_trials(self) -> int:
-        return len(self.variants()) * self.seeds
+    def size(self, epochs: int) -> str:
+        return f"{len(self.variants()) * self.seeds} x {epochs} ep"
 
     def labels(self, variant: Variant) -> dict[str, Any]:
         """What each trial of `variant` stores beside its variant's name (record.TrialInfo fields)."""
