@@ -176,9 +176,7 @@ def _spaces(args: argparse.Namespace, console: Console) -> None:
         except UserError as exc:
             table.add_row(path.name, "error", "", str(exc))
             continue
-        trials = space.kind.trials()
-        size = f"{space.budget_epochs} ep in all" if space.budget_epochs else f"{trials} x {space.defaults.epochs} ep"
-        table.add_row(path.stem, space.kind.name, size, space.summary)
+        table.add_row(path.stem, space.kind.name, space.kind.size(space.defaults.epochs), space.summary)
     console.print(table)
 
 

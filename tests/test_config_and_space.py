@@ -31,8 +31,8 @@ def test_invalid_values_say_what_is_allowed(bad, match):
 def test_shipped_spaces_load():
     for path in ("spaces/naivenet128.py", "spaces/naivenet32_cifar10.py"):
         s = spaces.load(path)
-        assert s.summary and s.suggest is not None
-        assert set(s.kind.reference_params({})) >= {"lr", "weight_decay", "width", "depth", "se", "aug_strength"}
+        assert s.summary and s.kind.suggest is not None
+        assert set(s.bind().reference_params()) >= {"lr", "weight_decay", "width", "depth", "se", "aug_strength"}
     assert spaces.load("spaces/naivenet128.py").defaults == Config(epochs=20, resolution=128, dataset="cifar100")
 
 
@@ -72,6 +72,6 @@ def test_fixed_settings_are_not_sampled():
 
     s = spaces.load("spaces/naivenet32_cifar10.py")
     trial = optuna.create_study().ask()
-    config = s.kind.config(trial, {"lr": 0.07, "epochs": 1})
+    config = s.bind({"lr": 0.07, "epochs": 1}).config(trial)
     assert config.lr == 0.07 and config.epochs == 1
     assert "lr" not in trial.params and "weight_decay" in trial.params

@@ -237,7 +237,7 @@ def test_a_set_up_cut_short_is_finished_by_the_next_run(data_dir, tmp_path, monk
     url, fixed = f"sqlite:///{tmp_path}/h.db", {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05}
     storages.open_storage(url)  # the file is there before (a new one would be removed with the failed run)
     where = {"right after the study row": (record, "write_study"), "after its attributes": (optuna_dashboard, "save_note"),
-             "after its note": (kinds.Search, "created")}[cut]
+             "after its note": (kinds.SearchPlan, "created")}[cut]
     with monkeypatch.context() as m:
         m.setattr(*where, lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))  # as SIGKILL there would
         with pytest.raises(KeyboardInterrupt):
@@ -247,7 +247,7 @@ def test_a_set_up_cut_short_is_finished_by_the_next_run(data_dir, tmp_path, monk
     study = runner.run(space, fixed, storage=url, trials=1, fuse=1)
     (reference,) = study.get_trials()
     assert reference.state == TrialState.COMPLETE and reference.user_attrs["reference"]
-    assert reference.params == space.kind.reference_params(fixed)
+    assert reference.params == space.bind(fixed).reference_params()
     for attr in ("space", "kind", "sampler", "pruner", "dataset", "uid"):
         assert study.user_attrs.get(attr), attr
     assert study.user_attrs["dataset"]["name"] == "cifar10"

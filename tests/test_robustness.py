@@ -425,7 +425,7 @@ def test_an_environment_failure_of_the_reference_trial_is_retried_by_the_next_ru
     trials = runner.run(space, fixed, storage=url, trials=2).get_trials()
     retry = trials[1]
     assert retry.user_attrs["retry_of"] == 0 and retry.user_attrs["reference"] and retry.state == TrialState.COMPLETE
-    assert retry.params == space.kind.reference_params(fixed) and len(trials) == 3
+    assert retry.params == space.bind(fixed).reference_params() and len(trials) == 3
 
 
 @pytest.fixture

@@ -104,8 +104,8 @@ def test_space_budget_epochs_sets_a_compute_budget(tmp_path):
     path = tmp_path / "b.py"
     path.write_text(TINY + "budget_epochs = 50\n")
     space = spaces.load(path)
-    assert budgets.resolve(space, None, None) == budgets.Budget(epochs=50)
-    assert budgets.resolve(space, 4, {"seconds": 60.0}) == budgets.Budget(trials=4, seconds=60.0)
+    assert budgets.resolve(space.kind, None, None) == budgets.Budget(epochs=50)
+    assert budgets.resolve(space.kind, 4, {"seconds": 60.0}) == budgets.Budget(trials=4, seconds=60.0)
     path.write_text(TINY + "budget_epochs = 0\n")
     with pytest.raises(UserError, match="budget_epochs=0 is invalid"):
         spaces.load(path)

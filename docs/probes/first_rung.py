@@ -33,13 +33,13 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = spaces.load(args.space)
     fixed = {"epochs": args.epochs, "data_fraction": args.data_fraction, "data_dir": args.data_dir, "device": "cpu"}
+    plan = spaces.load(args.space).bind(fixed)
     ask = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=args.seed))
     curves = []
     for i in range(args.configs):
         trial = ask.ask()
-        config = space.kind.config(trial, fixed)
+        config = plan.config(trial)
         try:
             curve = train(config).val_accuracy_curve
         except Diverged:

@@ -47,7 +47,7 @@ def synthetic_trials(space_path: str, n: int, seed: int, noise: float = 0.01, sa
 
     With `prune`, each trial reports a learning curve over EPOCHS epochs (its final value times
     sqrt(epoch / EPOCHS), with the noise at every epoch) to the search's successive halving."""
-    space = spaces.load(space_path)
+    plan = spaces.load(space_path).bind()
     full = max(n, 10)
     study = optuna.create_study(
         direction="maximize", sampler=search_defaults.sampler(sampler, seed, full),
@@ -56,7 +56,7 @@ def synthetic_trials(space_path: str, n: int, seed: int, noise: float = 0.01, sa
     completed = 0
     while completed < n:
         trial = study.ask()
-        value = _objective(space.kind.config(trial, {})) + rng.normal(0, noise)
+        value = _objective(plan.config(trial)) + rng.normal(0, noise)
         if prune:
             pruned = False
             for epoch in range(1, EPOCHS):

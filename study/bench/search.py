@@ -45,6 +45,7 @@ from study.engine.train import train
 from study.errors import UserError
 from study.search import runner
 from study.spaces import space as spaces
+from study.spaces.kinds import Search
 from study.store import record
 
 SPACE = Path(__file__).resolve().parents[2] / "spaces" / "naivenet32_cifar10.py"
@@ -102,10 +103,10 @@ def run(plan: Plan, space_path: str | Path, data_dir: str | None, device: str, c
     between them. Every study is seeded, so the figures do not depend on `jobs` (on a CPU, bit for bit).
     """
     space = spaces.load(space_path)
-    if space.kind.name != "search":
+    if not isinstance(space.kind, Search):
         raise UserError(f"{space_path} is a {space.kind.name} space; the search bench needs a space with suggest()")
     epochs = plan.epochs or space.defaults.epochs
-    budget = plan.budget_epochs or space.budget_epochs or epochs * space.trials
+    budget = plan.budget_epochs or space.kind.budget_epochs or epochs * space.kind.trials
     arms = ("random", *(a for a in plan.arms if a != "random"))
     seeds = range(plan.first_seed, plan.first_seed + plan.seeds)
     cells = [(arm, seed) for seed in seeds for arm in arms]

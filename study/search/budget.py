@@ -29,13 +29,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from study.errors import UserError
+from study.spaces.kinds import Search
 from study.store import record
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -218,13 +218,13 @@ class BudgetPruner(optuna.pruners.BasePruner):
         return self.inner.prune(study, trial)
 
 
-def resolve(space: Any, trials: int | None, compute: dict[str, float] | None) -> Budget:
-    """The study's budget: --budget / the space's budget_epochs (compute), else --trials / the space's trials.
+def resolve(search: Search, trials: int | None, compute: dict[str, float] | None) -> Budget:
+    """A search's budget: --budget / the space's budget_epochs (compute), else --trials / the space's trials.
 
     With a compute budget, a trial limit applies only when --trials is given as well.
     """
-    compute = compute or ({"epochs": space.budget_epochs} if getattr(space, "budget_epochs", None) else {})
-    return Budget(trials=trials, **compute) if compute else Budget(trials=trials or space.trials)
+    compute = compute or ({"epochs": search.budget_epochs} if search.budget_epochs else {})
+    return Budget(trials=trials, **compute) if compute else Budget(trials=trials or search.trials)
 
 
 def progress_total(budget: Budget, trials: list[FrozenTrial], epochs: int) -> int:

@@ -37,7 +37,7 @@ from study.errors import UserError
 from study.search.budget import BudgetReached, cell_owner
 from study.search.recovery import INTERRUPTED, deferred_stop_signals, fail_running, own
 from study.search.trial import TrialReports, configure, original_number, stored_failures
-from study.spaces.kinds import Grid
+from study.spaces.kinds import Grid, Plan, Search
 from study.store import record
 
 ARRAY_SIZE = 8  # the H100 probe's knee: K=8 gave 1.9x one trial at 32 px, K=16 only 2% more
@@ -99,7 +99,7 @@ def fusion_key(config: Config) -> tuple[Any, ...]:
     return tuple(v for k, v in sorted(config.to_dict().items()) if k not in FUSIBLE)
 
 
-def ask(study: optuna.Study, n: int, kind: Any, fixed: dict[str, Any], seed: int, beats: contextlib.ExitStack,
+def ask(study: optuna.Study, n: int, plan: Plan, beats: contextlib.ExitStack,
         created: list[optuna.Trial]) -> list[tuple[optuna.Trial, Config]]:
     """`n` trials and their configurations. Each trial is owned by this process and beats (in `beats`)
     from the moment it exists, and is listed in `created` at once, so that whatever stops this
@@ -111,9 +111,9 @@ def ask(study: optuna.Study, n: int, kind: Any, fixed: dict[str, Any], seed: int
     with warnings.catch_warnings():
         # Optuna warns that heartbeats belong to optimize; arrays run them as optimize does
         warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
-        grid = isinstance(kind, Grid)
+        grid = isinstance(plan.kind, Grid)
         for i in range(n):
-            if i and kind.name == "search":
+            if i and isinstance(plan.kind, Search):
                 study.enqueue_trial(shared, skip_if_exists=False)
             with deferred_stop_signals():  # a stop between creating and owning would leave a trial nobody owns
                 trial = _pop_cell(study, asked[0][0].params if asked else None) if grid else None
@@ -125,7 +125,7 @@ def ask(study: optuna.Study, n: int, kind: Any, fixed: dict[str, Any], seed: int
                 created.append(trial)
             beats.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
             try:
-                config = configure(kind, trial, fixed, seed)
+                config = configure(plan, trial)
             except UserError:  # the space's suggest: the trial it was asked for fails with the reason, one line
                 fail_running(study, [trial], record.trial_info(study._storage.get_trial(trial._trial_id)).fail_reason
                              or "suggest() failed")
@@ -200,7 +200,7 @@ def train_group(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], p
 
 def train_arrays(study: optuna.Study, n: int, objective: Any) -> None:
     """Ask `n` trials and train them in arrays, with what the worker's `objective` (study.search.trial.Objective)
-    holds: the space's kind, fixed settings, seed, budget, progress and folders.
+    holds: the run's plan (the space with its fixed settings and seed), budget, progress and folders.
 
     Each trial beats, as optimize's do, from its creation until the batch ends, so that another
     machine sees it live while it waits for an earlier group. Whatever ends the batch early (an
@@ -209,7 +209,7 @@ def train_arrays(study: optuna.Study, n: int, objective: Any) -> None:
     created: list[optuna.Trial] = []
     with contextlib.ExitStack() as beats:
         try:
-            asked = ask(study, n, objective.kind, objective.fixed, objective.seed, beats, created)
+            asked = ask(study, n, objective.plan, beats, created)
             objective.attempts += len(asked)
             admitted = []
             for trial, config in asked:

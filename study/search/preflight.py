@@ -10,26 +10,26 @@ from study.engine import data, datasets, models
 from study.engine.cache import num_classes
 from study.engine.device import resolve_device
 from study.errors import UserError
-from study.spaces import kinds
+from study.spaces.kinds import GridPlan, Plan
 from study.spaces.space import Space
 
 
-def check(space: Space, config: Config, devices: list[str] | None, force: bool, fixed: dict | None = None) -> None:
+def check(plan: Plan, config: Config, devices: list[str] | None, force: bool) -> None:
     """The devices, the data and its split, the user's own models, and the space's needs."""
     for device in {config.device, *(devices or [])}:
         _check_device(device)
     images = datasets.load(config)
     data.split(images.train_labels, config.val_fraction, config.data_fraction, config.split_seed)
-    _check_user_models(space, config, fixed or {})
-    _check_needs(space, config, len(images.train_labels), force)
+    _check_user_models(plan, config)
+    _check_needs(plan.space, config, len(images.train_labels), force)
 
 
-def _check_user_models(space: Space, config: Config, fixed: dict) -> None:
+def _check_user_models(plan: Plan, config: Config) -> None:
     """Each configuration a grid trains, or a search's defaults, builds the user's model and gets
     [batch, classes] logits from it; shipped models are known to."""
     configs = [config]
-    if isinstance(space.kind, kinds.Grid):
-        configs = [config.replace(**v.settings) for v in space.kind.variants(fixed)]
+    if isinstance(plan, GridPlan):
+        configs = [config.replace(**v.settings) for v in plan.variants()]
     seen = set()
     for c in configs:
         if models.user.is_user_model(c.model) and c not in seen:

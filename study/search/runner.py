@@ -25,6 +25,7 @@ from study.search.progress import StudyProgress, make_console
 from study.search.recovery import recover, retry_dead
 from study.search.trial import Objective
 from study.search.workers import TRIALS_PER_GPU, resolve_workers, run_processes
+from study.spaces.kinds import Plan
 from study.spaces.space import Space
 from study.store import record
 from study.store import storage as storages
@@ -37,15 +38,13 @@ POLL_SECONDS = 2  # how often a worker waiting on others' trials looks again
 
 @dataclass(frozen=True)
 class Job:
-    """What a worker needs: the space travels whole (study.spaces.space.Space pickles as its path)."""
+    """What a worker needs: the run's plan travels whole (study.spaces.space.Space pickles as its path)."""
 
-    space: Space
-    fixed: dict[str, Any]
+    plan: Plan
     url: str
     name: str
     budget: budgets.Budget
     timeout: float | None
-    seed: int
     fuse: int  # trials per fused array; 1: one by one
     sampler: SamplerFactory | None = None  # a caller's own, in place of the space's named one (the search bench's arms)
     pruner: PrunerFactory | None = None
@@ -67,9 +66,10 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
     """
     console = console or make_console()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space.kind.check_fixed(fixed)
-    defaults = space.defaults.replace(**fixed)
-    preflight.check(space, defaults, devices, force, fixed)
+    plan = space.bind(fixed, seed)
+    plan.check_fixed()
+    defaults = plan.defaults
+    preflight.check(plan, defaults, devices, force)
     k, why = fusion.array_size(defaults, fuse or space.fuse)
     # a fused array fills a GPU as TRIALS_PER_GPU single trials did; only one array per GPU was measured
     n_workers, devices, per_gpu = resolve_workers(workers, devices, defaults.device, 1 if k > 1 else TRIALS_PER_GPU)
@@ -78,11 +78,11 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
     storages.check_study_name(name)
     with storages.one_line_failures(url), storages.removed_unless_used(url, default=storage is None):
         db = storages.open_storage(url, create_folder=storage is None)
-        study = studies.open_study(space, fixed, db, url, name, seed)
+        study = studies.open_study(plan, db, url, name)
         recover(study)
         done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
-        cells = space.kind.enqueue(study, fixed, seed)
-        budget = budgets.Budget.grid(cells) if cells is not None else budgets.resolve(space, trials, compute)
+        cells = plan.enqueue(study)
+        budget = budgets.Budget.grid(cells) if cells is not None else budgets.resolve(space.kind, trials, compute)
         record.write_study(study, budget=budget.describe() if budget.compute else max(budget.trials, done),
                            array_size=k, array_size_reason=why, **(dict(trials_per_gpu=per_gpu) if per_gpu else {}))
     if budget.spent(study.get_trials(deepcopy=False)):
@@ -90,17 +90,20 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
         return study
     if k > 1:
         console.print(f"training up to {k} trials at a time as one fused model ({why}); --fuse 1 turns it off")
-    job = Job(space, fixed, url, name, budget, timeout, seed, k, sampler, pruner)
+    job = Job(plan, url, name, budget, timeout, k, sampler, pruner)
     storages.release(db)  # the workers open their own
     if n_workers == 1:
         work(job, 0, 0, console)
     else:
         threads = max(1, torch.get_num_threads() // n_workers)
         console.print(f"{n_workers} workers on {name}, {threads} CPU thread(s) each")
-        jobs = [(replace(job, fixed=fixed | {"device": devices[i % len(devices)]}) if devices else job,
-                 i, threads) for i in range(n_workers)]
+        jobs = [(_on_device(job, devices[i % len(devices)]) if devices else job, i, threads) for i in range(n_workers)]
         run_processes(work, jobs)
     return optuna.load_study(study_name=name, storage=storages.open_storage(url))
+
+
+def _on_device(job: Job, device: str) -> Job:
+    return replace(job, plan=replace(job.plan, fixed=job.plan.fixed | {"device": device}))
 
 
 def _not_a_failed_trial(log: logging.LogRecord) -> bool:
@@ -115,7 +118,7 @@ def work(job: Job, index: int, threads: int, console: Console | None = None) -> 
         torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna.study._optimize").addFilter(_not_a_failed_trial)
-    epochs = job.space.defaults.replace(**job.fixed).epochs  # --set epochs=N applies to the pruner too
+    epochs = job.plan.defaults.epochs  # --set epochs=N applies to the pruner too
     db = storages.open_storage(job.url)
     try:
         _work(job, index, db, epochs, console)
@@ -124,18 +127,18 @@ def work(job: Job, index: int, threads: int, console: Console | None = None) -> 
 
 
 def _work(job: Job, index: int, db: optuna.storages.BaseStorage, epochs: int, console: Console | None) -> None:
+    # each worker's sampler has its own seed: workers must not propose the same trials
     study = optuna.load_study(
         study_name=job.name, storage=db,
-        # workers must not propose the same trials
-        sampler=studies.sampler(job.space, job.seed + index, epochs, job.budget, job.sampler),
-        pruner=job.budget.pruner(studies.pruner(job.space, epochs, job.budget, job.pruner), epochs),
+        sampler=studies.sampler(job.plan.kind, job.plan.seed + index, epochs, job.budget, job.sampler),
+        pruner=job.budget.pruner(studies.pruner(job.plan.kind, epochs, job.budget, job.pruner), epochs),
     )
     trials = study.get_trials(deepcopy=False)
     live = console is not None
     with StudyProgress(console or make_console(), budgets.progress_total(job.budget, trials, epochs),
                        sum(t.state in FINISHED for t in trials), live=live,
                        prefix="" if live else f"worker {index}: ") as progress:
-        _until_spent(study, job, Objective(study, job.space.kind, job.fixed, job.seed, job.budget, job.url, progress))
+        _until_spent(study, job, Objective(study, job.plan, job.budget, job.url, progress))
 
 
 def _until_spent(study: optuna.Study, job: Job, objective: Objective) -> None:

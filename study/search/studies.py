@@ -8,41 +8,39 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import optuna
 
-from study.config import Config
 from study.engine import datasets
 from study.errors import UserError
 from study.samplers import registry as search_defaults
 from study.samplers.registry import PrunerFactory, SamplerFactory
 from study.search.budget import Budget
-from study.spaces.space import Space
+from study.spaces.kinds import Kind, Plan
 from study.store import record
 
 
-def sampler(space: Space, seed: int, epochs: int, budget: Budget | None = None,
+def sampler(kind: Kind, seed: int, epochs: int, budget: Budget | None = None,
             own: SamplerFactory | None = None) -> optuna.samplers.BaseSampler:
     """The space's sampler (or `own`, a caller's), its start-up sized to the full-length trials (of `epochs`)
     the budget buys."""
     full = search_defaults.full_trials(budget, epochs)
-    return own(seed, full) if own else search_defaults.sampler(space.sampler, seed, full)
+    return own(seed, full) if own else search_defaults.sampler(kind.sampler, seed, full)
 
 
-def pruner(space: Space, epochs: int, budget: Budget | None = None,
+def pruner(kind: Kind, epochs: int, budget: Budget | None = None,
            own: PrunerFactory | None = None) -> optuna.pruners.BasePruner:
     """The space's pruner (or `own`, a caller's), its first rung and reduction factor from `epochs` and the budget."""
     full = search_defaults.full_trials(budget, epochs)
-    return own(epochs, full) if own else search_defaults.pruner(space.pruner, epochs, full)
+    return own(epochs, full) if own else search_defaults.pruner(kind.pruner, epochs, full)
 
 
 SET_UP_WAIT_SECONDS = 60  # a study another process created a moment ago: its set-up is on its way
 CUT_SHORT_WAIT_SECONDS = 5  # a study found without a uid: cut short, unless its set-up ends within this
 
-def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.BaseStorage, url: str, name: str,
-               seed: int) -> optuna.Study:
+def open_study(plan: Plan, storage: optuna.storages.BaseStorage, url: str, name: str) -> optuna.Study:
     """Create the space's study, or load it to resume; refuses a name already used by another space."""
+    space = plan.space
     existing = {s.study_name: record.study_info(s) for s in optuna.get_all_study_summaries(storage)}
     if name in existing and existing[name].space not in (None, space.name):
         raise UserError(f"study {name!r} in {url} belongs to space {existing[name].space!r}; "
@@ -51,9 +49,9 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.Bas
         raise UserError(f"study {name!r} in {url} was set up from {existing[name].space_path}, not {space.path}: "
                         "same-named space files are kept apart, not mixed into one study; give this one its own "
                         f"with --study-name NAME --storage sqlite:///runs/NAME.db")
-    defaults = space.defaults.replace(**fixed)
-    kwargs = dict(storage=storage, study_name=name, sampler=sampler(space, seed, defaults.epochs),
-                  pruner=pruner(space, defaults.epochs))
+    defaults = plan.defaults
+    kwargs = dict(storage=storage, study_name=name, sampler=sampler(space.kind, plan.seed, defaults.epochs),
+                  pruner=pruner(space.kind, defaults.epochs))
     try:
         study = optuna.create_study(direction="maximize", **kwargs)
     except optuna.exceptions.DuplicatedStudyError:
@@ -63,7 +61,7 @@ def open_study(space: Space, fixed: dict[str, Any], storage: optuna.storages.Bas
         _wait_for_uid(study, SET_UP_WAIT_SECONDS if name not in existing else CUT_SHORT_WAIT_SECONDS)
     if record.study_info(study).uid is None:
         # new; or its set-up was cut short (killed, Ctrl-C); or stored before checkpoints were keyed by a uid
-        _set_up(study, space, fixed, defaults)
+        _set_up(study, plan)
     info = record.study_info(study)
     record.write_study(study, commands=[*info.commands, shlex.join(["python", "-m", "study", *sys.argv[1:]])])
     return study
@@ -77,17 +75,16 @@ def _another_file(stored: str | None, path: Path) -> bool:
     return not Path(stored).samefile(path)
 
 
-def _set_up(study: optuna.Study, space: Space, fixed: dict[str, Any], defaults: Config) -> None:
+def _set_up(study: optuna.Study, plan: Plan) -> None:
     """A study's attributes, note and first trials, each written unless it is there already, so that
     a set-up cut short is finished by the next run (and a study of an earlier release only gains
     what it lacks); the uid comes last: it says the rest is there."""
+    space = plan.space
     description = record.description(space.description)
-    attrs = dict(space=space.name, space_path=str(space.path), description=description,
-                 kind=space.kind.name, sampler=space.sampler, pruner=space.pruner, seeds=space.seeds,
-                 **space.kind.study_attrs())
+    attrs = dict(space=space.name, space_path=str(space.path), description=description, **space.kind.study_attrs())
     missing = {k: v for k, v in attrs.items() if k not in study.user_attrs}
     if "dataset" not in study.user_attrs:
-        images = datasets.load(defaults)
+        images = datasets.load(plan.defaults)
         missing["dataset"] = dataclasses.asdict(record.Dataset(images.name, str(images.root), list(images.classes),
                                                                len(images.train_labels), len(images.test_labels)))
     record.write_study(study, **missing)
@@ -97,7 +94,7 @@ def _set_up(study: optuna.Study, space: Space, fixed: dict[str, Any], defaults: 
         note = f"# {space.name}\n\n{description}\n\nSpace file: `{space.path}`"
         optuna_dashboard.save_note(study, note)
     if not study.get_trials(deepcopy=False):  # a set-up cut short before its first trials were queued
-        space.kind.created(study, fixed)
+        plan.created(study)
     if record.study_info(study).uid is None:  # a set-up that finished beside this one keeps its uid
         record.write_study(study, uid=uuid.uuid4().hex)
 

@@ -19,7 +19,7 @@ from study.errors import UserError, one_line, out_of_memory
 from study.search.budget import Budget
 from study.search.progress import StudyProgress
 from study.search.recovery import ENVIRONMENT, INTERRUPTED, deferred_stop_signals, own
-from study.spaces.kinds import Kind
+from study.spaces.kinds import Plan
 from study.store import record, storage
 
 
@@ -153,9 +153,8 @@ def _remove(checkpoint: Path | None) -> None:
 class Objective:
     """A worker's objective: each trial owned, admitted by the budget, configured by the space's kind, trained."""
 
-    def __init__(self, study: optuna.Study, kind: Kind, fixed: dict[str, Any], seed: int, budget: Budget, url: str,
-                 progress: StudyProgress) -> None:
-        self.study, self.kind, self.fixed, self.seed, self.budget = study, kind, fixed, seed, budget
+    def __init__(self, study: optuna.Study, plan: Plan, budget: Budget, url: str, progress: StudyProgress) -> None:
+        self.study, self.plan, self.budget = study, plan, budget
         self.progress, self.attempts = progress, 0  # attempts: trials this worker started
         self.store = storage.artifact_store(url)
         self.checkpoints = storage.checkpoint_dir(url, record.study_info(study).uid)
@@ -164,16 +163,16 @@ class Objective:
         own(self.study, trial)
         self.attempts += 1
         frozen = self.budget.claim(self.study, trial)
-        config = configure(self.kind, trial, self.fixed, self.seed)
+        config = configure(self.plan, trial)
         checkpoint = self.checkpoints / f"trial-{original_number(frozen)}.pt"
         return train_trial(config, trial, self.progress, self.store, checkpoint)
 
 
-def configure(kind: Kind, trial: optuna.Trial, fixed: dict[str, Any], seed: int) -> Config:
+def configure(plan: Plan, trial: optuna.Trial) -> Config:
     """The trial's configuration; where the space's own code fails (its `suggest` raising, or returning
     settings that are invalid), the trial stores why and the run stops with one line."""
     try:
-        return kind.config(trial, fixed, seed)
+        return plan.config(trial)
     except optuna.TrialPruned:
         raise
     except Exception as exc:

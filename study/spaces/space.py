@@ -27,7 +27,7 @@ import dataclasses
 import runpy
 import types
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,39 +49,21 @@ SUMMARY_CHARS = 200  # of the docstring's first line, where it is listed
 
 
 @dataclass(frozen=True)
-class Component:
-    """One ablation component: a setting, its value in the full model and when knocked out."""
-
-    name: str
-    setting: str
-    full: Any
-    ablated: Any
-
-
-@dataclass(frozen=True)
 class Space:
+    """A loaded space file: its defaults, what a faithful run needs, and its kind with the kind's own
+    settings (kinds.Search, kinds.Ablation or kinds.Comparison)."""
+
     name: str
     path: Path
     description: str
     defaults: Config
-    trials: int = 30
-    budget_epochs: int | None = None  # a compute budget (study.search.budget): epochs trained by all trials
-    sampler: str = "tpe"
-    pruner: str = "hyperband"
-    suggest: Callable[[Any], dict[str, Any]] | None = None
-    components: tuple[Component, ...] = ()
-    design: str = "one_out"
-    seeds: int = 3  # repeats of every ablation variant, and of every ablation-path step
-    compare: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # comparison axes: every combination
+    kind: kinds.Kind
     needs: tuple[str, ...] = ()  # "cuda", "full_data": what a faithful run requires
     fuse: int | None = None  # trials per fused array (study/search/fusion.py); None: chosen by device and resolution
 
-    @property
-    def kind(self) -> kinds.Kind:
-        """What the space's study trains: kinds.Search, kinds.Ablation or kinds.Comparison."""
-        if self.components:
-            return kinds.Ablation(self)
-        return kinds.Comparison(self) if self.compare else kinds.Search(self)
+    def bind(self, fixed: dict[str, Any] | None = None, seed: int = 0) -> kinds.Plan:
+        """The space bound to one run's --set values and base seed."""
+        return self.kind.bind(self, fixed or {}, seed)
 
     @property
     def summary(self) -> str:
@@ -91,12 +73,17 @@ class Space:
     def __reduce__(self) -> tuple[Any, ...]:
         # suggest() lives in the space file's namespace, which a spawned worker cannot import: the
         # space travels as its path, is loaded there once, and keeps in-memory changes (a bench's pruner)
-        changes = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "suggest"}
+        changes = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if isinstance(self.kind, kinds.Search):
+            changes["kind"] = dataclasses.replace(self.kind, suggest=None)
         return (_reloaded, (self.path, changes))
 
 
 def _reloaded(path: Path, changes: dict[str, Any]) -> Space:
-    return dataclasses.replace(load(path), **changes)
+    space = load(path)
+    if isinstance(changes["kind"], kinds.Search):
+        changes["kind"] = dataclasses.replace(changes["kind"], suggest=getattr(space.kind, "suggest", None))
+    return dataclasses.replace(space, **changes)
 
 
 def _choice(path: Path, name: str, value: str, options: tuple[str, ...]) -> str:
@@ -127,14 +114,25 @@ def load(path: str | Path) -> Space:
     if sum(map(bool, (components, compare, namespace.get("suggest")))) > 1:
         raise UserError(f"{path}: a space either searches (suggest), ablates (components) or compares (compare); "
                         "split it into several files")
-    if "pruner" not in study and (components or compare):
-        study["pruner"] = "none"  # every cell trains to the end unless the space asks
-    space = Space(
-        name=path.stem, path=path, description=namespace.get("__doc__") or "", defaults=defaults,
-        suggest=namespace.get("suggest"), components=components, compare=compare, **study,
-    )
+    space = Space(name=path.stem, path=path, description=namespace.get("__doc__") or "", defaults=defaults,
+                  kind=_kind(study, namespace.get("suggest"), components, compare),
+                  needs=study.get("needs", ()), fuse=study.get("fuse"))
     _check_suggest(space)
     return space
+
+
+def _kind(study: dict[str, Any], suggest: Callable[[Any], dict[str, Any]] | None,
+          components: tuple[kinds.Component, ...], compare: dict[str, tuple[Any, ...]]) -> kinds.Kind:
+    """The kind the file declares, with the study settings it holds; those it does not hold (a grid's
+    trials, a search's design) mean nothing to it and are left out."""
+    if components:
+        kind, own = kinds.Ablation, dict(components=components)
+    elif compare:
+        kind, own = kinds.Comparison, dict(compare=compare)
+    else:
+        kind, own = kinds.Search, dict(suggest=suggest)
+    held = {f.name for f in dataclasses.fields(kind)}
+    return kind(**own, **{k: v for k, v in study.items() if k in held and k not in own})
 
 
 def _sorted_out(path: Path, namespace: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -211,7 +209,7 @@ def _check_model(name: str) -> None:
     models.check(name)
 
 
-def _components(path: Path, declared: dict[str, Any], defaults: Config) -> tuple[Component, ...]:
+def _components(path: Path, declared: dict[str, Any], defaults: Config) -> tuple[kinds.Component, ...]:
     out = []
     for name, spec in declared.items():
         if isinstance(spec, dict) and len(spec) == 1:
@@ -228,20 +226,20 @@ def _components(path: Path, declared: dict[str, Any], defaults: Config) -> tuple
                 _check_model(defaults.replace(**{setting: value}).model)
         except UserError as exc:
             raise UserError(f"{path}: component {name!r}: {exc}") from None
-        out.append(Component(name, setting, full, ablated))
+        out.append(kinds.Component(name, setting, full, ablated))
     return tuple(out)
 
 
 def _check_suggest(space: Space) -> None:
     """Run suggest once on the defaults: names, ranges and returned settings must all make sense."""
-    if space.suggest is None:
+    if not isinstance(space.kind, kinds.Search) or space.kind.suggest is None:
         return
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # Optuna warns when a fixed value is outside its range
-            search = kinds.Search(space)
-            search.reference_params({})
-            search.config(optuna.trial.FixedTrial(space.defaults.to_dict()), {})
+            plan = space.bind()
+            plan.reference_params()
+            plan.config(optuna.trial.FixedTrial(space.defaults.to_dict()))
     except UserError as exc:
         raise UserError(f"{space.path}: suggest() {exc}") from None
     except (ValueError, UserWarning) as exc:
