@@ -47,6 +47,7 @@ from study.paired import probability_of_improvement, sign_flip
 from study.search import runner
 from study.spaces import space as spaces
 from study.store import record
+from study.store.states import FINISHED
 
 SPACE = Path(__file__).resolve().parents[2] / "spaces" / "naivenet32_cifar10.py"
 SAMPLER_SEED_OFFSET = 1000  # so that no arm's random start-up replays random search's trials
@@ -158,7 +159,7 @@ def summarize(studies: dict[str, list[list[optuna.trial.FrozenTrial]]],
             "epochs_to_reach_random_best": reach,
             # None: the arm missed random's final best on most seeds
             "median_share_of_random_compute": None if median_share == float("inf") else median_share,
-            "trials": [len([t for t in trials if t.state in runner.FINISHED]) for trials in per_seed],
+            "trials": [len([t for t in trials if t.state in FINISHED]) for trials in per_seed],
             "epochs_per_trial": [[len(t.intermediate_values) for t in trials] for trials in per_seed],
         }
         if rescored is not None:

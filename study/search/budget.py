@@ -29,10 +29,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from study.errors import UserError
 from study.store import record
+from study.store.states import FINISHED, LIVE
+from study.store.vocabulary import StoppedBy
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-BUDGET_STOP = "budget"  # the `stopped_by` user attribute of a trial that the compute budget cut short
 _UNITS = {"ep": ("epochs", 1), "s": ("seconds", 1), "m": ("seconds", 60), "h": ("seconds", 3600)}
 
 
@@ -164,7 +163,7 @@ class BudgetPruner(optuna.pruners.BasePruner):
             # whenever epochs = first rung x a power of the factor (3 x 2 of the quick bench's 6)
             return False
         if self.budget.compute and not self.budget.may_continue(study):
-            record.write_stored_trial(study, trial, stopped_by=BUDGET_STOP)
+            record.write_stored_trial(study, trial, stopped_by=StoppedBy.BUDGET)
             return True
         return self.inner.prune(study, trial)
 

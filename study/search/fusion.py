@@ -24,7 +24,6 @@ from typing import Any
 
 import optuna
 import torch
-from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from study.config import Config
@@ -34,9 +33,11 @@ from study.engine.models.fused import NotFusible, check_members, fuse
 from study.engine.train import resolve_device
 from study.errors import UserError
 from study.search.budget import BudgetReached
-from study.search.recovery import INTERRUPTED, deferred_stop_signals, fail_running, own
+from study.search.recovery import deferred_stop_signals, fail_running, own
 from study.search.trial import configure, original_number, stored_failures
+from study.store import optuna_internals as internals
 from study.store import record
+from study.store.vocabulary import INTERRUPTED, SUGGEST_FAILED, StudyKind, array_label, diverged
 
 ARRAY_SIZE = 8  # the H100 probe's knee: K=8 gave 1.9x one trial at 32 px, K=16 only 2% more
 FUSE_MAX_RESOLUTION = 64  # measured to lose at 128 px on the H100; 64 px not measured, kept on the safe side
@@ -110,18 +111,18 @@ def ask(study: optuna.Study, n: int, kind: Any, fixed: dict[str, Any], seed: int
         # Optuna warns that heartbeats belong to optimize; arrays run them as optimize does
         warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
         for i in range(n):
-            if i and kind.name == "search":
+            if i and kind.name == StudyKind.SEARCH:
                 study.enqueue_trial(shared, skip_if_exists=False)
             with deferred_stop_signals():  # a stop between creating and owning would leave a trial nobody owns
                 trial = study.ask()
                 own(study, trial)
                 created.append(trial)
-            beats.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
+            beats.enter_context(internals.heartbeat_thread(study, trial))
             try:
                 config = configure(kind, trial, fixed, seed)
             except UserError:  # the space's suggest: the trial it was asked for fails with the reason, one line
-                fail_running(study, [trial], record.trial_info(study._storage.get_trial(trial._trial_id)).fail_reason
-                             or "suggest() failed")
+                fail_running(study, [trial], record.trial_info(internals.stored(study, trial)).fail_reason
+                             or SUGGEST_FAILED)
                 raise
             asked.append((trial, config))
             if i == 0:
@@ -141,10 +142,10 @@ def train_group(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], p
                 checkpoints: Path) -> None:
     """Train one group as an array and tell each member's trial how it ended."""
     trials = [t for t, _ in group]
-    name = "-".join(str(original_number(study._storage.get_trial(t._trial_id))) for t in trials)
+    name = "-".join(str(original_number(internals.stored(study, t))) for t in trials)
     checkpoint = checkpoints / f"array-{name}.pt"
     for t in trials:
-        record.write_trial(t, array=f"{trials[0].number}x{len(trials)}")
+        record.write_trial(t, array=array_label(trials[0].number, len(trials)))
     progress.start_trial(trials[0].number, group[0][1].epochs)
     try:
         with stored_failures(trials, checkpoint):
@@ -160,9 +161,9 @@ def train_group(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], p
         elif member.status == "pruned":
             study.tell(t, state=TrialState.PRUNED)
         else:
-            record.write_trial(t, fail_reason=f"Diverged: {member.reason}")
+            record.write_trial(t, fail_reason=diverged(member.reason))
             study.tell(t, state=TrialState.FAIL)
-        progress(study, study._storage.get_trial(t._trial_id))
+        progress(study, internals.stored(study, t))
     checkpoint.unlink(missing_ok=True)
 
 

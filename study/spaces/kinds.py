@@ -21,12 +21,10 @@ from optuna.trial import TrialState
 from study.config import Config
 from study.errors import UserError
 from study.store import record
+from study.store.states import LIVE
 
 if TYPE_CHECKING:
     from study.spaces.space import Space
-
-TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-
 
 class Kind:
     """What every kind answers; `space` is the loaded space file the kind reads its declaration from."""
@@ -124,7 +122,7 @@ class Grid(Kind):
         cells are still to finish (these, and the queued or running ones: retries of interrupted cells)."""
         trials = study.get_trials(deepcopy=False)
         self._check_stored(study.study_name, trials, fixed)
-        taken = {_cell(t) for t in trials if t.state in TAKEN}
+        taken = {_cell(t) for t in trials if t.state in LIVE}
         missing = [(v.name, s) for v in self.variants(fixed) for s in self.seeds(base_seed) if (v.name, s) not in taken]
         for name, seed in missing:
             study.enqueue_trial({"variant": name, "seed": seed})
@@ -136,7 +134,7 @@ class Grid(Kind):
         by_name = {v.name: v for v in self.variants(fixed)}
         for t in trials:
             variant, seed = _cell(t)
-            if t.state not in TAKEN or variant not in by_name or not record.trial_info(t).config:
+            if t.state not in LIVE or variant not in by_name or not record.trial_info(t).config:
                 continue
             asked = self.space.defaults.replace(**{**fixed, **by_name[variant].settings, "seed": seed})
             changed = record.config(t).differences(asked)
