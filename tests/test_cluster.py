@@ -23,7 +23,8 @@ from optuna.trial import TrialState
 
 from study.errors import UserError
 from study.search import budget
-from study.store import owners, record, retry
+from study.store import heartbeat, owners, record, retry
+from study.store import proxy as proxy_module
 from study.store import storage as study_storage
 from study.store.vocabulary import StoppedBy
 
@@ -242,7 +243,7 @@ def test_a_node_killed_mid_trial_through_the_proxy_has_its_trial_retried_from_it
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_silent_trial_behind_the_proxy_is_failed_and_requeued_by_its_heartbeat(database, proxy, monkeypatch):
     # a worker on another host cannot be seen dying; its trial is judged by its beat, as Optuna's RDB heartbeat does
-    monkeypatch.setattr(study_storage, "HEARTBEAT_GRACE_SECONDS", 1.0)
+    monkeypatch.setattr(heartbeat, "HEARTBEAT_GRACE_SECONDS", 1.0)
     storage = study_storage.open_storage(proxy.url)
     study = optuna.create_study(storage=storage, study_name="beats", direction="maximize")
     silent, live = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), study.ask()
@@ -309,7 +310,7 @@ def test_the_proxy_refuses_bad_input_in_one_line(tmp_path, capsys):
 
 def test_a_grpc_url_without_a_proxy_or_port_is_one_line(tmp_path, monkeypatch):
     pytest.importorskip("grpc", reason="the gRPC storage proxy needs grpcio: pip install -e '.[grpc]'")
-    monkeypatch.setattr(study_storage, "PROXY_CONNECT_SECONDS", 1)
+    monkeypatch.setattr(proxy_module, "PROXY_CONNECT_SECONDS", 1)
     with pytest.raises(UserError, match="no storage proxy answers at grpc://127.0.0.1:"):
         study_storage.open_storage(f"grpc://127.0.0.1:{free_port()}")
     with pytest.raises(UserError, match="write grpc://host:port"):

@@ -22,7 +22,7 @@ from study.errors import UserError
 from study.search import runner, studies
 from study.search import trial as trial_module
 from study.spaces import space as spaces
-from study.store import owners, vocabulary
+from study.store import heartbeat, owners, vocabulary
 from study.store import storage as study_storage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,8 +90,8 @@ def test_killed_worker_trial_is_retried_at_once_by_an_immediate_rerun(data_dir, 
 
 
 def test_a_trial_running_elsewhere_is_waited_for_and_retried_once_stale(data_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(study_storage, "HEARTBEAT_SECONDS", 1)
-    monkeypatch.setattr(study_storage, "HEARTBEAT_GRACE_SECONDS", 3)
+    monkeypatch.setattr(heartbeat, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(heartbeat, "HEARTBEAT_GRACE_SECONDS", 3)
     monkeypatch.setattr(runner, "POLL_SECONDS", 0.5)
     space = spaces.load(write_space(tmp_path, SMALL))
     fixed, url = {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05}, f"sqlite:///{tmp_path}/x.db"

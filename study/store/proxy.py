@@ -16,9 +16,9 @@ from optuna.storages import GrpcStorageProxy
 from optuna.trial import TrialState
 
 from study.errors import UserError, one_line
+from study.store import heartbeat as beats
 from study.store import optuna_internals as internals
 from study.store import owners
-from study.store.heartbeat import HEARTBEAT_GRACE_SECONDS, HEARTBEAT_SECONDS, stale_trial_callback
 from study.store.retry import CALLS, retry_calls
 from study.store.urls import GRPC, grpc_address
 
@@ -70,16 +70,16 @@ class GrpcStorage(GrpcStorageProxy, internals.BaseHeartbeat):
             key = internals.trial_id(t)
             last, since = self._seen.get(key, (None, now))
             seen[key] = (beat, since if last == beat else now)
-            if now - seen[key][1] >= HEARTBEAT_GRACE_SECONDS:
+            if now - seen[key][1] >= beats.HEARTBEAT_GRACE_SECONDS:
                 stale.append(key)
         self._seen = seen
         return stale
 
     def get_heartbeat_interval(self) -> int:
-        return HEARTBEAT_SECONDS
+        return beats.HEARTBEAT_SECONDS
 
     def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
-        return stale_trial_callback()
+        return beats.stale_trial_callback()
 
 
 retry_calls(GrpcStorage, CALLS)
