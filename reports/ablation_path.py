@@ -9,6 +9,7 @@ import pandas as pd
 
 from reports.tables import Table, ci_only, number, pct, pm, pvalue
 from study.store import record
+from study.store.vocabulary import read_ci_end
 
 
 def path(study: optuna.Study) -> Table | str:
@@ -21,8 +22,8 @@ def path(study: optuna.Study) -> Table | str:
     data = pd.DataFrame([{
         "step": s["step"], "parameter": s["param"], "from": s.get("from"), "to": s.get("to"),
         "val_accuracy_mean": s["val_accuracy_mean"], "val_accuracy_std": s.get("val_accuracy_std"), "gain": s["gain"],
-        **({"choosing_mean": s.get("choosing_mean", math.nan), "gain_ci_low": _end(s.get("gain_ci_low")),
-            "gain_ci_high": _end(s.get("gain_ci_high")), "gain_p": s.get("gain_p", math.nan)} if rescored else
+        **({"choosing_mean": s.get("choosing_mean", math.nan), "gain_ci_low": read_ci_end(s.get("gain_ci_low")),
+            "gain_ci_high": read_ci_end(s.get("gain_ci_high")), "gain_p": s.get("gain_p", math.nan)} if rescored else
            {"gain_ci_half_width": s.get("gain_ci_half_width")}),
         "within_noise": s.get("within_noise"),
     } for s in steps])
@@ -48,10 +49,3 @@ def path(study: optuna.Study) -> Table | str:
              f"Ablation path from the reference to the best trial of {source} (a gain inside the 95% interval of "
              "its paired seed differences is marked within noise)")
     return Table("ablation_path", title, data, shown)
-
-
-def _end(x: float | str | None) -> float:
-    """A stored CI end: JSON keeps an infinite end as "inf"/"-inf" and none as null."""
-    if x is None:
-        return math.nan
-    return float(x)

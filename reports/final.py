@@ -11,13 +11,12 @@ from reports import stats
 from reports.tables import Table, complete, pm, recorded
 from study.store import record
 from study.store.record import TrialInfo
-
-SUFFIX = "-final"  # the name `study final` gives its study: the source's name plus this
+from study.store.vocabulary import Derived
 
 
 def of(studies: list[optuna.Study], source: str) -> optuna.Study | None:
     """The final-scoring study made from `source`, when it is among the loaded ones."""
-    return next((s for s in studies if s.study_name == source + SUFFIX), None)
+    return next((s for s in studies if s.study_name == Derived.FINAL.name_for(source)), None)
 
 
 def test_values(final: optuna.Study, field: Callable[[TrialInfo], Any], value: str) -> list[float]:

@@ -17,7 +17,8 @@ from optuna.trial import TrialState
 from reports import ablation, ablation_path, baselines, diagnostics, figures, final, search
 from reports.sources import Loaded
 from reports.tables import Table, best, complete, devices
-from study.store import record
+from study.store import checks, owners, record
+from study.store.vocabulary import StudyKind
 
 MALFORMED_SHOWN = 10  # malformed attributes named one by one; the rest are counted
 PACKAGES = ("torch", "torchvision", "optuna", "optuna-dashboard", "plotly", "pandas", "scipy")
@@ -82,11 +83,11 @@ def overview(items: list[Loaded]) -> Section:
         description = record.study_info(i.study).description.strip()
         if text or description:
             part.items.append(f"{i.study.study_name}: {text or description.splitlines()[0]}")
-        workers, hosts = record.workers_and_hosts(i.study.get_trials(deepcopy=False))
+        workers, hosts = owners.workers_and_hosts(i.study.get_trials(deepcopy=False))
         if workers:  # trials of studies stored before owners were recorded name none
             part.items.append(f"{i.study.study_name}: trained by {workers} worker process{'es' * (workers > 1)} "
                               f"on {hosts} host{'s' * (hosts > 1)}.")
-        bad = record.malformed(i.study)
+        bad = checks.malformed(i.study)
         if bad:
             more = f"; and {len(bad) - MALFORMED_SHOWN} more" if len(bad) > MALFORMED_SHOWN else ""
             section.left_out.append((f"{i.study.study_name}: malformed stored attributes, each left out of every "
@@ -122,7 +123,7 @@ def ablation_section(items: list[Loaded], min_effect: float = ablation.MIN_EFFEC
     section = Section("Ablation")
     for i in items:
         study, name, kind = i.study, i.study.study_name, search.kind(i.study)
-        if kind == "ablation":
+        if kind == StudyKind.ABLATION:
             table = ablation.variants(study, min_effect=min_effect)
             section.add(table, name, "variants", figures.variant_bars)
             if not isinstance(table, str) and (table.data["test"] != "").any():
@@ -130,7 +131,7 @@ def ablation_section(items: list[Loaded], min_effect: float = ablation.MIN_EFFEC
             if record.study_info(study).design == "factorial":
                 section.add(ablation.main_effects(study), name, "main effects")
                 section.add(ablation.interactions(study), name, "interactions")
-        elif kind == "ablation_path":
+        elif kind == StudyKind.ABLATION_PATH:
             section.add(ablation_path.path(study), name, "ablation path", figures.waterfall)
     return section
 
@@ -224,22 +225,22 @@ def build(items: list[Loaded], min_effect: float = ablation.MIN_EFFECT) -> list[
     """Every section in page order; a section no study supports is kept empty with the reason.
 
     `min_effect`: the smallest accuracy difference worth detecting, which "seeds needed" aims at."""
-    parts = ((("search",), search_section, "Search"),
-             (("ablation", "ablation_path"), lambda chosen: ablation_section(chosen, min_effect), "Ablation"),
-             (("comparison",), lambda chosen: baselines_section(chosen, items), "Baselines"),
-             (("final",), final_section, "Final test"))
+    parts = (((StudyKind.SEARCH,), search_section, "Search"),
+             ((StudyKind.ABLATION, StudyKind.ABLATION_PATH), lambda chosen: ablation_section(chosen, min_effect), "Ablation"),
+             ((StudyKind.COMPARISON,), lambda chosen: baselines_section(chosen, items), "Baselines"),
+             ((StudyKind.FINAL,), final_section, "Final test"))
     sections = [overview(items)]
     for kinds, make, title in parts:
         chosen = [i for i in items if search.kind(i.study) in kinds]
         if chosen:
             sections.append(make(chosen))
-        elif kinds == ("final",):
+        elif kinds == (StudyKind.FINAL,):
             why = ("no final study among the inputs: `python -m study final <db>` scores the chosen configurations "
                    "once on the test set")
             sections.append(Section(title, left_out=[("all studies", why)]))
         else:
             kinds_found = ", ".join(sorted({search.kind(i.study) for i in items}))
-            missing = f"no {' or '.join(kinds)} study among the inputs (found: {kinds_found})"
+            missing = f"no {' or '.join(k.value for k in kinds)} study among the inputs (found: {kinds_found})"
             sections.append(Section(title, left_out=[("all studies", missing)]))
     sections.append(diagnostics_section(items))
     return sections

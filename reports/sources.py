@@ -14,7 +14,8 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
 from study.errors import UserError
-from study.store import record, storage
+from study.store import checks, storage, urls
+from study.store.folders import artifact_store
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -40,22 +41,22 @@ class Loaded:
 def open_source(text: str) -> Source:
     """The storage behind one command-line argument; a missing file or bad URL is a UserError."""
     if "://" in text:
-        return Source(text, text, storage.open_to_read(text), storage.artifact_store(text, create=False))
+        return Source(text, text, storage.open_to_read(text), artifact_store(text, create=False))
     path = Path(text)
     if not path.is_file():
         raise UserError(f"{text}: no such file; pass a study database (.db), a journal file or a storage URL")
     with path.open("rb") as f:
         is_sqlite = f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
-    url = storage.url(str(path.resolve()))
+    url = urls.url(str(path.resolve()))
     if is_sqlite:
-        return Source(text, url, storage.open_to_read(url), storage.artifact_store(url, create=False))
+        return Source(text, url, storage.open_to_read(url), artifact_store(url, create=False))
     try:
         journal = optuna.storages.journal.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     except Exception as exc:
         raise UserError(f"{text} is neither an SQLite database nor an Optuna journal file "
                         f"({type(exc).__name__}: {exc})") from None
     # a journal's artifacts are beside it, where they would be for a database file of that name
-    return Source(text, str(path), journal, storage.artifact_store(url, create=False))
+    return Source(text, str(path), journal, artifact_store(url, create=False))
 
 
 def load(arguments: list[str], names: list[str] | None = None) -> list[Loaded]:
@@ -75,7 +76,7 @@ def load(arguments: list[str], names: list[str] | None = None) -> list[Loaded]:
             available.append(name)
             if not names or name in names:
                 study = optuna.load_study(study_name=name, storage=source.storage)
-                record.check_ours(study, text, "pick the others with --study NAME")
+                checks.check_ours(study, text, "pick the others with --study NAME")
                 found.append(Loaded(study, source))
     missing = sorted(set(names or []) - {item.study.study_name for item in found})
     if missing:

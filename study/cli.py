@@ -14,7 +14,8 @@ from study.config import Config, parse_overrides
 from study.errors import Terminated, UserError, out_of_memory
 from study.search.progress import epoch_line, make_console, top_trials_table
 from study.spaces import space as spaces
-from study.store import record, storage
+from study.store import record, urls
+from study.store.proxy import PROXY_THREADS, serve_proxy
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -61,7 +62,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     proxy.add_argument("--port", type=int, default=13000, help="port to listen on (default 13000)")
     proxy.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine "
                        "only; 0.0.0.0 for every interface: anyone who reaches it can change every study)")
-    proxy.add_argument("--threads", type=int, default=storage.PROXY_THREADS,
+    proxy.add_argument("--threads", type=int, default=PROXY_THREADS,
                        help="requests served at once = database connections held at most (default %(default)s)")
 
     # reports/ renders; study/ only hands it the arguments (data flows study -> stored studies -> reports)
@@ -134,9 +135,9 @@ def _run(args: argparse.Namespace, console: Console) -> None:
         console=console,
     )
     console.print(top_trials_table(study))
-    url = args.storage or storage.default_url(space.name)
+    url = args.storage or urls.default_url(space.name)
     # optuna-dashboard opens database URLs only; ours opens a proxy too
-    console.print(f"browse it: {'python -m study dashboard' if storage.grpc_address(url) else 'optuna-dashboard'} {url}")
+    console.print(f"browse it: {'python -m study dashboard' if urls.grpc_address(url) else 'optuna-dashboard'} {url}")
 
 
 def _ablation_path(args: argparse.Namespace, console: Console) -> None:
@@ -147,7 +148,7 @@ def _ablation_path(args: argparse.Namespace, console: Console) -> None:
 
     if args.seeds is not None and args.seeds < 1:
         raise UserError(f"--seeds {args.seeds} is invalid: it must be >= 1")
-    url = storage.existing_url(args.storage)
+    url = urls.existing_url(args.storage)
     ablation_path(url, args.study_name, _fixed(args), args.seeds, console)
 
 
@@ -160,7 +161,7 @@ def _final(args: argparse.Namespace, console: Console) -> None:
     for flag in ("top", "seeds"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UserError(f"--{flag} {getattr(args, flag)} is invalid: it must be >= 1")
-    url = storage.existing_url(args.storage)
+    url = urls.existing_url(args.storage)
     final(url, args.study_name, _fixed(args), args.top, args.seeds, console)
 
 
@@ -181,19 +182,19 @@ def _spaces(args: argparse.Namespace, console: Console) -> None:
 
 
 def _storage_proxy(args: argparse.Namespace, console: Console) -> None:
-    url = storage.url(args.storage)
-    if storage.sqlite_path(url) is not None:
-        storage.existing_url(args.storage)  # a proxy serves a study database; it does not make one up
+    url = urls.url(args.storage)
+    if urls.sqlite_path(url) is not None:
+        urls.existing_url(args.storage)  # a proxy serves a study database; it does not make one up
     where = f"grpc://{args.host}:{args.port}"
 
     def ready() -> None:
         print(f"warning: the storage proxy at {where} is unauthenticated: whoever reaches the port can read and change "
               "every study in the database; keep it on 127.0.0.1 or a private network", file=sys.stderr, flush=True)
-        print(f"storage proxy for {storage.redacted(url)} listening on {where} ({args.threads} threads, at most "
+        print(f"storage proxy for {urls.redacted(url)} listening on {where} ({args.threads} threads, at most "
               f"{args.threads} database connections); workers pass --storage {where}; Ctrl-C stops it", flush=True)
 
     try:
-        storage.serve_proxy(url, args.host, args.port, args.threads, ready=ready)
+        serve_proxy(url, args.host, args.port, args.threads, ready=ready)
     except KeyboardInterrupt:
         print("storage proxy stopped", file=sys.stderr)
 

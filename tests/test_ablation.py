@@ -10,7 +10,7 @@ from study.config import Config
 from study.errors import UserError
 from study.search import runner
 from study.spaces import space as spaces
-from study.store.storage import artifact_store
+from study.store.folders import artifact_store
 from study.workflows.ablation_path import ablation_path
 
 

@@ -21,9 +21,12 @@ import yaml
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from study.errors import UserError
 from study.search import budget
-from study.store import record
+from study.store import heartbeat, owners, record, retry
+from study.store import proxy as proxy_module
 from study.store import storage as study_storage
+from study.store.vocabulary import StoppedBy
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -170,8 +173,8 @@ def test_four_nodes_through_the_proxy_spend_an_epoch_budget_exactly(data_dir, tm
     assert [rc for rc, _ in results] == [0] * NODES, results
     trials = load(database, "cluster_search")  # read back directly from PostgreSQL
     assert budget.Budget(epochs=7).spent_epochs(trials) == 7  # 7 = 3 full 2-epoch trials + 1 cut short
-    assert any(record.trial_info(t).stopped_by == budget.BUDGET_STOP for t in trials)
-    workers, hosts = record.workers_and_hosts(trials)
+    assert any(record.trial_info(t).stopped_by == StoppedBy.BUDGET for t in trials)
+    workers, hosts = owners.workers_and_hosts(trials)
     assert hosts == 1 and 2 <= workers <= NODES
     from reports import sections, sources
 
@@ -219,7 +222,7 @@ def test_a_node_killed_mid_trial_through_the_proxy_has_its_trial_retried_from_it
         except KeyError:  # the study is not created yet
             continue
         for t in running:
-            owner = record.owner(t)
+            owner = owners.owner(t)
             saved = list(tmp_path.glob(f"runs/checkpoints/*/trial-{t.number}.pt"))  # written after the report
             if t.state == TrialState.RUNNING and owner and owner.pid in pids and t.intermediate_values and saved:
                 victim, killed = pids[owner.pid], t.number
@@ -240,7 +243,7 @@ def test_a_node_killed_mid_trial_through_the_proxy_has_its_trial_retried_from_it
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_silent_trial_behind_the_proxy_is_failed_and_requeued_by_its_heartbeat(database, proxy, monkeypatch):
     # a worker on another host cannot be seen dying; its trial is judged by its beat, as Optuna's RDB heartbeat does
-    monkeypatch.setattr(study_storage, "HEARTBEAT_GRACE_SECONDS", 1.0)
+    monkeypatch.setattr(heartbeat, "HEARTBEAT_GRACE_SECONDS", 1.0)
     storage = study_storage.open_storage(proxy.url)
     study = optuna.create_study(storage=storage, study_name="beats", direction="maximize")
     silent, live = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), study.ask()
@@ -264,7 +267,7 @@ def test_a_worker_waits_out_a_network_blip_to_the_proxy_and_gives_up_on_a_lost_o
     space = write_space(tmp_path, SEARCH, "cluster_lost")
     args = ["run", space, "--data-dir", data_dir, "--storage", f"grpc://127.0.0.1:{link.port}", "--trials", "2",
             "--epochs", "3", "--set", "data_fraction=0.03", "--plain"]
-    env = {**ENV, study_storage.RETRY_SECONDS_ENV: "15"}
+    env = {**ENV, retry.RETRY_SECONDS_ENV: "15"}
     [worker] = nodes(args, tmp_path, n=1, env=env)
 
     def wait_for_epoch(trial: int) -> None:
@@ -307,10 +310,10 @@ def test_the_proxy_refuses_bad_input_in_one_line(tmp_path, capsys):
 
 def test_a_grpc_url_without_a_proxy_or_port_is_one_line(tmp_path, monkeypatch):
     pytest.importorskip("grpc", reason="the gRPC storage proxy needs grpcio: pip install -e '.[grpc]'")
-    monkeypatch.setattr(study_storage, "PROXY_CONNECT_SECONDS", 1)
-    with pytest.raises(study_storage.UserError, match="no storage proxy answers at grpc://127.0.0.1:"):
+    monkeypatch.setattr(proxy_module, "PROXY_CONNECT_SECONDS", 1)
+    with pytest.raises(UserError, match="no storage proxy answers at grpc://127.0.0.1:"):
         study_storage.open_storage(f"grpc://127.0.0.1:{free_port()}")
-    with pytest.raises(study_storage.UserError, match="write grpc://host:port"):
+    with pytest.raises(UserError, match="write grpc://host:port"):
         study_storage.open_storage("grpc://127.0.0.1")
 
 
@@ -417,7 +420,7 @@ class Forwarder:
 def test_a_worker_waits_for_its_storage_through_a_blip_then_gives_up_in_one_line(route, database, proxy, monkeypatch):
     from urllib.parse import urlsplit
 
-    monkeypatch.setenv(study_storage.RETRY_SECONDS_ENV, "4")
+    monkeypatch.setenv(retry.RETRY_SECONDS_ENV, "4")
     parts = urlsplit(database.url)
     link = Forwarder((parts.hostname, parts.port) if route == "postgresql" else ("127.0.0.1", proxy.port))
     link.start()
@@ -438,14 +441,14 @@ def test_a_worker_waits_for_its_storage_through_a_blip_then_gives_up_in_one_line
 
     link.cut()
     start = time.monotonic()
-    with pytest.raises(study_storage.StorageLost) as lost:
+    with pytest.raises(retry.StorageLost) as lost:
         study.enqueue_trial({"x": 3.0})
     assert 4 <= time.monotonic() - start < 30
     message = str(lost.value)
     assert message.startswith(f"lost the storage {shown}") and "\n" not in message
     assert ":study@" not in message  # the password is not printed
     start = time.monotonic()
-    with pytest.raises(study_storage.StorageLost):  # the worker is stopping: no second wait
+    with pytest.raises(retry.StorageLost):  # the worker is stopping: no second wait
         study.get_trials()
     assert time.monotonic() - start < 1
     study_storage.release(storage)

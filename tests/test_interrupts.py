@@ -164,6 +164,7 @@ def test_final_and_ablation_path_stop_on_sigterm_as_run_does(data_dir, tmp_path,
 
 def test_a_killed_final_or_path_run_leaves_no_trial_running_after_a_rerun(tmp_path):
     from study.search import recovery
+    from study.store import owners
     from study.store import storage as storages
 
     study = optuna.create_study(storage=storages.open_storage(f"sqlite:///{tmp_path}/k.db", heartbeat=False),
@@ -171,7 +172,7 @@ def test_a_killed_final_or_path_run_leaves_no_trial_running_after_a_rerun(tmp_pa
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()  # a process id that is gone: the owner killed before it told its trial
     killed = study.ask()
-    study._storage.set_trial_system_attr(killed._trial_id, recovery.OWNER, {
+    study._storage.set_trial_system_attr(killed._trial_id, owners.OWNER, {
         "host": recovery.HOST, "pid": dead.pid, "process_start": 1, "trial": killed.number})
     alive = study.ask()
     recovery.own(study, alive)  # this process: still running it

@@ -19,9 +19,10 @@ from optuna.trial import TrialState
 
 from study.engine import models
 from study.errors import UserError
-from study.search import recovery, runner, studies
+from study.search import runner, studies
 from study.search import trial as trial_module
 from study.spaces import space as spaces
+from study.store import heartbeat, owners, vocabulary
 from study.store import storage as study_storage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,15 +90,15 @@ def test_killed_worker_trial_is_retried_at_once_by_an_immediate_rerun(data_dir, 
 
 
 def test_a_trial_running_elsewhere_is_waited_for_and_retried_once_stale(data_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(study_storage, "HEARTBEAT_SECONDS", 1)
-    monkeypatch.setattr(study_storage, "HEARTBEAT_GRACE_SECONDS", 3)
+    monkeypatch.setattr(heartbeat, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(heartbeat, "HEARTBEAT_GRACE_SECONDS", 3)
     monkeypatch.setattr(runner, "POLL_SECONDS", 0.5)
     space = spaces.load(write_space(tmp_path, SMALL))
     fixed, url = {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05}, f"sqlite:///{tmp_path}/x.db"
     study = runner.run(space, fixed, storage=url, trials=1)
     study.enqueue_trial({"lr": 0.01})
     elsewhere = study.ask()  # a worker on another machine that dies without a word
-    study._storage.set_trial_system_attr(elsewhere._trial_id, recovery.OWNER, {
+    study._storage.set_trial_system_attr(elsewhere._trial_id, owners.OWNER, {
         "host": "another-machine/boot", "pid": 1, "process_start": 1, "trial": elsewhere.number})
     study._storage.record_heartbeat(elsewhere._trial_id)
 
@@ -420,7 +421,7 @@ def test_an_environment_failure_of_the_reference_trial_is_retried_by_the_next_ru
         with pytest.raises(UserError, match="No space left on device"):
             runner.run(space, fixed, storage=url, trials=2)
     (failed,) = load(url, "robust")
-    assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"].startswith(recovery.ENVIRONMENT)
+    assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"].startswith(vocabulary.ENVIRONMENT)
 
     trials = runner.run(space, fixed, storage=url, trials=2).get_trials()
     retry = trials[1]

@@ -21,6 +21,8 @@ from study.samplers import registry as search_defaults
 from study.search import budget as budgets
 from study.search import runner, studies
 from study.spaces import space as spaces
+from study.store.states import FINISHED
+from study.store.vocabulary import StoppedBy
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = '''"""tiny: a one-knob space for budget tests."""
@@ -46,7 +48,7 @@ def _fixed(data_dir: str, epochs: int = 3) -> dict:
 
 
 def _epochs(study: optuna.Study) -> int:
-    return sum(len(t.intermediate_values) for t in study.get_trials() if t.state in runner.FINISHED)
+    return sum(len(t.intermediate_values) for t in study.get_trials() if t.state in FINISHED)
 
 
 def test_epoch_budget_ends_at_exactly_its_epochs_cutting_the_last_trial(tiny, data_dir, tmp_path):
@@ -54,7 +56,7 @@ def test_epoch_budget_ends_at_exactly_its_epochs_cutting_the_last_trial(tiny, da
     trials = study.get_trials()
     assert _epochs(study) == 10
     assert [len(t.intermediate_values) for t in trials] == [3, 3, 3, 1]
-    assert trials[-1].state == TrialState.PRUNED and trials[-1].user_attrs["stopped_by"] == budgets.BUDGET_STOP
+    assert trials[-1].state == TrialState.PRUNED and trials[-1].user_attrs["stopped_by"] == StoppedBy.BUDGET
 
 
 def test_pruned_trials_epochs_buy_more_trials(tiny, data_dir, tmp_path, monkeypatch):

@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 from rich.table import Table
 
 from study.paired import probability_of_improvement, sign_flip
-from study.search import runner
 from study.store import record
+from study.store.states import FINISHED
 
 
 def epochs_to_reach(trials: list[optuna.trial.FrozenTrial], target: float) -> int | None:
@@ -70,7 +70,7 @@ def summarize(studies: dict[str, list[list[optuna.trial.FrozenTrial]]],
             "epochs_to_reach_random_best": reach,
             # None: the arm missed random's final best on most seeds
             "median_share_of_random_compute": None if median_share == float("inf") else median_share,
-            "trials": [len([t for t in trials if t.state in runner.FINISHED]) for trials in per_seed],
+            "trials": [len([t for t in trials if t.state in FINISHED]) for trials in per_seed],
             "epochs_per_trial": [[len(t.intermediate_values) for t in trials] for trials in per_seed],
         }
         if rescored is not None:

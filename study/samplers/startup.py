@@ -23,7 +23,8 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what TPE and GPSampler count towards their start-up
+# what TPE and GPSampler count towards their start-up: Optuna's rule, kept here as samplers sit below the store
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class SpreadStartup(optuna.samplers.BaseSampler):

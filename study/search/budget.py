@@ -19,7 +19,7 @@ A grid's budget (ablation, comparison) is its cells: spent when every cell has a
 nothing is left in the queue. Nodes that start at once may each queue a cell, so a cell may have
 several trials; the storage has no lock the gRPC proxy passes on, so each trial settles it when it
 starts, from the stored trials: a finished trial of the cell, else its lowest-numbered live one, owns
-the cell, and every other trial of it steps aside untrained (record.STEPPED_ASIDE). A trial reads
+the cell, and every other trial of it steps aside untrained (vocabulary.STEPPED_ASIDE). A trial reads
 this once it is popped from the queue, when every lower-numbered trial of its cell is queued, running,
 finished or failed for good (a retry is a new, higher-numbered trial): so all read the same owner.
 """
@@ -36,11 +36,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from study.errors import UserError
 from study.spaces.kinds import Search
-from study.store import record
+from study.store import record, vocabulary
+from study.store.states import FINISHED, LIVE
+from study.store.vocabulary import StoppedBy
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-BUDGET_STOP = "budget"  # the `stopped_by` user attribute of a trial that the compute budget cut short
 _UNITS = {"ep": ("epochs", 1), "s": ("seconds", 1), "m": ("seconds", 60), "h": ("seconds", 3600)}
 
 
@@ -132,7 +131,7 @@ class Budget:
         owner = cell_owner(trials, cell)
         if owner is not None and owner.number == this.number:
             return this
-        reason = record.STEPPED_ASIDE + (f"cell {cell[0]}, seed {cell[1]} is trial {owner.number}'s" if owner is not None
+        reason = vocabulary.STEPPED_ASIDE + (f"cell {cell[0]}, seed {cell[1]} is trial {owner.number}'s" if owner is not None
                                          else "no cell was left in the queue")
         record.write_trial(trial, fail_reason=reason)
         raise BudgetReached(reason)
@@ -213,7 +212,7 @@ class BudgetPruner(optuna.pruners.BasePruner):
             # whenever epochs = first rung x a power of the factor (3 x 2 of the quick bench's 6)
             return False
         if self.budget.compute and not self.budget.may_continue(study):
-            record.write_stored_trial(study, trial, stopped_by=BUDGET_STOP)
+            record.write_stored_trial(study, trial, stopped_by=StoppedBy.BUDGET)
             return True
         return self.inner.prune(study, trial)
 

@@ -24,7 +24,6 @@ from typing import Any
 
 import optuna
 import torch
-from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from study.config import Config
@@ -35,10 +34,12 @@ from study.engine.models.fused import NotFusible, check_members, fuse
 from study.engine.results import Ending
 from study.errors import UserError
 from study.search.budget import BudgetReached, cell_owner
-from study.search.recovery import INTERRUPTED, deferred_stop_signals, fail_running, own
+from study.search.recovery import deferred_stop_signals, fail_running, own
 from study.search.trial import TrialReports, configure, original_number, stored_failures
 from study.spaces.kinds import Grid, Plan, Search
+from study.store import optuna_internals as internals
 from study.store import record
+from study.store.vocabulary import INTERRUPTED, SUGGEST_FAILED, array_label, diverged
 
 ARRAY_SIZE = 8  # the H100 probe's knee: K=8 gave 1.9x one trial at 32 px, K=16 only 2% more
 FUSE_MAX_RESOLUTION = 64  # measured to lose at 128 px on the H100; 64 px not measured, kept on the safe side
@@ -123,12 +124,12 @@ def ask(study: optuna.Study, n: int, plan: Plan, beats: contextlib.ExitStack,
                     break
                 own(study, trial)
                 created.append(trial)
-            beats.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
+            beats.enter_context(internals.heartbeat_thread(study, trial))
             try:
                 config = configure(plan, trial)
             except UserError:  # the space's suggest: the trial it was asked for fails with the reason, one line
-                fail_running(study, [trial], record.trial_info(study._storage.get_trial(trial._trial_id)).fail_reason
-                             or "suggest() failed")
+                fail_running(study, [trial], record.trial_info(internals.stored(study, trial)).fail_reason
+                             or SUGGEST_FAILED)
                 raise
             asked.append((trial, config))
             if i == 0:
@@ -142,7 +143,7 @@ def _pop_cell(study: optuna.Study, like: dict[str, Any] | None) -> optuna.Trial 
     that it fuses with it; None where no queued trial owns its cell. Optuna pops the lowest-numbered
     queued trial, which may be a cell queued twice by nodes that start at once: the array would lose
     the member that steps aside."""
-    trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+    trials = internals.all_trials(study)
     owners = [t for t in trials if t.state == TrialState.WAITING
               and getattr(cell_owner(trials, record.cell(t)), "number", None) == t.number]
     if like is not None:
@@ -151,13 +152,9 @@ def _pop_cell(study: optuna.Study, like: dict[str, Any] | None) -> optuna.Trial 
 
         owners.sort(key=lambda t: rest(t.system_attrs["fixed_params"]) != rest(like))  # stable: by number within
     for t in owners:
-        try:
-            if not study._storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                continue  # another worker popped it first
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-        study._thread_local.cached_all_trials = None  # as `ask` does: the next read sees this trial running
-        return optuna.Trial(study, t._trial_id)
+        trial = internals.take_waiting(study, t)
+        if trial is not None:
+            return trial
     return None
 
 
@@ -173,10 +170,10 @@ def train_group(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], p
                 checkpoints: Path) -> None:
     """Train one group as an array and tell each member's trial how it ended."""
     trials = [t for t, _ in group]
-    name = "-".join(str(original_number(study._storage.get_trial(t._trial_id))) for t in trials)
+    name = "-".join(str(original_number(internals.stored(study, t))) for t in trials)
     checkpoint = checkpoints / f"array-{name}.pt"
     for t in trials:
-        record.write_trial(t, array=f"{trials[0].number}x{len(trials)}")
+        record.write_trial(t, array=array_label(trials[0].number, len(trials)))
     progress.start_trial(trials[0].number, group[0][1].epochs)
     try:
         with stored_failures(trials, checkpoint):
@@ -192,9 +189,9 @@ def train_group(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], p
         elif member.status is Ending.PRUNED:
             study.tell(t, state=TrialState.PRUNED)
         else:
-            record.write_trial(t, fail_reason=f"Diverged: {member.reason}")
+            record.write_trial(t, fail_reason=diverged(member.reason))
             study.tell(t, state=TrialState.FAIL)
-        progress(study, study._storage.get_trial(t._trial_id))
+        progress(study, internals.stored(study, t))
     checkpoint.unlink(missing_ok=True)
 
 

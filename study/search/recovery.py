@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import os
 import signal
 import socket
@@ -24,12 +23,9 @@ import optuna
 from optuna.trial import TrialState
 
 from study.errors import Terminated
-from study.store import record
-from study.store.record import OWNER
-
-INTERRUPTED = "interrupted"
-# fail_reason prefix of trials that failed through no fault of their configuration: re-queued by the next run
-ENVIRONMENT = "environment: "
+from study.store import optuna_internals as internals
+from study.store import owners, record
+from study.store.vocabulary import requeued
 
 
 def _stop(signum: int, _frame: Any) -> None:
@@ -77,7 +73,7 @@ def fail_running(study: optuna.Study, trials: list[optuna.Trial], reason: str) -
     """
     for trial in trials:
         try:
-            if study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+            if internals.stored(study, trial).state != TrialState.RUNNING:
                 continue
             record.write_trial(trial, fail_reason=reason)
             study.tell(trial, state=TrialState.FAIL)
@@ -121,12 +117,12 @@ def _process_start(pid: int) -> int | None:
 def own(study: optuna.Study, trial: optuna.Trial) -> None:
     """Record this process as the trial's owner, so that a rerun here can tell at once if it died."""
     pid = os.getpid()
-    owner = record.Owner(host=HOST, pid=pid, process_start=_process_start(pid), trial=trial.number, started=time.time())
-    study._storage.set_trial_system_attr(trial._trial_id, OWNER, dataclasses.asdict(owner))
+    owner = owners.Owner(host=HOST, pid=pid, process_start=_process_start(pid), trial=trial.number, started=time.time())
+    owners.write_owner(study, trial, owner)
 
 
 def _owner_gone(trial: optuna.trial.FrozenTrial) -> bool:
-    owner = record.owner(trial)
+    owner = owners.owner(trial)
     if owner is None or owner.host != HOST:
         return False
     return _process_start(owner.pid) not in (owner.process_start, 0)
@@ -136,38 +132,36 @@ def _fail(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> 
     """FAIL a running trial of another process with `reason`; False where another process ended it first."""
     try:
         record.write_stored_trial(study, trial, fail_reason=reason)
-        return study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        return internals.fail_stored(study, trial)
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
 
 
 def _died(trial: optuna.trial.FrozenTrial) -> str:
-    return f"its worker (process {record.owner(trial).pid} on {socket.gethostname()}) died"
+    return f"its worker (process {owners.owner(trial).pid} on {socket.gethostname()}) died"
 
 
 def _fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
     """FAIL a running trial and re-queue it the way Optuna's heartbeat does (the retry resumes its checkpoint)."""
-    storage = study._storage
     if not _fail(study, trial, reason):
         return
-    failed = copy.deepcopy(storage.get_trial(trial._trial_id))
+    failed = copy.deepcopy(internals.stored(study, trial))
     record.clear_failure(failed)
-    # Optuna's own retry, the one its heartbeat runs (every storage `run` opens has one: study/store/storage.py)
-    storage.get_heartbeat_stale_trial_callback()(study, failed)
+    # every storage `run` opens has Optuna's heartbeat retry (study/store/heartbeat.py)
+    internals.heartbeat_retry(study, failed)
 
 
 def recover(study: optuna.Study) -> None:
     """Re-queue every trial that can no longer finish: those of dead workers (retry_dead), and those
     failed by their environment (interrupted, device, disk) rather than their configuration; never one
-    that stepped aside (record.STEPPED_ASIDE). Nodes that start at once may each re-queue a grid's trial:
+    that stepped aside (vocabulary.STEPPED_ASIDE). Nodes that start at once may each re-queue a grid's trial:
     its cell is trained once all the same (study/search/budget.py)."""
     retry_dead(study)
     trials = study.get_trials(deepcopy=False)
     retried = {record.trial_info(t).retry_of for t in trials}
     for t in trials:
         info = record.trial_info(t)
-        reason = info.fail_reason or ""
-        if t.state == TrialState.FAIL and (reason == INTERRUPTED or reason.startswith(ENVIRONMENT)) and t.number not in retried:
+        if t.state == TrialState.FAIL and requeued(info.fail_reason) and t.number not in retried:
             # one stopped before it set its parameters retries the queue entry it was popped from (a grid's cell)
             params = t.params or t.system_attrs.get("fixed_params", {})
             study.enqueue_trial(params, user_attrs=record.trial_attrs(retry_of=t.number, reference=info.reference))

@@ -29,8 +29,11 @@ from study.spaces.kinds import Plan
 from study.spaces.space import Space
 from study.store import record
 from study.store import storage as storages
+from study.store.folders import removed_unless_used
+from study.store.retry import one_line_failures
+from study.store.states import FINISHED
+from study.store.urls import check_study_name, default_url
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Optuna marks its heartbeat and retry callback experimental; they are what we need here.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 POLL_SECONDS = 2  # how often a worker waiting on others' trials looks again
@@ -73,10 +76,10 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
     k, why = fusion.array_size(defaults, fuse or space.fuse)
     # a fused array fills a GPU as TRIALS_PER_GPU single trials did; only one array per GPU was measured
     n_workers, devices, per_gpu = resolve_workers(workers, devices, defaults.device, 1 if k > 1 else TRIALS_PER_GPU)
-    url = storage or storages.default_url(space.name)
+    url = storage or default_url(space.name)
     name = study_name or space.name
-    storages.check_study_name(name)
-    with storages.one_line_failures(url), storages.removed_unless_used(url, default=storage is None):
+    check_study_name(name)
+    with one_line_failures(url), removed_unless_used(url, default=storage is None):
         db = storages.open_storage(url, create_folder=storage is None)
         study = studies.open_study(plan, db, url, name)
         recover(study)
@@ -153,10 +156,10 @@ def _until_spent(study: optuna.Study, job: Job, objective: Objective) -> None:
         if left is not None and left <= 0:
             return
         if (room is None or room > 0) and job.fuse > 1:
-            with storages.one_line_failures(job.url):
+            with one_line_failures(job.url):
                 fusion.train_arrays(study, min(job.fuse, room or job.fuse), objective)
         elif room is None or room > 0:
-            with storages.one_line_failures(job.url):
+            with one_line_failures(job.url):
                 study.optimize(objective, n_trials=room, timeout=left,
                                catch=(Diverged, torch.OutOfMemoryError, budgets.BudgetReached),
                                callbacks=[budget.callback, objective.progress])

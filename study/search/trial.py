@@ -18,9 +18,12 @@ from study.engine.train import train
 from study.errors import UserError, one_line, out_of_memory
 from study.search.budget import Budget
 from study.search.progress import StudyProgress
-from study.search.recovery import ENVIRONMENT, INTERRUPTED, deferred_stop_signals, own
+from study.search.recovery import deferred_stop_signals, own
 from study.spaces.kinds import Plan
-from study.store import record, storage
+from study.store import optuna_internals as internals
+from study.store import record, vocabulary
+from study.store.folders import artifact_store, checkpoint_dir
+from study.store.vocabulary import INTERRUPTED
 
 
 def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, store: Any,
@@ -90,7 +93,7 @@ def stored_failures(trials: list[optuna.Trial], checkpoint: Path | None) -> Iter
         oom = out_of_memory(exc)
         if not (oom or isinstance(exc, Diverged)):
             raise
-        reason = one_line(exc) if not oom else "OutOfMemoryError: " + str(exc)[str(exc).find("Default"):].splitlines()[0]
+        reason = one_line(exc) if not oom else vocabulary.out_of_memory(str(exc)[str(exc).find("Default"):].splitlines()[0])
         _write(trials, reason)
         _remove(checkpoint)
         if oom and not isinstance(exc, torch.OutOfMemoryError):
@@ -101,7 +104,7 @@ def stored_failures(trials: list[optuna.Trial], checkpoint: Path | None) -> Iter
         raise
     except (UserError, OSError) as exc:
         message = str(exc) if isinstance(exc, UserError) else f"{exc.strerror}: {exc.filename}"
-        _write(trials, ENVIRONMENT + message)
+        _write(trials, vocabulary.environment(message))
         numbers = ", ".join(str(t.number) for t in trials)
         raise UserError(f"trial {numbers} stopped: {message}; fix it and run the same command to resume") from None
 
@@ -134,7 +137,7 @@ def train_told(study: optuna.Study, config: Config, progress: StudyProgress, sto
     except BaseException as exc:
         if trial is not None:
             if isinstance(exc, KeyboardInterrupt) and not record.trial_info(
-                    study._storage.get_trial(trial._trial_id)).fail_reason:  # stopped before training began
+                    internals.stored(study, trial)).fail_reason:  # stopped before training began
                 _write([trial], INTERRUPTED)
                 exc.marked = [trial.number]
             study.tell(trial, state=TrialState.FAIL)
@@ -156,8 +159,8 @@ class Objective:
     def __init__(self, study: optuna.Study, plan: Plan, budget: Budget, url: str, progress: StudyProgress) -> None:
         self.study, self.plan, self.budget = study, plan, budget
         self.progress, self.attempts = progress, 0  # attempts: trials this worker started
-        self.store = storage.artifact_store(url)
-        self.checkpoints = storage.checkpoint_dir(url, record.study_info(study).uid)
+        self.store = artifact_store(url)
+        self.checkpoints = checkpoint_dir(url, record.study_info(study).uid)
 
     def __call__(self, trial: optuna.Trial) -> float:
         own(self.study, trial)
@@ -177,7 +180,7 @@ def configure(plan: Plan, trial: optuna.Trial) -> Config:
         raise
     except Exception as exc:
         what = str(exc) if isinstance(exc, UserError) else f"failed ({one_line(exc)})"
-        record.write_trial(trial, fail_reason=f"suggest() {what}")
+        record.write_trial(trial, fail_reason=vocabulary.suggest_failed(what))
         raise UserError(f"trial {trial.number}: the space's suggest() {what}; fix the space file and run the same "
                         "command to go on") from None
 

@@ -18,16 +18,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import optuna
-from optuna.trial import TrialState
 
 from study.config import Config
 from study.errors import UserError
 from study.store import record
+from study.store.states import LIVE
 
 if TYPE_CHECKING:
     from study.spaces.space import Space
 
-TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 Cell = tuple[str, int]  # a grid's (variant, seed)
 
 
@@ -257,7 +256,7 @@ class GridPlan(Plan):
         each cell trained once all the same, by the first of its trials (budget.cell_owner)."""
         trials = study.get_trials(deepcopy=False)
         self._check_stored(study.study_name, trials, self.fixed)
-        taken = {record.cell(t) for t in trials if t.state in TAKEN}
+        taken = {record.cell(t) for t in trials if t.state in LIVE}
         cells = [(v.name, s) for v in self.variants() for s in self.seeds(self.seed)]
         for name, seed in cells:
             if (name, seed) not in taken:
@@ -270,7 +269,7 @@ class GridPlan(Plan):
         by_name = {v.name: v for v in self.variants()}
         for t in trials:
             variant, seed = record.cell(t) or (None, None)
-            if t.state not in TAKEN or variant not in by_name or not record.trial_info(t).config:
+            if t.state not in LIVE or variant not in by_name or not record.trial_info(t).config:
                 continue
             asked = self.space.defaults.replace(**{**fixed, **by_name[variant].settings, "seed": seed})
             changed = record.config(t).differences(asked)

@@ -1,14 +1,16 @@
 """What a study stores, defined once: its own attributes, each trial's attributes, and how to read them.
 
 Optuna keeps a trial's parameters and values; everything else a study of ours holds is a user
-attribute, named here and nowhere else. `StudyInfo` is what a study says about itself (its space,
-kind, design, data set, budget), `TrialInfo` what a trial says: which cell it is (variant, seed,
-components), its configuration and metrics, and why it failed. Writers take keyword arguments and
-refuse names that are not fields, so a typo fails where it is written, not as a blank report cell.
+attribute, named here and nowhere else (values from a fixed set: vocabulary.py). `StudyInfo` is what a
+study says about itself (its space, kind, design, data set, budget), `TrialInfo` what a trial says:
+which cell it is (variant, seed, components), its configuration and metrics, and why it failed. Writers
+take keyword arguments and refuse names that are not fields, so a typo fails where it is written.
 
 Values of more than ARTIFACT_NUMBERS numbers (a CIFAR-100 confusion matrix) go to the artifact
 store as JSON, and the attribute `<name>_artifact` holds the artifact's id: a big user attribute
 slows every storage read, and optuna-dashboard reads them all.
+
+Readers check each stored value against its field's type (typed.py); checks.py says which are malformed.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
-import types
-import typing
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -28,47 +29,16 @@ from optuna.trial import FrozenTrial
 from study.config import Config
 from study.engine.results import Metrics, as_dict  # what `train` measures is what a trial stores
 from study.errors import UserError
+from study.store import optuna_internals as internals
+from study.store import vocabulary
+from study.store.typed import fits, hints, square, typed
+from study.store.vocabulary import StudyKind
 
 ARTIFACT_NUMBERS = 400
 # characters of a space's docstring a study stores (its description and dashboard note): a docstring
 # is prose, and megabytes of it would slow every storage read
 MAX_DESCRIPTION = 10_000
 ARTIFACT_SUFFIX = "_artifact"
-OWNER = "owner"  # trial system attribute (study/search/recovery.py): the process that runs it, an Owner
-# trial system attribute: the last heartbeat through the gRPC storage proxy (study/store/storage.py)
-HEARTBEAT = "heartbeat"
-# fail_reason prefix of a grid trial that trained nothing because its cell is another trial's (nodes that
-# start at once may queue a cell twice), or because it was asked when no cell was left in the queue:
-# it spent no compute, so reports do not count it as failed and recovery never re-queues it
-STEPPED_ASIDE = "stepped aside: "
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The process that runs a trial: `host` is the host name and its boot id (process ids start over
-    at a reboot), `process_start` the process's start time in clock ticks since boot (a pid is reused)."""
-
-    host: str
-    pid: int
-    process_start: int | None
-    trial: int  # the trial it owns: a retry copies its original's system attributes, this tells them apart
-    started: float
-
-
-def owner(trial: FrozenTrial) -> Owner | None:
-    """Who ran or runs `trial` (None where no worker of ours took it, or it was stored before owners were)."""
-    stored = trial.system_attrs.get(OWNER)
-    if not stored or stored.get("trial") != trial.number:
-        return None
-    return Owner(**{k: stored.get(k) for k in Owner.__dataclass_fields__})
-
-
-def workers_and_hosts(trials: list[FrozenTrial]) -> tuple[int, int]:
-    """How many worker processes, and on how many hosts, trained these trials."""
-    owners = [o for t in trials if (o := owner(t)) is not None]
-    return len({(o.host, o.pid, o.process_start) for o in owners}), len({o.host for o in owners})
-
-
 @dataclass(frozen=True)
 class Dataset:
     """The data set a study trained on, as loaded (a subset has fewer images than the full set)."""
@@ -84,7 +54,7 @@ class Dataset:
 class StudyInfo:
     """A study's user attributes. Studies of earlier releases may lack some: they read as the defaults."""
 
-    kind: str = "search"  # search, ablation, comparison; ablation_path and final for derived studies
+    kind: str = StudyKind.SEARCH.value  # a vocabulary.StudyKind
     uid: str | None = None  # unique to the study, set last at creation; keys its checkpoint folder
     space: str | None = None
     space_path: str | None = None
@@ -118,14 +88,14 @@ class TrialInfo(Metrics):
     model: str | None = None
     components_on: list[str] = field(default_factory=list)
     retry_of: int | None = None
-    fail_reason: str | None = None
-    stopped_by: str | None = None  # "budget": the compute budget cut it short
+    fail_reason: str | None = None  # free text; vocabulary.py spells the reasons that are read back
+    stopped_by: str | None = None  # a vocabulary.StoppedBy
     candidate: str | None = None  # final scoring
     source_trial: int | None = None
     scored_once: bool = False
     changed: list[str] = field(default_factory=list)  # ablation path
     path_step: int | None = None
-    array: str | None = None  # the fused array it trained in: its first member's trial number and K
+    array: str | None = None  # the fused array it trained in: vocabulary.array_label
 
 
 DATASET_FIELDS = frozenset(f.name for f in dataclasses.fields(Dataset))
@@ -134,108 +104,24 @@ TRIAL_FIELDS = frozenset(f.name for f in dataclasses.fields(TrialInfo))
 
 
 def _checked(attrs: dict[str, Any], known: frozenset[str], what: str) -> dict[str, Any]:
+    """`attrs` as stored (an Enum as its value); a name that is not a field is a TypeError."""
     unknown = sorted(set(attrs) - known)
     if unknown:
         raise TypeError(f"{what} has no attribute {', '.join(unknown)}; add it to study/store/record.py")
-    return attrs
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    """Whether a stored (JSON) value is of the type a field declares. Hand-written: the fields use a
-    handful of types (numbers, strings, lists and dicts of them), and a validation library would be a
-    dependency for ten lines."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, a) for a in args)
-    if hint is type(None):
-        return value is None
-    if hint is float:  # JSON writes 12.0 as 12
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:  # a count written as 2e6 is still a count
-        return (isinstance(value, int) or isinstance(value, float) and value.is_integer()) and not isinstance(value, bool)
-    if origin is list:
-        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
-    if origin is dict:
-        return isinstance(value, dict) and all(_fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items())
-    return type(value) is hint
-
-
-_HINTS = {cls: typing.get_type_hints(cls) for cls in (Dataset, StudyInfo, TrialInfo)}
-
-
-def _typed(cls: type, stored: Any) -> tuple[dict[str, Any], list[str]]:
-    """The stored attributes that are fields of `cls` and of its types; and what is wrong with the others."""
-    hints = _HINTS[cls]
-    good, bad = {}, []
-    for key, value in (stored.items() if isinstance(stored, dict) else ()):
-        if key not in hints:
-            continue  # a key of another release
-        if _fits(value, hints[key]):
-            good[key] = value
-        else:
-            bad.append(f"{key} is {_shown(value)}, not {_type_name(hints[key])}")
-    return good, bad
-
-
-def _shown(value: Any) -> str:
-    text = json.dumps(value, default=str)
-    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
-
-
-def _type_name(hint: Any) -> str:
-    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+    return {k: v.value if isinstance(v, Enum) else v for k, v in attrs.items()}
 
 
 def study_info(study: optuna.Study | Any) -> StudyInfo:
     """What `study` (or a StudySummary) says about itself; keys of other releases, and values not of
     their field's type, are left out (`malformed` says which)."""
-    return StudyInfo(**_typed(StudyInfo, study.user_attrs)[0])
+    return StudyInfo(**typed(StudyInfo, study.user_attrs)[0])
 
 
 def dataset(info: StudyInfo) -> Dataset | None:
     """The study's data set, None where it was not recorded."""
     if not info.dataset:
         return None
-    return Dataset(**_typed(Dataset, info.dataset)[0])
-
-
-def malformed(study: optuna.Study) -> list[str]:
-    """Every stored attribute of the study and its trials that is not of its field's type, as
-    "trial 3: seconds is str "12.5", not float": readers leave each out, and reports say so."""
-    bad = [f"study: {b}" for b in _typed(StudyInfo, study.user_attrs)[1]]
-    bad += [f"study: dataset: {b}" for b in _typed(Dataset, study.user_attrs.get("dataset"))[1]]
-    for t in study.get_trials(deepcopy=False):
-        bad += [f"trial {t.number}: {b}" for b in _typed(TrialInfo, t.user_attrs)[1]]
-        matrix = t.user_attrs.get("confusion_matrix")
-        if _fits(matrix, list[list[int]]) and not _square(matrix):
-            bad.append(f"trial {t.number}: confusion_matrix is not square ({len(matrix)} rows of "
-                       f"{sorted({len(r) for r in matrix})} entries)")
-    return bad
-
-
-def foreign(study: optuna.Study) -> str | None:
-    """What kind of study `study` is where it is not one `python -m study run` (or `final`,
-    `ablation-path`) writes, and so cannot be reported or retrained from; None where it is one."""
-    directions = study.directions
-    if len(directions) > 1:
-        return f"a multi-objective Optuna study ({len(directions)} objectives)"
-    if directions[0] != optuna.study.StudyDirection.MAXIMIZE:
-        return "an Optuna study that minimizes its objective"
-    return None  # a plain Optuna study that maximizes is read as far as it goes; `config` refuses to retrain it
-
-
-def check_ours(study: optuna.Study, where: str, pick: str) -> None:
-    """A one-line UserError where `study` is `foreign`: what it is and why it cannot be used."""
-    what = foreign(study)
-    if what is not None:
-        raise UserError(f"study {study.study_name!r} in {where} is {what}: study reads only single-objective studies "
-                        f"that maximize validation accuracy, as `python -m study run` writes them; {pick}")
-
-
-def _square(matrix: list[list[int]]) -> bool:
-    return bool(matrix) and all(len(row) == len(matrix) for row in matrix)
+    return Dataset(**typed(Dataset, info.dataset)[0])
 
 
 def description(text: str) -> str:
@@ -253,7 +139,7 @@ def write_study(study: optuna.Study, **attrs: Any) -> None:
 
 def trial_info(trial: FrozenTrial) -> TrialInfo:
     """What the trial stored; values not of their field's type are left out (`malformed` says which)."""
-    return TrialInfo(**_typed(TrialInfo, trial.user_attrs)[0])
+    return TrialInfo(**typed(TrialInfo, trial.user_attrs)[0])
 
 
 def trial_attrs(**attrs: Any) -> dict[str, Any]:
@@ -269,7 +155,7 @@ def write_trial(trial: optuna.Trial, **attrs: Any) -> None:
 def write_stored_trial(study: optuna.Study, trial: FrozenTrial, **attrs: Any) -> None:
     """Attributes of a trial this process does not run (a dead worker's, one the budget stops)."""
     for key, value in trial_attrs(**attrs).items():
-        study._storage.set_trial_user_attr(trial._trial_id, key, value)
+        internals.set_trial_user_attr(study, trial, key, value)
 
 
 def cell(trial: FrozenTrial) -> tuple[Any, Any] | None:
@@ -281,7 +167,7 @@ def cell(trial: FrozenTrial) -> tuple[Any, Any] | None:
 
 def stepped_aside(trial: FrozenTrial) -> bool:
     """Whether the grid trial trained nothing because its cell is another trial's (STEPPED_ASIDE)."""
-    return (trial_info(trial).fail_reason or "").startswith(STEPPED_ASIDE)
+    return (trial_info(trial).fail_reason or "").startswith(vocabulary.STEPPED_ASIDE)
 
 
 def config(trial: FrozenTrial) -> Config:
@@ -342,7 +228,7 @@ def _maybe_artifact(trial: FrozenTrial, name: str, artifacts: Any) -> Any:
                 value = json.loads(reader.read())
         except Exception:
             return None  # a moved or deleted artifact folder leaves the diagnostic out, not the report
-    if not _fits(value, _HINTS[TrialInfo][name]) or name == "confusion_matrix" and not _square(value):
+    if not fits(value, hints(TrialInfo)[name]) or name == "confusion_matrix" and not square(value):
         return None
     return value
 

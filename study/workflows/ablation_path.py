@@ -27,24 +27,24 @@ from study.errors import UserError
 from study.search import recovery
 from study.search.progress import TABLE_BOX, StudyProgress
 from study.search.trial import train_told
-from study.store import record, storage
-
-# studies that commands derive from a search and store beside it
-DERIVED = ("-ablation-path", "-final")
+from study.store import checks, record, storage
+from study.store.folders import artifact_store
+from study.store.urls import check_study_name
+from study.store.vocabulary import DERIVED_SUFFIXES, INF, Derived, StudyKind, ci_end
 
 
 def load_source(url: str, study_name: str | None) -> optuna.Study:
     store = storage.open_storage(url)
     names = optuna.get_all_study_names(store)
     if study_name is None:
-        searches = [n for n in names if not n.endswith(DERIVED)]
+        searches = [n for n in names if not n.endswith(DERIVED_SUFFIXES)]
         if len(searches) != 1:
             raise UserError(f"{url} holds studies {names}; pick one with --study-name")
         study_name = searches[0]
     if study_name not in names:
         raise UserError(f"no study {study_name!r} in {url}; it holds: {', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=study_name, storage=store)
-    record.check_ours(study, url, "pass another with --study-name")
+    checks.check_ours(study, url, "pass another with --study-name")
     return study
 
 
@@ -78,21 +78,22 @@ def ablation_path(
     n_seeds = seeds or info.seeds or 3
     choosing = [start.seed + i for i in range(n_seeds)]
     fresh = [start.seed + n_seeds + i for i in range(n_seeds)]  # never among the seeds that choose
-    storage.check_study_name(f"{source.study_name}-ablation-path")
+    name = Derived.ABLATION_PATH.name_for(source.study_name)
+    check_study_name(name)
     resolve_device(start.device)  # what would fail every run fails here, before the path's study is made
     datasets.load(start)
 
     path_study = optuna.create_study(
-        storage=storage.open_storage(url, heartbeat=False), study_name=f"{source.study_name}-ablation-path",
+        storage=storage.open_storage(url, heartbeat=False), study_name=name,
         direction="maximize", load_if_exists=True, pruner=optuna.pruners.NopPruner(),
     )
-    record.write_study(path_study, kind="ablation_path", source_study=source.study_name, seeds=n_seeds,
+    record.write_study(path_study, kind=StudyKind.ABLATION_PATH, source_study=source.study_name, seeds=n_seeds,
                        dataset=info.dataset, space=info.space, space_path=info.space_path)
     recovery.fail_dead(path_study)  # a killed earlier run's trial: its cell is trained again below
     # a stored run stands in for a requested one only when it trained the very same configuration
     done = {record.config(t).identity(): t.value
             for t in path_study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE}
-    store = storage.artifact_store(url)
+    store = artifact_store(url)
     steps = len(goal)
     budget = n_seeds * (1 + steps * (steps + 1) // 2) + len(fresh) * (1 + steps)
 
@@ -150,24 +151,20 @@ def _step(step: int, param: str, choosing: list[float], values: list[float], pre
     return {"step": step, "param": param, "from": None, "to": None, "val_accuracy_mean": mean,
             "val_accuracy_std": std, "gain": statistics.fmean(d) if d else 0.0, "seeds": len(values), "values": values,
             "choosing_values": choosing, "choosing_mean": _mean(choosing),
-            "gain_p": _finite(p), "gain_ci_low": _finite(low, keep_inf=True), "gain_ci_high": _finite(high, keep_inf=True),
+            "gain_p": _finite(p), "gain_ci_low": ci_end(low), "gain_ci_high": ci_end(high),
             "gain_test": "exact sign-flip, two-sided, on the fresh seeds" if previous else None,
             "within_noise": None if low != low else bool(low <= 0 <= high)}
 
 
-def _finite(x: float, keep_inf: bool = False) -> float | str | None:
-    """NaN as None and, where kept, an infinite end as "inf"/"-inf": JSON has neither."""
-    if x != x:
-        return None
-    if math.isinf(x):
-        return ("inf" if x > 0 else "-inf") if keep_inf else None
-    return float(x)
+def _finite(x: float) -> float | None:
+    """NaN and infinities as None: JSON has neither."""
+    return None if x != x or math.isinf(x) else float(x)
 
 
 def _end(x: float | str | None) -> str:
     if x is None:
         return ""
-    return ("+inf" if x == "inf" else "-inf") if isinstance(x, str) else f"{100 * x:+.2f}"
+    return ("+inf" if x == INF else "-inf") if isinstance(x, str) else f"{100 * x:+.2f}"
 
 
 def path_table(path: list[dict[str, Any]], title: str) -> Table:

@@ -28,9 +28,10 @@ from study.search import recovery
 from study.search.progress import TABLE_BOX, StudyProgress
 from study.search.trial import train_told
 from study.store import record, storage
+from study.store.folders import artifact_store
+from study.store.urls import check_study_name
+from study.store.vocabulary import Derived, StudyKind
 from study.workflows.ablation_path import load_source
-
-SUFFIX = "-final"
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def candidates(source: optuna.Study, top: int) -> list[Candidate]:
     done = [t for t in source.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
     if not done:
         raise UserError(f"study {source.study_name} has no completed trial; run it first")
-    if record.study_info(source).kind == "search":
+    if record.study_info(source).kind == StudyKind.SEARCH:
         ranked = sorted(done, key=lambda t: -t.value)[:top]
         return [Candidate(f"trial {t.number}", t.number, record.config(t)) for t in ranked]
     first: dict[str, optuna.trial.FrozenTrial] = {}
@@ -66,11 +67,11 @@ def _labelled(c: Candidate, fixed: dict[str, Any]) -> Candidate:
 
 def open_final(url: str, source: optuna.Study, seeds: int) -> optuna.Study:
     study = optuna.create_study(
-        storage=storage.open_storage(url, heartbeat=False), study_name=source.study_name + SUFFIX,
+        storage=storage.open_storage(url, heartbeat=False), study_name=Derived.FINAL.name_for(source.study_name),
         direction="maximize", load_if_exists=True, pruner=optuna.pruners.NopPruner(),
     )
     info = record.study_info(source)
-    record.write_study(study, kind="final", source_study=source.study_name, source_kind=info.kind, seeds=seeds,
+    record.write_study(study, kind=StudyKind.FINAL, source_study=source.study_name, source_kind=info.kind, seeds=seeds,
                        dataset=info.dataset, space=info.space, space_path=info.space_path)
     return study
 
@@ -83,7 +84,7 @@ def final(url: str, study_name: str | None, fixed: dict[str, Any], top: int = 1,
     source = load_source(url, study_name)
     picks = candidates(source, top)
     n_seeds = seeds or record.study_info(source).seeds or 3
-    storage.check_study_name(source.study_name + SUFFIX)
+    check_study_name(Derived.FINAL.name_for(source.study_name))
     for c in picks:  # what would fail every run fails here, before the final study is made
         config = c.config.replace(**fixed)
         resolve_device(config.device)
@@ -99,7 +100,7 @@ def final(url: str, study_name: str | None, fixed: dict[str, Any], top: int = 1,
     if not todo:
         console.print(f"{study.study_name} already holds a test score for each of the {len(cells)} runs; nothing trained")
     else:
-        store = storage.artifact_store(url)
+        store = artifact_store(url)
         with StudyProgress(console, len(cells), len(cells) - len(todo), metric="test_acc") as progress:
             for c, config in todo:
                 train_told(study, config, progress, store, test=True, candidate=c.label, variant=c.label,

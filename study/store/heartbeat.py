@@ -1,0 +1,23 @@
+"""How a worker that stops answering is noticed: every storage `run` opens runs Optuna's heartbeat for
+trials owned by other machines (study/search/recovery.py), and a stale trial is retried as Optuna's
+heartbeat does, its reported epochs inherited so that its retry resumes the checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+HEARTBEAT_SECONDS = 10
+HEARTBEAT_GRACE_SECONDS = 30
+MAX_RETRY = 2
+
+
+def stale_trial_callback() -> RetryHeartbeatStaleTrialCallback:
+    return RetryHeartbeatStaleTrialCallback(MAX_RETRY, inherit_intermediate_values=True)
+
+
+def rdb_arguments() -> dict[str, Any]:
+    """RDBStorage's heartbeat arguments."""
+    return dict(heartbeat_interval=HEARTBEAT_SECONDS, grace_period=HEARTBEAT_GRACE_SECONDS,
+                heartbeat_stale_trial_callback=stale_trial_callback())
