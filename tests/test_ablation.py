@@ -163,7 +163,7 @@ def test_ablation_path_trains_anew_when_the_settings_differ_from_the_stored_runs
     storage = f"sqlite:///{tmp_path}/search.db"
     _two_trial_search(storage, data_dir)
     fake = FakeTrain(lambda config: 0.01 * config.epochs + config.lr)
-    monkeypatch.setattr(trial_module, "train", fake)
+    monkeypatch.setattr(trial_module, "train_array", fake)
     ablation_path(storage, None, {}, seeds=1)
     first = len(fake.trained)
     assert first > 0 and {c.epochs for c in fake.trained} == {1}
@@ -179,7 +179,7 @@ def test_grid_rerun_with_other_settings_is_refused_and_changes_nothing(data_dir,
 
     from study.search import trial as trial_module
 
-    monkeypatch.setattr(trial_module, "train", FakeTrain())
+    monkeypatch.setattr(trial_module, "train_array", FakeTrain())
     space = spaces.load(write_space(tmp_path, TINY))
     storage = f"sqlite:///{tmp_path}/ablate.db"
     fixed = {"data_dir": data_dir, "data_fraction": 0.1}
@@ -237,31 +237,27 @@ def test_ablation_path_gains_are_unbiased_when_no_change_matters(tmp_path, monke
 def test_nodes_that_queue_a_grid_at_once_train_each_cell_once(data_dir, tmp_path, monkeypatch, fuse):
     from fake_train import FakeTrain
 
-    from study.engine.array import Member
-    from study.search import fusion
     from study.search import trial as trial_module
     from study.spaces import kinds
     from study.store import record
 
     fake = FakeTrain()
-    monkeypatch.setattr(trial_module, "train", fake)
-    monkeypatch.setattr(fusion, "train_array", lambda configs, trials, **kw: [
-        Member(fake(c, t), "complete") for c, t in zip(configs, trials)])
-    enqueue = kinds.Grid.enqueue
+    monkeypatch.setattr(trial_module, "train_array", fake)
+    enqueue = kinds.GridPlan.enqueue
 
-    def racing(self, study, fixed, base_seed):
+    def racing(self, study):
         # the race of nodes that start at once: another node read the trials before this one queued
         # its cells, so it queues them all again
         before = study.get_trials(deepcopy=False)
-        cells = enqueue(self, study, fixed, base_seed)
+        cells = enqueue(self, study)
         study.get_trials = lambda *args, **kwargs: before
         try:
-            enqueue(self, study, fixed, base_seed)
+            enqueue(self, study)
         finally:
             del study.get_trials
         return cells
 
-    monkeypatch.setattr(kinds.Grid, "enqueue", racing)
+    monkeypatch.setattr(kinds.GridPlan, "enqueue", racing)
     space = spaces.load(write_space(tmp_path, TINY))
     storage = f"sqlite:///{tmp_path}/race.db"
     study = runner.run(space, {"data_dir": data_dir}, storage=storage, fuse=fuse)

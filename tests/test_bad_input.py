@@ -254,7 +254,7 @@ def test_ctrl_c_during_a_trial_names_the_trial_marked_interrupted(data_dir, tmp_
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trial, "train", interrupted)  # Ctrl-C while trial 0 trains
+    monkeypatch.setattr(trial, "train_array", interrupted)  # Ctrl-C while trial 0 trains
     code, err = main([*[a.format(space=SPACE32, data=data_dir, db=tmp_path / "s.db") for a in RUN]], capsys)
     assert code == 130 and err == "interrupted: trial 0 is marked interrupted; run the same command to resume\n", err
 

@@ -49,7 +49,7 @@ def test_final_scores_the_test_set_once_and_a_rerun_trains_nothing(data_dir, tmp
     def no_training(*args, **kwargs):
         raise AssertionError("a rerun must not train")
 
-    monkeypatch.setattr(trial_module, "train", no_training)
+    monkeypatch.setattr(trial_module, "train_array", no_training)
     assert cli.main(["final", f"{tmp_path}/search.db", "--top", "2", "--seeds", "2"]) == 0
     assert len(optuna.load_study(study_name="search-final", storage=storage).trials) == 4
     assert sum(scored) == 4
@@ -73,7 +73,7 @@ def test_final_trains_anew_when_the_settings_differ_from_the_stored_runs(data_di
     storage = f"sqlite:///{tmp_path}/search.db"
     stored_search(storage, data_dir)  # trained with epochs=1
     fake = FakeTrain(lambda config: 0.1 * config.epochs)
-    monkeypatch.setattr(trial_module, "train", fake)
+    monkeypatch.setattr(trial_module, "train_array", fake)
     final.final(storage, None, {}, top=1, seeds=2)
     assert [c.epochs for c in fake.trained] == [1, 1]
     longer = final.final(storage, None, {"epochs": 30}, top=1, seeds=2)

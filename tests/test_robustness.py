@@ -417,7 +417,7 @@ def test_an_environment_failure_of_the_reference_trial_is_retried_by_the_next_ru
         raise OSError(28, "No space left on device", "checkpoints/trial-0.pt")
 
     with monkeypatch.context() as m:
-        m.setattr(trial_module, "train", no_space)
+        m.setattr(trial_module, "train_array", no_space)
         with pytest.raises(UserError, match="No space left on device"):
             runner.run(space, fixed, storage=url, trials=2)
     (failed,) = load(url, "robust")

@@ -116,8 +116,6 @@ class Budget:
             # this trial and the earlier running ones each hold an epoch; later ones count this one
             room = self._room(trials, 1 + sum(t.state == TrialState.RUNNING for t in earlier))
         if not room:
-            if self.spent(trials):
-                study.stop()
             reason = f"budget of {self.describe()} already taken by other workers"
             record.write_trial(trial, fail_reason=reason)
             raise BudgetReached(reason)
@@ -160,12 +158,6 @@ class Budget:
         if self.cells is not None:
             return None
         return self.trials if self.trials is not None else self.epochs
-
-    def callback(self, study: optuna.Study, _trial: FrozenTrial) -> None:
-        """After each trial: end this `optimize` once no further trial fits now; the runner then
-        waits for others' running trials or finishes."""
-        if self.trials_to_start(study.get_trials(deepcopy=False)) == 0:
-            study.stop()
 
     def pruner(self, inner: optuna.pruners.BasePruner, epochs: int) -> BudgetPruner:
         return BudgetPruner(inner, self, epochs)

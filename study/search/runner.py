@@ -6,7 +6,6 @@ a worker does not finish while another's trial may still die: it waits, then ret
 
 from __future__ import annotations
 
-import logging
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -17,13 +16,12 @@ import torch
 from optuna.trial import TrialState
 from rich.console import Console
 
-from study.engine.results import Diverged
 from study.samplers.registry import PrunerFactory, SamplerFactory
 from study.search import budget as budgets
 from study.search import fusion, preflight, studies
 from study.search.progress import StudyProgress, make_console
 from study.search.recovery import recover, retry_dead
-from study.search.trial import Objective
+from study.search.worker import Worker
 from study.search.workers import TRIALS_PER_GPU, resolve_workers, run_processes
 from study.spaces.kinds import Plan
 from study.spaces.space import Space
@@ -109,18 +107,11 @@ def _on_device(job: Job, device: str) -> Job:
     return replace(job, plan=replace(job.plan, fixed=job.plan.fixed | {"device": device}))
 
 
-def _not_a_failed_trial(log: logging.LogRecord) -> bool:
-    # Optuna logs a failed trial in two lines and a traceback; the progress line of the trial (with its
-    # fail_reason) and the CLI's one-line error say it already.
-    return "failed with" not in log.getMessage()
-
-
 def work(job: Job, index: int, threads: int, console: Console | None = None) -> None:
     """Worker `index`: trains trials of the stored study until the shared budget is spent."""
     if threads:
         torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("optuna.study._optimize").addFilter(_not_a_failed_trial)
     epochs = job.plan.defaults.epochs  # --set epochs=N applies to the pruner too
     db = storages.open_storage(job.url)
     try:
@@ -141,30 +132,25 @@ def _work(job: Job, index: int, db: optuna.storages.BaseStorage, epochs: int, co
     with StudyProgress(console or make_console(), budgets.progress_total(job.budget, trials, epochs),
                        sum(t.state in FINISHED for t in trials), live=live,
                        prefix="" if live else f"worker {index}: ") as progress:
-        _until_spent(study, job, Objective(study, job.plan, job.budget, job.url, progress))
+        _until_spent(study, job, Worker(study, job.plan, job.budget, job.url, progress, fuse=job.fuse))
 
 
-def _until_spent(study: optuna.Study, job: Job, objective: Objective) -> None:
+def _until_spent(study: optuna.Study, job: Job, worker: Worker) -> None:
     budget, deadline = job.budget, None if job.timeout is None else time.monotonic() + job.timeout
     while True:
         trials = study.get_trials(deepcopy=False)
         room = budget.trials_to_start(trials)
         if budget.max_attempts is not None:  # a worker whose every trial fails still ends
-            left_attempts = budget.max_attempts - objective.attempts
+            left_attempts = budget.max_attempts - worker.attempts
             room = left_attempts if room is None else min(room, left_attempts)
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             return
-        if (room is None or room > 0) and job.fuse > 1:
+        if room is None or room > 0:
             with one_line_failures(job.url):
-                fusion.train_arrays(study, min(job.fuse, room or job.fuse), objective)
-        elif room is None or room > 0:
-            with one_line_failures(job.url):
-                study.optimize(objective, n_trials=room, timeout=left,
-                               catch=(Diverged, torch.OutOfMemoryError, budgets.BudgetReached),
-                               callbacks=[budget.callback, objective.progress])
+                worker.train(min(job.fuse, room or job.fuse))
         elif (not any(t.state == TrialState.RUNNING for t in trials) or budget.spent(trials)
-              or budget.max_attempts is not None and objective.attempts >= budget.max_attempts):
+              or budget.max_attempts is not None and worker.attempts >= budget.max_attempts):
             return
         else:  # others' trials hold the rest and may still die or be pruned: wait, retrying dead ones
             time.sleep(POLL_SECONDS)

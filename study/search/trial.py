@@ -1,9 +1,11 @@
-"""One trial trained and its outcome stored: a diverged or out-of-memory run fails alone with its reason,
-a failure of the environment is stored as such so that the next run re-queues it."""
+"""The one trial path: a group of trials (one, or several trained as one fused model) trained and each told
+its Outcome. A diverged or out-of-memory run fails alone with its reason; a failure of the environment
+is stored as such so that the next run re-queues it. study/search/worker.py asks the trials."""
 
 from __future__ import annotations
 
 import contextlib
+from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -13,37 +15,80 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from study.config import Config
-from study.engine.results import Callbacks, Diverged, EpochResult, Metrics, Stop
-from study.engine.train import train
+from study.engine.array import train_array
+from study.engine.results import Callbacks, Diverged, Ending, EpochResult, Metrics, Stop
 from study.errors import UserError, one_line, out_of_memory
-from study.search.budget import Budget
 from study.search.progress import StudyProgress
 from study.search.recovery import deferred_stop_signals, own
 from study.spaces.kinds import Plan
 from study.store import optuna_internals as internals
 from study.store import record, vocabulary
-from study.store.folders import artifact_store, checkpoint_dir
-from study.store.vocabulary import INTERRUPTED
+from study.store.vocabulary import INTERRUPTED, array_label, diverged
 
 
-def train_trial(config: Config, trial: optuna.Trial, progress: StudyProgress, store: Any,
-                checkpoint: Path | None = None, test: bool = False) -> float:
-    """Train one trial; a diverged or out-of-memory run fails alone with its reason stored.
+class Outcome(Enum):
+    """How a trial ended, as the study is told it."""
+
+    COMPLETE = "complete"
+    PRUNED = "pruned"
+    FAILED = "failed"
+
+
+_STATES = {Outcome.PRUNED: TrialState.PRUNED, Outcome.FAILED: TrialState.FAIL}
+_OUTCOMES = {Ending.COMPLETE: Outcome.COMPLETE, Ending.PRUNED: Outcome.PRUNED, Ending.DIVERGED: Outcome.FAILED}
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome, value: float | None = None,
+         reason: str | None = None) -> None:
+    """Tell `study` how `trial` ended; a failure's `reason` is stored with it first."""
+    if reason is not None:
+        record.write_trial(trial, fail_reason=reason)
+    with internals.stop_allowed(study):
+        if outcome is Outcome.COMPLETE:
+            study.tell(trial, value)
+        else:
+            study.tell(trial, state=_STATES[outcome])
+
+
+def train_group(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], progress: StudyProgress, store: Any,
+                checkpoints: Path | None, test: bool = False, labelled: bool = False) -> list[float]:
+    """Train one group (one trial, or several as one fused model), tell each member's trial how it
+    ended, and return each one's validation accuracy (`test`: test accuracy), NaN where it failed.
+    Where the worker fuses, every trial is `labelled` with its array, one of one included.
 
     A failure of the environment (interrupt, device, disk) is stored as such, so that the next run
-    re-queues the trial, and its checkpoint is kept for that retry; the checkpoint outlives the
-    trial only then.
-    Returns the validation accuracy, or with `test` (the final scoring only) the test accuracy.
-    """
-    progress.start_trial(trial.number, config.epochs)
-    reports = TrialReports([trial], store)
-    with stored_failures([trial], checkpoint):
-        try:
-            metrics = train(config, callbacks=reports.callbacks(progress), test=test, checkpoint=checkpoint)
-        except Stop as stop:
-            raise optuna.TrialPruned(str(stop)) from None
+    re-queues the trials, and their checkpoint is kept for that retry; it outlives them only then."""
+    trials, configs = [t for t, _ in group], [c for _, c in group]
+    checkpoint = None if checkpoints is None else checkpoints / _checkpoint_name(study, trials, labelled)
+    if labelled:
+        for t in trials:
+            record.write_trial(t, array=array_label(trials[0].number, len(trials)))
+    progress.start_trial(trials[0].number, configs[0].epochs)
+    try:
+        with stored_failures(trials, checkpoint):
+            members = train_array(configs, TrialReports(trials, store).callbacks(progress), checkpoint=checkpoint,
+                                  test=test)
+    except BaseException:
+        for t in trials:
+            tell(study, t, Outcome.FAILED)
+        raise
+    values = []
+    for t, member in zip(trials, members):
+        outcome = _OUTCOMES[member.status]
+        value = member.metrics.test_accuracy if test else member.metrics.val_accuracy
+        reason = diverged(member.reason) if member.status is Ending.DIVERGED else None
+        tell(study, t, outcome, value if outcome is Outcome.COMPLETE else None, reason)
+        values.append(value if outcome is Outcome.COMPLETE else float("nan"))
+        progress(study, internals.stored(study, t))
     _remove(checkpoint)
-    return metrics.test_accuracy if test else metrics.val_accuracy
+    return values
+
+
+def _checkpoint_name(study: optuna.Study, trials: list[optuna.Trial], array: bool) -> str:
+    """A trial resumes from `trial-N.pt`, a fused array from `array-N-M-....pt`; N the number of the
+    trial a retry repeats, so that the retry finds its original's file."""
+    numbers = [str(original_number(internals.stored(study, t))) for t in trials]
+    return f"array-{'-'.join(numbers)}.pt" if array else f"trial-{numbers[0]}.pt"
 
 
 class TrialReports:
@@ -97,10 +142,7 @@ def stored_failures(trials: list[optuna.Trial], checkpoint: Path | None) -> Iter
         _write(trials, reason)
         _remove(checkpoint)
         if oom and not isinstance(exc, torch.OutOfMemoryError):
-            raise torch.OutOfMemoryError(reason) from None  # among the failures optimize catches
-        raise
-    except optuna.TrialPruned:
-        _remove(checkpoint)
+            raise torch.OutOfMemoryError(reason) from None  # among the failures a worker goes on after
         raise
     except (UserError, OSError) as exc:
         message = str(exc) if isinstance(exc, UserError) else f"{exc.strerror}: {exc.filename}"
@@ -116,35 +158,28 @@ def _write(trials: list[optuna.Trial], reason: str) -> None:
 
 def train_told(study: optuna.Study, config: Config, progress: StudyProgress, store: Any, test: bool = False,
                **attrs: Any) -> float:
-    """Ask `study` for a trial outside `optimize`, label it with `attrs` (record.TrialInfo fields),
-    train `config` in it and tell the result.
-
-    For studies that walk their own list of runs (ablation path, final scoring): a diverged or
-    out-of-memory run is told FAILED and returns NaN; an interrupt is told FAILED and re-raised,
-    so that the storage holds no trial left RUNNING. The trial is owned from its creation: one
-    whose process was killed is failed by the next run (`recovery.fail_dead`).
-    """
+    """Ask `study` for one trial outside a search, label it with `attrs` (record.TrialInfo fields),
+    train `config` in it and tell how it ended: the trial path of studies that walk their own list of
+    runs (ablation path, test scoring). A diverged or out-of-memory run returns NaN; an interrupt is
+    told FAILED and re-raised, so that the storage holds no trial left RUNNING. The trial is owned
+    from its creation: one whose process was killed is failed by the next run (`recovery.fail_dead`)."""
     trial = None
     try:
         with deferred_stop_signals():  # a stop between creating and owning would leave a trial nobody owns
             trial = study.ask()
             own(study, trial)
         record.write_trial(trial, **attrs)
-        value = train_trial(config, trial, progress, store, test=test)
-    except (Diverged, torch.OutOfMemoryError):
-        study.tell(trial, state=TrialState.FAIL)
-        value = float("nan")
+        (value,) = train_group(study, [(trial, config)], progress, store, None, test=test)
+    except torch.OutOfMemoryError:  # told FAILED with its reason by train_group
+        progress(study, internals.stored(study, trial))
+        return float("nan")
     except BaseException as exc:
-        if trial is not None:
-            if isinstance(exc, KeyboardInterrupt) and not record.trial_info(
-                    internals.stored(study, trial)).fail_reason:  # stopped before training began
+        if trial is not None and internals.stored(study, trial).state == TrialState.RUNNING:  # stopped before training began
+            if isinstance(exc, KeyboardInterrupt) and not record.trial_info(internals.stored(study, trial)).fail_reason:
                 _write([trial], INTERRUPTED)
                 exc.marked = [trial.number]
-            study.tell(trial, state=TrialState.FAIL)
+            tell(study, trial, Outcome.FAILED)
         raise
-    else:
-        study.tell(trial, value)
-    progress(study, study.get_trials(deepcopy=False)[trial.number])
     return value
 
 
@@ -153,31 +188,11 @@ def _remove(checkpoint: Path | None) -> None:
         checkpoint.unlink(missing_ok=True)
 
 
-class Objective:
-    """A worker's objective: each trial owned, admitted by the budget, configured by the space's kind, trained."""
-
-    def __init__(self, study: optuna.Study, plan: Plan, budget: Budget, url: str, progress: StudyProgress) -> None:
-        self.study, self.plan, self.budget = study, plan, budget
-        self.progress, self.attempts = progress, 0  # attempts: trials this worker started
-        self.store = artifact_store(url)
-        self.checkpoints = checkpoint_dir(url, record.study_info(study).uid)
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        own(self.study, trial)
-        self.attempts += 1
-        frozen = self.budget.claim(self.study, trial)
-        config = configure(self.plan, trial)
-        checkpoint = self.checkpoints / f"trial-{original_number(frozen)}.pt"
-        return train_trial(config, trial, self.progress, self.store, checkpoint)
-
-
 def configure(plan: Plan, trial: optuna.Trial) -> Config:
     """The trial's configuration; where the space's own code fails (its `suggest` raising, or returning
     settings that are invalid), the trial stores why and the run stops with one line."""
     try:
         return plan.config(trial)
-    except optuna.TrialPruned:
-        raise
     except Exception as exc:
         what = str(exc) if isinstance(exc, UserError) else f"failed ({one_line(exc)})"
         record.write_trial(trial, fail_reason=vocabulary.suggest_failed(what))
