@@ -66,7 +66,7 @@ def train_group(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], p
     progress.start_trial(trials[0].number, configs[0].epochs)
     try:
         with stored_failures(trials, checkpoint):
-            members = train_array(configs, TrialReports(trials, store).callbacks(progress), checkpoint=checkpoint,
+            members = train_array(configs, callbacks=TrialReports(trials, store).callbacks(progress), checkpoint=checkpoint,
                                   test=test)
     except BaseException:
         for t in trials:
