@@ -34,8 +34,35 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     command imports the benchmarks."""
     p = argparse.ArgumentParser(prog="python -m study", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    _run_arguments(sub.add_parser("run", help="search a space with Optuna; resumes a stored study"))
+    sub.add_parser("spaces", help="list the space files with their kind, budget and description")
+    _proxy_arguments(sub.add_parser("storage-proxy", help="Optuna's gRPC storage proxy in front of a database, for "
+                                    "many workers (they pass --storage grpc://host:port); unauthenticated"))
+    # reports/ renders; study/ only hands it the arguments (data flows study -> stored studies -> reports)
+    from reports import cli as reports_cli
 
-    run = sub.add_parser("run", help="search a space with Optuna; resumes a stored study")
+    reports_cli.add_arguments(sub.add_parser("report", help="HTML page + tables from stored studies"))
+    reports_cli.add_dashboard_arguments(sub.add_parser("dashboard", help="optuna-dashboard on 127.0.0.1 with the artifacts"))
+    bench = sub.add_parser("bench", help="training throughput: the seed's way against ours, and more")
+    if command == "bench":
+        from study.bench import speed
+
+        speed.add_arguments(bench)
+    path = sub.add_parser("ablation-path", help="retrain the path from a study's reference trial to its best")
+    _retrain_arguments(path, "the search study, when the storage holds several", "the search's storage")
+    score = sub.add_parser("test-score", aliases=["final"],
+                           help="retrain the chosen configuration(s) with several seeds; score each once on test")
+    _retrain_arguments(score, "the search, ablation or comparison, when the storage holds several", "the study's storage")
+    score.add_argument("--top", type=int, default=1, help="score the k best trials of a search (default 1); "
+                       "an ablation or comparison scores every variant")
+    train = sub.add_parser("train", help="train one configuration (the space's defaults) without a study")
+    _common(train)
+    train.add_argument("--test", action="store_true", help="also score the test set (kept apart from validation)")
+    train.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
+    return p
+
+
+def _run_arguments(run: argparse.ArgumentParser) -> None:
     _common(run)
     run.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/<space>.db), or grpc://host:port "
                      "for a storage proxy (`storage-proxy`)")
@@ -54,10 +81,8 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--plain", action="store_true",
                      help="plain log lines instead of live bars (the default when output is not a terminal)")
 
-    sub.add_parser("spaces", help="list the space files with their kind, budget and description")
 
-    proxy = sub.add_parser("storage-proxy", help="Optuna's gRPC storage proxy in front of a database, for many workers "
-                           "(they pass --storage grpc://host:port); unauthenticated")
+def _proxy_arguments(proxy: argparse.ArgumentParser) -> None:
     proxy.add_argument("storage", help="the database the proxy serves: an SQLAlchemy URL (postgresql://...) or a .db file")
     proxy.add_argument("--port", type=int, default=13000, help="port to listen on (default 13000)")
     proxy.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine "
@@ -65,43 +90,16 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     proxy.add_argument("--threads", type=int, default=PROXY_THREADS,
                        help="requests served at once = database connections held at most (default %(default)s)")
 
-    # reports/ renders; study/ only hands it the arguments (data flows study -> stored studies -> reports)
-    from reports import cli as reports_cli
 
-    reports_cli.add_arguments(sub.add_parser("report", help="HTML page + tables from stored studies"))
-    reports_cli.add_dashboard_arguments(sub.add_parser("dashboard", help="optuna-dashboard on 127.0.0.1 with the artifacts"))
-
-    bench = sub.add_parser("bench", help="training throughput: the seed's way against ours, and more")
-    if command == "bench":
-        from study.bench import speed
-
-        speed.add_arguments(bench)
-
-    path = sub.add_parser("ablation-path", help="retrain the path from a study's reference trial to its best")
-    path.add_argument("storage", help="the search's storage: a .db file or an SQLAlchemy URL")
-    path.add_argument("--study-name", help="the search study, when the storage holds several")
-    path.add_argument("--seeds", type=int, help="seeds per configuration (default: the space's)")
-    path.add_argument("--data-dir", help="data folder (default: the one the search used)")
-    path.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="fix a setting on every run")
-    path.add_argument("--epochs", type=int, help="epochs per run (same as --set epochs=N)")
-    path.add_argument("--device", choices=("auto", "cpu", "cuda"))
-
-    final = sub.add_parser("final", help="retrain the chosen configuration(s) with several seeds; score each once on test")
-    final.add_argument("storage", help="the study's storage: a .db file or an SQLAlchemy URL")
-    final.add_argument("--study-name", help="the search, ablation or comparison, when the storage holds several")
-    final.add_argument("--top", type=int, default=1, help="score the k best trials of a search (default 1); "
-                       "an ablation or comparison scores every variant")
-    final.add_argument("--seeds", type=int, help="seeds per configuration (default: the space's)")
-    final.add_argument("--data-dir", help="data folder (default: the one the study used)")
-    final.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="fix a setting on every run")
-    final.add_argument("--epochs", type=int, help="epochs per run (same as --set epochs=N)")
-    final.add_argument("--device", choices=("auto", "cpu", "cuda"))
-
-    train = sub.add_parser("train", help="train one configuration (the space's defaults) without a study")
-    _common(train)
-    train.add_argument("--test", action="store_true", help="also score the test set (kept apart from validation)")
-    train.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
-    return p
+def _retrain_arguments(p: argparse.ArgumentParser, study_help: str, storage_help: str) -> None:
+    """What the commands that retrain a stored study's configurations share."""
+    p.add_argument("storage", help=f"{storage_help}: a .db file or an SQLAlchemy URL")
+    p.add_argument("--study-name", help=study_help)
+    p.add_argument("--seeds", type=int, help="seeds per configuration (default: the space's)")
+    p.add_argument("--data-dir", help="data folder (default: the one the study used)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="fix a setting on every run")
+    p.add_argument("--epochs", type=int, help="epochs per run (same as --set epochs=N)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
 
 
 def _fixed(args: argparse.Namespace, declared: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -152,9 +150,9 @@ def _ablation_path(args: argparse.Namespace, console: Console) -> None:
     ablation_path(url, args.study_name, _fixed(args), args.seeds, console)
 
 
-def _final(args: argparse.Namespace, console: Console) -> None:
+def _test_score(args: argparse.Namespace, console: Console) -> None:
     from study.search import recovery
-    from study.workflows.test_score import final
+    from study.workflows.test_score import test_score
 
     recovery.handle_stop_signals()
 
@@ -162,7 +160,7 @@ def _final(args: argparse.Namespace, console: Console) -> None:
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UserError(f"--{flag} {getattr(args, flag)} is invalid: it must be >= 1")
     url = urls.existing_url(args.storage)
-    final(url, args.study_name, _fixed(args), args.top, args.seeds, console)
+    test_score(url, args.study_name, _fixed(args), args.top, args.seeds, console)
 
 
 def _spaces(args: argparse.Namespace, console: Console) -> None:
@@ -237,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     console = make_console(stderr=args.command == "train" and getattr(args, "json", False), plain=getattr(args, "plain", False))
     try:
         {"run": _run, "train": _train, "ablation-path": _ablation_path, "spaces": _spaces,
-         "report": _report, "dashboard": _dashboard, "bench": _bench, "final": _final,
+         "report": _report, "dashboard": _dashboard, "bench": _bench, "test-score": _test_score,
+         "final": _test_score,
          "storage-proxy": _storage_proxy}[args.command](args, console)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -254,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         if marked:
             said = f"trial {', '.join(map(str, marked))} {'is' if len(marked) == 1 else 'are'} marked interrupted"
             print(f"{what}: {said}; run the same command to resume", file=sys.stderr)
-        elif args.command in ("run", "final", "ablation-path"):  # no trial of this process was running
+        elif args.command in ("run", "test-score", "final", "ablation-path"):  # no trial of this process was running
             print(f"{what}: run the same command to resume", file=sys.stderr)
         else:
             print(what, file=sys.stderr)

@@ -35,7 +35,7 @@ def test_final_scores_the_test_set_once_and_a_rerun_trains_nothing(data_dir, tmp
         return evaluate(model, x, y, *args, **kwargs)
 
     monkeypatch.setattr(evaluation, "evaluate", counting)
-    study = final.final(storage, None, {}, top=2, seeds=2)
+    study = final.test_score(storage, None, {}, top=2, seeds=2)
     assert study.study_name == "search-final" and study.user_attrs["kind"] == "final"
     trials = study.get_trials(deepcopy=False)
     assert sorted((t.user_attrs["candidate"], t.user_attrs["seed"]) for t in trials) == [
@@ -74,15 +74,15 @@ def test_final_trains_anew_when_the_settings_differ_from_the_stored_runs(data_di
     stored_search(storage, data_dir)  # trained with epochs=1
     fake = FakeTrain(lambda config: 0.1 * config.epochs)
     monkeypatch.setattr(trial_module, "train_array", fake)
-    final.final(storage, None, {}, top=1, seeds=2)
+    final.test_score(storage, None, {}, top=1, seeds=2)
     assert [c.epochs for c in fake.trained] == [1, 1]
-    longer = final.final(storage, None, {"epochs": 30}, top=1, seeds=2)
+    longer = final.test_score(storage, None, {"epochs": 30}, top=1, seeds=2)
     assert [c.epochs for c in fake.trained] == [1, 1, 30, 30]  # the 1-epoch scores do not stand in for 30 epochs
     runs = {(t.user_attrs["candidate"], t.user_attrs["seed"]): t.value for t in longer.trials}
     assert runs == {("trial 1", 0): 0.1, ("trial 1", 1): 0.1,
                     ("trial 1 (epochs=30)", 0): 3.0, ("trial 1 (epochs=30)", 1): 3.0}
-    final.final(storage, None, {"epochs": 30, "data_dir": f"{data_dir}/."}, top=1, seeds=2)  # where it runs: reused
-    final.final(storage, None, {}, top=1, seeds=2)
+    final.test_score(storage, None, {"epochs": 30, "data_dir": f"{data_dir}/."}, top=1, seeds=2)  # where it runs: reused
+    final.test_score(storage, None, {}, top=1, seeds=2)
     assert len(fake.trained) == 4
-    final.final(storage, None, {"data_fraction": 0.2}, top=1, seeds=2)
+    final.test_score(storage, None, {"data_fraction": 0.2}, top=1, seeds=2)
     assert len(fake.trained) == 6 and fake.trained[-1].data_fraction == 0.2

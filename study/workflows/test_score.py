@@ -1,4 +1,5 @@
-"""`python -m study final <db>`: the chosen configurations retrained with several seeds, each scored ONCE on the test set.
+"""`python -m study test-score <db>` (alias `final`): the chosen configurations retrained with several
+seeds, each scored ONCE on the test set.
 
 A search selects on validation accuracy and never looks at the test set; this is the one step that
 does, after the choice is made. For a search the candidates are its best trial (or `--top k`); for
@@ -76,7 +77,7 @@ def open_final(url: str, source: optuna.Study, seeds: int) -> optuna.Study:
     return study
 
 
-def final(url: str, study_name: str | None, fixed: dict[str, Any], top: int = 1, seeds: int | None = None,
+def test_score(url: str, study_name: str | None, fixed: dict[str, Any], top: int = 1, seeds: int | None = None,
           console: Console | None = None) -> optuna.Study:
     """Score every candidate with `seeds` seeds on the test set, once; returns the `-final` study."""
     console = console or Console()
