@@ -72,7 +72,7 @@ class Config:
     epochs: int = 20
     batch_size: int = 128
     lr: float = 0.01  # OneCycle peaks at 5x this
-    momentum: float = 0.9  # the cosine schedule's; OneCycle cycles it 0.95 -> 0.85 -> 0.95, OneCycleLR's default, as before
+    momentum: float = 0.9  # the cosine schedule's; OneCycle cycles it 0.95 -> 0.85 -> 0.95, OneCycleLR's default
     weight_decay: float = 1e-4
     schedule: str = "onecycle"
     label_smoothing: float = 0.1

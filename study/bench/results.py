@@ -87,7 +87,7 @@ class Augmentation:
 
 @dataclass(frozen=True)
 class Overhead:
-    share: float  # in trials: sampling, model construction, storage writes; the target is on this share
+    share: float  # in trials: sampling, model construction, storage writes; the target (docs/performance.md) is on this share
     seconds_per_trial: float
     mean_trial_seconds: float
     # once per study: imports, storage creation, the reference trial's queueing, loading the data set

@@ -46,7 +46,7 @@ from study.spaces import space as spaces
 from study.store import record
 
 ROWS = (("naivenet", 32), ("naivenet", 128), ("resnet18", 32))
-# Fused rows at batch 128 per member. 128 px on CUDA: where the probe saw fusion lose; on a CPU
+# Fused rows at batch 128 per member. 128 px on CUDA: where an H100 probe saw fusion lose (docs/performance.md); on a CPU
 # a 128 px array step takes many seconds, and x1 is the single-trial row itself.
 FUSED_ROWS = {"cuda": (("naivenet", 32), ("naivenet", 128)), "cpu": (("naivenet", 32),)}
 FUSE_KS = {"cuda": (1, 4, 8), "cpu": (2, 4)}

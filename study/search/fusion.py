@@ -7,7 +7,7 @@ non-fusible settings fixed), groups the trials whose configurations differ only 
 Optuna trial: its own params, intermediate values and attributes (plus `array`, the array it
 trained in), told COMPLETE, PRUNED or FAILED on its own.
 
-Fusion pays where one trial leaves the device idle: a GPU at 32 px (the issue's H100 probe:
+Fusion pays where one trial leaves the device idle: a GPU at 32 px (an H100 probe, docs/performance.md:
 NaiveNet@32, 58.9k member-images/s alone, 113.7k at K=8, 115.7k at K=16) and loses where the
 grouped kernels are slower than the dense ones (the same GPU at 128 px: 11.6k alone, 8.5k at K=8)
 and on CPUs (0.8-1.0x, docs/performance.md). So `fuse` is off on CPUs and at resolutions above

@@ -12,9 +12,9 @@ from study.engine.device import resolve_device
 from study.errors import Terminated, UserError
 from study.search.recovery import handle_stop_signals
 
-# Trials one GPU runs at once when --workers is not given. Measured on one H100 (issue 11, before the
-# step became a CUDA graph): 4 workers on one GPU cut a 12-trial NaiveNet@32 study from 73 s to 47 s.
-# Not re-measured with graphed steps (no GPU in that session); `--workers N` (with `--devices`) overrides it.
+# Trials one GPU runs at once when --workers is not given: on one H100, 4 workers cut a 12-trial
+# NaiveNet@32 study from 73 s to 47 s, measured with eager steps; not yet measured with CUDA-graph steps
+# (docs/performance.md). `--workers N` (with `--devices`) overrides it.
 TRIALS_PER_GPU = 4
 
 
