@@ -18,7 +18,7 @@ from reports import ablation, ablation_path, baselines, diagnostics, figures, fi
 from reports.sources import Loaded
 from reports.tables import Table, best, complete, devices
 from study.store import checks, owners, record
-from study.store.vocabulary import StudyKind
+from study.store.vocabulary import Design, StudyKind
 
 MALFORMED_SHOWN = 10  # malformed attributes named one by one; the rest are counted
 PACKAGES = ("torch", "torchvision", "optuna", "optuna-dashboard", "plotly", "pandas", "scipy")
@@ -128,7 +128,7 @@ def ablation_section(items: list[Loaded], min_effect: float = ablation.MIN_EFFEC
             section.add(table, name, "variants", figures.variant_bars)
             if not isinstance(table, str) and (table.data["test"] != "").any():
                 section.part(name).items.append(Figure("forest", figures.forest(table.data)))
-            if record.study_info(study).design == "factorial":
+            if record.study_info(study).design == Design.FACTORIAL:
                 section.add(ablation.main_effects(study), name, "main effects")
                 section.add(ablation.interactions(study), name, "interactions")
         elif kind == StudyKind.ABLATION_PATH:

@@ -23,6 +23,7 @@ from study.config import Config
 from study.errors import UserError
 from study.store import record
 from study.store.states import LIVE
+from study.store.vocabulary import Design, StudyKind
 
 if TYPE_CHECKING:
     from study.spaces.space import Space
@@ -74,7 +75,7 @@ class Kind:
 
 @dataclass(frozen=True, kw_only=True)
 class Search(Kind):
-    name: ClassVar[str] = "search"
+    name: ClassVar[str] = StudyKind.SEARCH.value
     suggest: Callable[[Any], dict[str, Any]] | None  # the file's; None where it has none
     trials: int = 30
     budget_epochs: int | None = None  # a compute budget (study.search.budget): epochs trained by all trials
@@ -108,35 +109,28 @@ class Grid(Kind):
 
 @dataclass(frozen=True, kw_only=True)
 class Ablation(Grid):
-    name: ClassVar[str] = "ablation"
+    name: ClassVar[str] = StudyKind.ABLATION.value
     components: tuple[Component, ...]
-    design: str = "one_out"
+    design: str = Design.ONE_OUT.value
 
     def variants(self, fixed: dict[str, Any] | None = None) -> list[Variant]:
         """one_out: full + each component removed; add_one: bare + each added; factorial: all 2^k."""
         names = [c.name for c in self.components]
-        if self.design == "one_out":
+        if self.design == Design.ONE_OUT:
             combos = [names] + [[n for n in names if n != left_out] for left_out in names]
-        elif self.design == "add_one":
+        elif self.design == Design.ADD_ONE:
             combos = [[]] + [[n] for n in names]
         else:
             combos = [[n for n, on in zip(names, bits) if on] for bits in itertools.product((True, False), repeat=len(names))]
         return [
-            Variant(self._variant_name(on, names), tuple(on),
+            Variant(Design(self.design).variant_name(on, names), tuple(on),
                     {c.setting: c.full if c.name in on else c.ablated for c in self.components})
             for on in combos
         ]
 
-    def _variant_name(self, on: list[str], names: list[str]) -> str:
-        if self.design == "one_out":
-            return "full" if len(on) == len(names) else f"no {next(n for n in names if n not in on)}"
-        if self.design == "add_one":
-            return "bare" if not on else f"only {on[0]}"
-        return "full" if len(on) == len(names) else "+".join(on) or "bare"
-
     def reference_variant(self) -> str:
         """The variant every other one is compared with."""
-        return "bare" if self.design == "add_one" else "full"
+        return Design(self.design).reference_variant()
 
     def check_fixed(self, fixed: dict[str, Any]) -> None:
         clash = sorted({c.setting for c in self.components} & set(fixed))
@@ -154,7 +148,7 @@ class Ablation(Grid):
 
 @dataclass(frozen=True, kw_only=True)
 class Comparison(Grid):
-    name: ClassVar[str] = "comparison"
+    name: ClassVar[str] = StudyKind.COMPARISON.value
     compare: dict[str, tuple[Any, ...]]  # the axes: every combination is a variant
 
     def variants(self, fixed: dict[str, Any] | None = None) -> list[Variant]:

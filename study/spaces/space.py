@@ -38,8 +38,9 @@ from study.config import DECLARED, NAMES, Config, coerce
 from study.errors import UserError
 from study.samplers import registry as search_defaults
 from study.spaces import kinds
+from study.store.vocabulary import Design
 
-DESIGNS = ("one_out", "add_one", "factorial")
+DESIGNS = tuple(d.value for d in Design)
 REQUIRED = ("model", "dataset")  # what every space must say explicitly
 OWN_SETTINGS = "settings"  # the name of a space's table of its own settings
 STUDY_SETTINGS = {"trials": int, "sampler": str, "pruner": str, "seeds": int, "design": str, "components": dict,
@@ -184,7 +185,7 @@ def _check_study_settings(path: Path, study: dict[str, Any]) -> None:
             raise UserError(f"{path}: {name}={study[name]} is invalid: it must be >= 1")
     _choice(path, "sampler", study.get("sampler", "tpe"), tuple(search_defaults.SAMPLERS))
     _choice(path, "pruner", study.get("pruner", "hyperband"), tuple(search_defaults.PRUNERS))
-    _choice(path, "design", study.get("design", "one_out"), DESIGNS)
+    _choice(path, "design", study.get("design", Design.ONE_OUT.value), DESIGNS)
     for need in study.get("needs", ()):
         _choice(path, "needs", need, NEEDS)
 

@@ -70,7 +70,7 @@ class StudyInfo:
     array_size_reason: str | None = None
     # ablations and comparisons
     design: str | None = None
-    reference_variant: str = "full"
+    reference_variant: str = vocabulary.Design.ONE_OUT.reference_variant()
     components: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> setting, full, ablated
     compare: dict[str, list[Any]] = field(default_factory=dict)
     # studies derived from another (ablation path, final scoring)

@@ -93,3 +93,25 @@ def ci_end(x: float) -> float | str | None:
 def read_ci_end(x: float | str | None) -> float:
     """A stored CI end as a number (none: NaN)."""
     return math.nan if x is None else float(x)
+
+
+class Design(str, Enum):
+    """`StudyInfo.design`: how an ablation knocks its components out."""
+
+    ONE_OUT = "one_out"  # the full model, and each component removed
+    ADD_ONE = "add_one"  # the bare model, and each component added
+    FACTORIAL = "factorial"  # every combination
+
+    def reference_variant(self) -> str:
+        """The stored name of the variant every other one is compared with."""
+        return "bare" if self is Design.ADD_ONE else "full"
+
+    def variant_name(self, on: list[str], names: list[str]) -> str:
+        """The stored name of the variant with components `on`, of all `names`."""
+        if len(on) == len(names) and self is not Design.ADD_ONE:
+            return "full"
+        if self is Design.ONE_OUT:
+            return f"no {next(n for n in names if n not in on)}"
+        if self is Design.ADD_ONE:
+            return "bare" if not on else f"only {on[0]}"
+        return "+".join(on) or "bare"
