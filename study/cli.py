@@ -76,7 +76,7 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
                           "4 per GPU (workers.TRIALS_PER_GPU), 1 per GPU when trials train as fused arrays")
     run.add_argument("--devices", help="comma-separated devices dealt out to the workers, e.g. cuda:0,cuda:1")
     run.add_argument("--fuse", type=int, help="trials trained at a time as one fused model (1: one by one); "
-                     "default: the space's, else 8 on a GPU at <= 64 px and 1 elsewhere (study/search/fusion.py)")
+                     "default: the space's, else 8 on a GPU at <= 64 px and 1 elsewhere (study/search/arrays.py)")
     run.add_argument("--force", action="store_true", help="run a space even without the GPU / full data it needs")
     run.add_argument("--plain", action="store_true",
                      help="plain log lines instead of live bars (the default when output is not a terminal)")

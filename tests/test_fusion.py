@@ -1,4 +1,4 @@
-"""Fused arrays in a study (study/search/fusion.py): ablation cells and search trials trained K at a time as
+"""Fused arrays in a study (study/search/arrays.py): ablation cells and search trials trained K at a time as
 one model, each an ordinary trial. Fusion is off on CPUs by default; these tests ask for it."""
 
 from __future__ import annotations
@@ -89,18 +89,18 @@ def test_a_search_array_shares_its_non_fusible_settings(data_dir, tmp_path):
 
 def test_the_array_size_follows_the_device_the_model_and_the_request():
     cnn = Config(model="cnn", dataset="cifar10", resolution=32, device="cpu")
-    assert fusion.array_size(cnn, None)[0] == 1  # a fused array loses on CPUs
-    assert fusion.array_size(cnn, 4) == (4, "asked for")
-    k, why = fusion.array_size(cnn.replace(model="efficientnet_b0"), 4)
+    assert arrays.array_size(cnn, None)[0] == 1  # a fused array loses on CPUs
+    assert arrays.array_size(cnn, 4) == (4, "asked for")
+    k, why = arrays.array_size(cnn.replace(model="efficientnet_b0"), 4)
     assert k == 1 and "cannot fuse" in why  # StochasticDepth drops the same samples in every member
 
 
-@pytest.mark.parametrize("resolution,expected", [(32, fusion.ARRAY_SIZE), (128, 1)])
+@pytest.mark.parametrize("resolution,expected", [(32, arrays.ARRAY_SIZE), (128, 1)])
 def test_on_a_gpu_fusion_is_on_where_it_was_measured_to_pay(monkeypatch, resolution, expected):
     import torch
 
     monkeypatch.setattr(fusion, "resolve_device", lambda name: torch.device("cuda"))
-    assert fusion.array_size(Config(model="naivenet", dataset="cifar10", resolution=resolution), None)[0] == expected
+    assert arrays.array_size(Config(model="naivenet", dataset="cifar10", resolution=resolution), None)[0] == expected
 
 
 @pytest.mark.parametrize("fuse", [2, 1])
@@ -137,7 +137,7 @@ def test_on_a_gpu_the_array_is_as_large_as_its_memory_allows(monkeypatch):
     monkeypatch.setattr(fusion, "resolve_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * 2**30, 80 * 2**30))
     monkeypatch.setattr(fusion, "member_bytes", lambda config, device: 2**30)  # 1 GiB a member
-    k, why = fusion.array_size(config, None)
+    k, why = arrays.array_size(config, None)
     assert k == 5 and "5 members of 1024 MiB" in why  # half of the 10 GiB free
     monkeypatch.setattr(fusion, "member_bytes", lambda config, device: 2**27)
-    assert fusion.array_size(config, None)[0] == fusion.ARRAY_SIZE  # never above the measured knee
+    assert arrays.array_size(config, None)[0] == arrays.ARRAY_SIZE  # never above the measured knee

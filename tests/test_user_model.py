@@ -26,7 +26,7 @@ from study.config import Config
 from study.engine import data, datasets, models
 from study.engine.models.fused import fuse, member_state
 from study.errors import UserError
-from study.search import fusion
+from study.search import arrays
 from study.spaces import space as spaces
 from study.store import record
 
@@ -302,7 +302,7 @@ def test_an_unfusible_user_model_trains_alone_and_the_study_says_why(data_dir, t
     assert not any("array" in t.user_attrs for t in study.get_trials())
 
     shuffle = spaces.load(write_space(tmp_path, "shuffle", "cifar10", head=SHUFFLE)).defaults
-    k, why = fusion.array_size(shuffle, 3)
+    k, why = arrays.array_size(shuffle, 3)
     assert k == 1 and "mixes the members' channels" in why
 
 

@@ -1,6 +1,6 @@
 """`run`: one Optuna study over a space, stored so that it resumes and the dashboard can read it.
 
-What trials are: study/spaces/kinds.py; the study: studies.py; one trial: trial.py; K as one model: fusion.py.
+What trials are: study/spaces/kinds.py; the study: studies.py; one trial: trial.py; K as one model: arrays.py.
 Here, the workers' loop: the budget (study/search/budget.py) is shared exactly by resume and all workers, and
 a worker does not finish while another's trial may still die: it waits, then retries it."""
 
@@ -17,8 +17,8 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from study.samplers.registry import PrunerFactory, SamplerFactory
+from study.search import arrays, preflight, studies
 from study.search import budget as budgets
-from study.search import fusion, preflight, studies
 from study.search.progress import StudyProgress, make_console
 from study.search.recovery import recover, retry_dead
 from study.search.worker import Worker
@@ -62,7 +62,7 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
     With `workers` > 1, that many processes share the study, the CPU threads split between them,
     and `devices` (e.g. ["cuda:0", "cuda:1"]) is dealt out among them; `workers=None` picks them
     (workers.resolve_workers). `fuse` (else the space's) trains that many trials as one fused model
-    (study/search/fusion.py); by default only where it pays. `sampler` and `pruner` replace the space's
+    (study/search/arrays.py); by default only where it pays. `sampler` and `pruner` replace the space's
     named ones (study.samplers.registry) with a caller's own.
     """
     console = console or make_console()
@@ -71,7 +71,7 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
     plan.check_fixed()
     defaults = plan.defaults
     preflight.check(plan, defaults, devices, force)
-    k, why = fusion.array_size(defaults, fuse or space.fuse)
+    k, why = arrays.array_size(defaults, fuse or space.fuse)
     # a fused array fills a GPU as TRIALS_PER_GPU single trials did; only one array per GPU was measured
     n_workers, devices, per_gpu = resolve_workers(workers, devices, defaults.device, 1 if k > 1 else TRIALS_PER_GPU)
     url = storage or default_url(space.name)

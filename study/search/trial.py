@@ -50,7 +50,7 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome, value: floa
             study.tell(trial, state=_STATES[outcome])
 
 
-def train_group(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], progress: StudyProgress, store: Any,
+def train_trials(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], progress: StudyProgress, store: Any,
                 checkpoints: Path | None, test: bool = False, labelled: bool = False) -> list[float]:
     """Train one group (one trial, or several as one fused model), tell each member's trial how it
     ended, and return each one's validation accuracy (`test`: test accuracy), NaN where it failed.
@@ -169,8 +169,8 @@ def train_told(study: optuna.Study, config: Config, progress: StudyProgress, sto
             trial = study.ask()
             own(study, trial)
         record.write_trial(trial, **attrs)
-        (value,) = train_group(study, [(trial, config)], progress, store, None, test=test)
-    except torch.OutOfMemoryError:  # told FAILED with its reason by train_group
+        (value,) = train_trials(study, [(trial, config)], progress, store, None, test=test)
+    except torch.OutOfMemoryError:  # told FAILED with its reason by train_trials
         progress(study, internals.stored(study, trial))
         return float("nan")
     except BaseException as exc:

@@ -1,5 +1,5 @@
 """A worker's batch: ask K trials (K = 1 included), admit those the budget has room for, train them in
-groups that fuse (study/search/fusion.py), one group at a time (study/search/trial.py)."""
+arrays that fuse (study/search/arrays.py), one array at a time (study/search/trial.py)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ from study.config import Config
 from study.engine.array import FUSIBLE
 from study.errors import UserError
 from study.search.budget import Budget, BudgetReached, cell_owner
-from study.search.fusion import groups
 from study.search.progress import StudyProgress
 from study.search.recovery import deferred_stop_signals, fail_running, own
-from study.search.trial import Outcome, configure, tell, train_group
+from study.search.trial import Outcome, configure, tell, train_trials
 from study.spaces.kinds import Grid, Plan, Search
 from study.store import optuna_internals as internals
 from study.store import record
@@ -60,10 +59,10 @@ class Worker:
             try:
                 asked = ask(self.study, n, self.plan, beats, created)
                 self.attempts += len(asked)
-                for group in groups([(t, c) for t, c in asked if self._admitted(t)]):
-                    # a group out of memory fails its own members (stored_failures); the next one still trains
+                for array in arrays([(t, c) for t, c in asked if self._admitted(t)]):
+                    # an array out of memory fails its own trials (stored_failures); the next one still trains
                     with contextlib.suppress(torch.OutOfMemoryError):
-                        train_group(self.study, group, self.progress, self.store, self.checkpoints,
+                        train_trials(self.study, array, self.progress, self.store, self.checkpoints,
                                     labelled=self.fuse > 1)
             except BaseException:
                 with deferred_stop_signals():  # a second Ctrl-C must not cut the marking short

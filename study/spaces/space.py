@@ -60,7 +60,7 @@ class Space:
     defaults: Config
     kind: kinds.Kind
     needs: tuple[str, ...] = ()  # "cuda", "full_data": what a faithful run requires
-    fuse: int | None = None  # trials per fused array (study/search/fusion.py); None: chosen by device and resolution
+    fuse: int | None = None  # trials per fused array (study/search/arrays.py); None: chosen by device and resolution
 
     def bind(self, fixed: dict[str, Any] | None = None, seed: int = 0) -> kinds.Plan:
         """The space bound to one run's --set values and base seed."""

@@ -66,7 +66,7 @@ class StudyInfo:
     budget: int | str | None = None  # a trial count, or a compute budget's text ("100 epochs")
     commands: list[str] = field(default_factory=list)  # every command line that ran the study
     trials_per_gpu: float | None = None
-    array_size: int | None = None  # trials trained as one fused model (study/search/fusion.py), and why
+    array_size: int | None = None  # trials trained as one fused model (study/search/arrays.py), and why
     array_size_reason: str | None = None
     # ablations and comparisons
     design: str | None = None
