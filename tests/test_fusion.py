@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from reports import ablation as ablation_tables
 from study.config import Config
 from study.engine.array import FUSIBLE
-from study.search import fusion, runner
+from study.search import arrays, runner
 from study.search import trial as trial_module
 from study.spaces import space as spaces
 
@@ -99,7 +99,7 @@ def test_the_array_size_follows_the_device_the_model_and_the_request():
 def test_on_a_gpu_fusion_is_on_where_it_was_measured_to_pay(monkeypatch, resolution, expected):
     import torch
 
-    monkeypatch.setattr(fusion, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(arrays, "resolve_device", lambda name: torch.device("cuda"))
     assert arrays.array_size(Config(model="naivenet", dataset="cifar10", resolution=resolution), None)[0] == expected
 
 
@@ -134,10 +134,10 @@ def test_on_a_gpu_the_array_is_as_large_as_its_memory_allows(monkeypatch):
     import torch
 
     config = Config(model="naivenet", dataset="cifar10", resolution=32, device="cuda")
-    monkeypatch.setattr(fusion, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(arrays, "resolve_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * 2**30, 80 * 2**30))
-    monkeypatch.setattr(fusion, "member_bytes", lambda config, device: 2**30)  # 1 GiB a member
+    monkeypatch.setattr(arrays, "member_bytes", lambda config, device: 2**30)  # 1 GiB a member
     k, why = arrays.array_size(config, None)
     assert k == 5 and "5 members of 1024 MiB" in why  # half of the 10 GiB free
-    monkeypatch.setattr(fusion, "member_bytes", lambda config, device: 2**27)
+    monkeypatch.setattr(arrays, "member_bytes", lambda config, device: 2**27)
     assert arrays.array_size(config, None)[0] == arrays.ARRAY_SIZE  # never above the measured knee

@@ -87,7 +87,7 @@ def fusion_key(config: Config) -> tuple[Any, ...]:
     return tuple(v for k, v in sorted(config.to_dict().items()) if k not in FUSIBLE)
 
 
-def arrays(asked: list[tuple[optuna.Trial, Config]]) -> list[list[tuple[optuna.Trial, Config]]]:
+def split_into_arrays(asked: list[tuple[optuna.Trial, Config]]) -> list[list[tuple[optuna.Trial, Config]]]:
     """The asked trials grouped by fusion key, in the order they were asked."""
     out: dict[tuple[Any, ...], list[tuple[optuna.Trial, Config]]] = {}
     for trial, config in asked:

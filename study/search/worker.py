@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from study.config import Config
 from study.engine.array import FUSIBLE
 from study.errors import UserError
+from study.search.arrays import split_into_arrays
 from study.search.budget import Budget, BudgetReached, cell_owner
 from study.search.progress import StudyProgress
 from study.search.recovery import deferred_stop_signals, fail_running, own
@@ -59,7 +60,7 @@ class Worker:
             try:
                 asked = ask(self.study, n, self.plan, beats, created)
                 self.attempts += len(asked)
-                for array in arrays([(t, c) for t, c in asked if self._admitted(t)]):
+                for array in split_into_arrays([(t, c) for t, c in asked if self._admitted(t)]):
                     # an array out of memory fails its own trials (stored_failures); the next one still trains
                     with contextlib.suppress(torch.OutOfMemoryError):
                         train_trials(self.study, array, self.progress, self.store, self.checkpoints,
