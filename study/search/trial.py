@@ -64,14 +64,17 @@ def train_trials(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], 
         for t in trials:
             record.write_trial(t, array=array_label(trials[0].number, len(trials)))
     progress.start_trial(trials[0].number, configs[0].epochs)
+    failure: BaseException | None = None
     try:
         with stored_failures(trials, checkpoint):
             members = train_array(configs, callbacks=TrialReports(trials, store).callbacks(progress), checkpoint=checkpoint,
                                   test=test)
-    except BaseException:
+    except BaseException as exc:
+        failure = exc
+    if failure is not None:  # told outside the handler: a storage that fails to take it says so, not the failure
         for t in trials:
             tell(study, t, Outcome.FAILED)
-        raise
+        raise failure
     values = []
     for t, member in zip(trials, members):
         outcome = _OUTCOMES[member.status]
