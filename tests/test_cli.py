@@ -1,22 +1,15 @@
 """The command line as a user runs it: subprocesses from a scratch folder, real data, real studies."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from processes import study_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE32 = str(ROOT / "spaces" / "naivenet32_cifar10.py")
-
-
-def study_cli(*args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, whatever is pip-installed
-    return subprocess.run([sys.executable, "-m", "study", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
 def test_train_json_has_the_promised_metrics(data_dir, tmp_path):

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
+from processes import ENV, start
 
 from study.errors import UserError
 from study.search import budget
@@ -29,7 +30,6 @@ from study.store import storage as study_storage
 from study.store.vocabulary import StoppedBy
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 SLURM = ROOT / "examples" / "cluster" / "slurm.sh"
 MANIFEST = ROOT / "examples" / "cluster" / "job.yaml"
 NODES = 4
@@ -150,8 +150,7 @@ class Connections:
 def nodes(args: list[str], cwd: Path, n: int = NODES, env: dict | None = None) -> list[subprocess.Popen]:
     """`n` runs of one command started at once, as `n` nodes would be; they share `cwd` as nodes share a
     filesystem (checkpoints in its runs/)."""
-    return [subprocess.Popen([sys.executable, "-m", "study", *args], cwd=cwd, env=env or ENV,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(n)]
+    return [start(*args, cwd=cwd, env=env) for _ in range(n)]
 
 
 def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str]]:

@@ -16,23 +16,18 @@ import time
 from pathlib import Path
 
 import optuna
+import processes
 import pytest
 import torch
 from optuna.trial import TrialState
+from processes import start
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 RERUN_SECONDS = 240  # a rerun that waits on a trial nobody owns never ends: this bounds the wait
 
 
 def study_cli(*args, cwd, timeout=RERUN_SECONDS):
-    return subprocess.run([sys.executable, "-m", "study", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def start(*args, cwd):
-    return subprocess.Popen([sys.executable, "-m", "study", *args], cwd=cwd, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return processes.study_cli(*args, cwd=cwd, timeout=timeout)
 
 
 def write_space(folder: Path, body: str, name: str = "stuck") -> str:

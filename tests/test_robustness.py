@@ -5,7 +5,6 @@ import multiprocessing
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -16,6 +15,7 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
+from processes import start, study_cli
 
 from study.engine import models
 from study.errors import UserError
@@ -26,18 +26,7 @@ from study.store import heartbeat, owners, vocabulary
 from study.store import storage as study_storage
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 SPACE32 = str(ROOT / "spaces" / "naivenet32_cifar10.py")
-
-
-def study_cli(*args, cwd, **kw):
-    return subprocess.run([sys.executable, "-m", "study", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-                          timeout=900, **kw)
-
-
-def start(*args, cwd):
-    return subprocess.Popen([sys.executable, "-m", "study", *args], cwd=cwd, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def write_space(folder: Path, body: str, name: str = "robust") -> str:
