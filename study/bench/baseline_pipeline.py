@@ -55,8 +55,7 @@ class PilImages(Dataset):
 
 def loader(config: Config, workers: int) -> DataLoader:
     cifar = data.load(config.dataset, config.data_dir)
-    mean, std = data.STATS[config.dataset]
-    dataset = PilImages(cifar.train_images, cifar.train_labels, transform(config.resolution, mean, std))
+    dataset = PilImages(cifar.train_images, cifar.train_labels, transform(config.resolution, cifar.mean, cifar.std))
     return DataLoader(
         dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=workers,
         prefetch_factor=PREFETCH_FACTOR if workers else None, persistent_workers=workers > 0,

@@ -45,8 +45,10 @@ STATS = {
 
 
 @dataclass(frozen=True)
-class Cifar:
-    """A whole data set in host memory: images uint8 [N, 3, 32, 32], labels int64 [N]."""
+class Images:
+    """A whole data set in host memory: images uint8 [N, 3, S, S] (S = 32 for CIFAR), labels int64 [N], and
+    the training images' per-channel mean and std in [0, 1] units. CIFAR's and own images alike
+    (study/engine/datasets.py)."""
 
     name: str
     root: Path
@@ -55,6 +57,8 @@ class Cifar:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     classes: tuple[str, ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
 
     @property
     def num_classes(self) -> int:
@@ -192,7 +196,7 @@ def _class_names(path: Path, meta: dict, key: bytes, classes: int) -> tuple[str,
 
 
 @functools.lru_cache(maxsize=4)
-def load(name: str, data_dir: str | None = None) -> Cifar:
+def load(name: str, data_dir: str | None = None) -> Images:
     """The whole data set, read once per process; downloads it when the files are missing."""
     if name not in _LAYOUT:
         raise UserError(f"unknown data set {name!r}; choose one of: {', '.join(_LAYOUT)}")
@@ -214,7 +218,7 @@ def load(name: str, data_dir: str | None = None) -> Cifar:
     classes = _class_names(folder / meta_file, read_pickle(folder / meta_file), names_key, DATASET_CLASSES[name])
     train_x, train_y = _read_split(folder, train_files, label_key, len(classes))
     test_x, test_y = _read_split(folder, [test_file], label_key, len(classes))
-    return Cifar(name, root, train_x, train_y, test_x, test_y, classes)
+    return Images(name, root, train_x, train_y, test_x, test_y, classes, *STATS[name])
 
 
 def _stratified_take(labels: torch.Tensor, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

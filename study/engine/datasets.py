@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import os
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 
 from study.config import Config, is_own_dataset
 from study.engine import data
+from study.engine.data import Images
 from study.errors import UserError
 
 # PIL modes of 8 bits per channel, read as RGB (grayscale repeated, palette looked up, alpha dropped)
@@ -34,33 +34,10 @@ MEMORY_SHARE = 0.5  # of the host's available memory the decoded images may take
 RESIZE_CHUNK = 1024  # images resized at a time from an .npz: bounds the float copy's memory
 
 
-@dataclass(frozen=True)
-class Images:
-    """A whole data set in host memory: images uint8 [N, 3, S, S], labels int64 [N], and the training
-    images' per-channel mean and std in [0, 1] units."""
-
-    name: str
-    root: Path
-    train_images: torch.Tensor
-    train_labels: torch.Tensor
-    test_images: torch.Tensor
-    test_labels: torch.Tensor
-    classes: tuple[str, ...]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-
 def load(config: Config) -> Images:
     """The data set `config` trains on (dataset, data_dir, image_size), read once per process."""
     if not is_own_dataset(config.dataset):
-        cifar = data.load(config.dataset, config.data_dir)
-        mean, std = data.STATS[config.dataset]
-        return Images(cifar.name, cifar.root, cifar.train_images, cifar.train_labels, cifar.test_images,
-                      cifar.test_labels, cifar.classes, mean, std)
+        return data.load(config.dataset, config.data_dir)
     path = Path(config.dataset).expanduser()
     if not path.exists():
         raise UserError(f"dataset {config.dataset!r} not found: give an image folder (train/<class>/*.png) "
