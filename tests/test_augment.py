@@ -14,7 +14,8 @@ def images(n=16, seed=0):
 def test_strength_zero_is_the_evaluation_transform():
     x = images()
     for resolution in (32, 128):
-        out, target = augment.train_batch(x, torch.arange(16) % 10, Config(resolution=resolution, aug_strength=0), 10, MEAN, STD)
+        config = Config(resolution=resolution, aug_strength=0)
+        out, target = augment.train_batch(x, torch.arange(16) % 10, config, 10, augment.train_constants(config, MEAN, STD))
         assert out.shape == (16, 3, resolution, resolution)
         torch.testing.assert_close(out, augment.eval_batch(x, resolution, MEAN, STD))
         assert torch.equal(target, torch.arange(16) % 10)
@@ -22,7 +23,8 @@ def test_strength_zero_is_the_evaluation_transform():
 
 def test_randomness_is_per_sample():
     x = images(1).expand(8, -1, -1, -1)
-    out, _ = augment.train_batch(x, torch.zeros(8, dtype=torch.long), Config(resolution=128), 10, MEAN, STD)
+    config = Config(resolution=128)
+    out, _ = augment.train_batch(x, torch.zeros(8, dtype=torch.long), config, 10, augment.train_constants(config, MEAN, STD))
     flat = out.flatten(1)
     distances = torch.cdist(flat, flat)
     assert (distances + torch.eye(8) > 1e-3).all(), "every pair of copies must be augmented differently"
@@ -31,7 +33,7 @@ def test_randomness_is_per_sample():
 def test_flip_is_horizontal_only():
     x = images()
     cfg = Config(resolution=32, flip=1.0, translate=0, rotate=0, shear=0, brightness=0, contrast=0, saturation=0, hue=0)
-    out, _ = augment.train_batch(x, torch.zeros(16, dtype=torch.long), cfg, 10, MEAN, STD)
+    out, _ = augment.train_batch(x, torch.zeros(16, dtype=torch.long), cfg, 10, augment.train_constants(cfg, MEAN, STD))
     torch.testing.assert_close(out, augment.eval_batch(x, 32, MEAN, STD).flip(-1))
 
 

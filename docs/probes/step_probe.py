@@ -38,10 +38,11 @@ def make_step(config, variant: str, data: dict, device: torch.device):
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4, foreach=True)
     batch = config.batch_size
     steps = len(data.train_y) // batch
+    constants = augment.train_constants(config, data.mean, data.std)
 
     def step(i: int) -> None:
         idx = torch.arange((i % steps) * batch, (i % steps + 1) * batch)
-        x, t = augment.train_batch(data.train_x[idx], data.train_y[idx], config, 10, data.mean, data.std)
+        x, t = augment.train_batch(data.train_x[idx], data.train_y[idx], config, 10, constants)
         x = x.contiguous(memory_format=fmt)
         with devices.autocast(config, device):
             loss = F.cross_entropy(forward(x), t, label_smoothing=config.label_smoothing)
@@ -70,7 +71,8 @@ def main() -> None:
     data = cache.device_data(config, device)
     if args.augment_only:
         x, y = data.train_x[:128], data.train_y[:128]
-        steps = {"augment": lambda i: augment.train_batch(x, y, config, 10, data.mean, data.std)}
+        constants = augment.train_constants(config, data.mean, data.std)
+        steps = {"augment": lambda i: augment.train_batch(x, y, config, 10, constants)}
     else:
         steps = {}
         for v in args.variants:

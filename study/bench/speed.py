@@ -109,7 +109,7 @@ def augmentation(config: Config, scale: BenchScale) -> float:
     for i in range(scale.repeats + 1):  # the first window is warm-up
         start, batches = time.perf_counter(), 0
         while batches == 0 or time.perf_counter() - start < scale.window:
-            augment.train_batch(images, labels, config, num_classes, d.mean, d.std, constants)
+            augment.train_batch(images, labels, config, num_classes, constants)
             batches += 1
         if device.type == "cuda":
             torch.cuda.synchronize(device)

@@ -137,16 +137,14 @@ def train_constants(config: Config, mean: torch.Tensor, std: torch.Tensor) -> Co
     return constants(mean, std, config.aug_strength * config.mixup_alpha)
 
 
-def train_batch(
-    images: torch.Tensor, labels: torch.Tensor, config: Config, num_classes: int, mean: torch.Tensor, std: torch.Tensor,
-    c: Constants | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def train_batch(images: torch.Tensor, labels: torch.Tensor, config: Config, num_classes: int,
+                c: Constants) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images -> (augmented normalised float batch at config.resolution, target).
 
     The target is class indices, or class probabilities when MixUp is on. `c` (from
-    `train_constants`, built once) keeps the call free of host work; without it they are built here.
+    `train_constants`, built once per run) holds the data set's mean and std and keeps the call free
+    of host work.
     """
-    c = c or train_constants(config, mean, std)
     k = config.aug_strength
     x = images.float() / 255
     if k > 0 and (config.brightness or config.contrast or config.saturation or config.hue):

@@ -83,8 +83,7 @@ class TrainStep:
         images = self.images.index_select(0, idx).view(k, self.batch, *self.images.shape[1:])
         xs, targets = [], []
         for member, (config, constants) in enumerate(zip(self.configs, self.constants)):
-            x, target = augment.train_batch(images[member], labels[member], config, self.num_classes,
-                                            constants.mean, constants.std, constants)
+            x, target = augment.train_batch(images[member], labels[member], config, self.num_classes, constants)
             xs.append(x.contiguous(memory_format=self.memory_format))
             targets.append(target)
         with self.autocast():
