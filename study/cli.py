@@ -126,12 +126,10 @@ def _run(args: argparse.Namespace, console: Console) -> None:
     devices = args.devices.split(",") if args.devices else None
     for device in devices or []:
         Config(device=device)  # checks the name
-    study = runner.run(
-        space, _fixed(args, space.defaults.declared_dict()), storage=args.storage, study_name=args.study_name, trials=args.trials,
-        compute=budget.parse(args.budget) if args.budget else None,
-        timeout=args.timeout, seed=args.seed or 0, workers=args.workers, devices=devices, force=args.force, fuse=args.fuse,
-        console=console,
-    )
+    options = runner.Options(storage=args.storage, study_name=args.study_name, trials=args.trials,
+                             compute=budget.parse(args.budget) if args.budget else None, timeout=args.timeout,
+                             seed=args.seed or 0, workers=args.workers, devices=devices, force=args.force, fuse=args.fuse)
+    study = runner.run(space, _fixed(args, space.defaults.declared_dict()), options, console=console)
     console.print(top_trials_table(study))
     url = args.storage or urls.default_url(space.name)
     # optuna-dashboard opens database URLs only; ours opens a proxy too

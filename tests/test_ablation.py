@@ -59,7 +59,7 @@ def test_one_out_grid_runs_each_cell_once_and_stores_diagnostics(data_dir, tmp_p
     storage = f"sqlite:///{tmp_path}/ablate.db"
     # batch 16: enough steps that the first epoch's gradient norms go to the artifact store
     fixed = {"data_dir": data_dir, "data_fraction": 0.1, "record_grad_norms": True, "batch_size": 16}
-    study = runner.run(space, fixed, storage=storage)
+    study = runner.run(space, fixed, runner.Options(storage=storage))
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
     cells = sorted((t.user_attrs["variant"], t.params["seed"]) for t in trials)
@@ -76,11 +76,11 @@ def test_one_out_grid_runs_each_cell_once_and_stores_diagnostics(data_dir, tmp_p
         norms = json.load(f)
     assert "backend.6" in norms and all(len(v) == len(norms["backend.6"]) > 1 for v in norms.values())
 
-    again = runner.run(space, fixed, storage=storage)
+    again = runner.run(space, fixed, runner.Options(storage=storage))
     assert len(again.get_trials()) == 6
 
     with pytest.raises(UserError, match="--set se"):
-        runner.run(space, {**fixed, "se": "none"}, storage=storage)
+        runner.run(space, {**fixed, "se": "none"}, runner.Options(storage=storage))
 
 
 def test_ablation_path_walks_from_reference_to_best(data_dir, tmp_path):
@@ -183,12 +183,13 @@ def test_grid_rerun_with_other_settings_is_refused_and_changes_nothing(data_dir,
     space = spaces.load(write_space(tmp_path, TINY))
     storage = f"sqlite:///{tmp_path}/ablate.db"
     fixed = {"data_dir": data_dir, "data_fraction": 0.1}
-    runner.run(space, fixed, storage=storage, fuse=1)
+    runner.run(space, fixed, runner.Options(storage=storage, fuse=1))
     with pytest.raises(UserError, match=r"epochs=30 \(stored: 1\).*--study-name"):
-        runner.run(space, {**fixed, "epochs": 30}, storage=storage, fuse=1)
+        runner.run(space, {**fixed, "epochs": 30}, runner.Options(storage=storage, fuse=1))
     study = optuna.load_study(study_name="ablate", storage=storage)
     assert len(study.trials) == 6 and {t.user_attrs["config"]["epochs"] for t in study.trials} == {1}
-    runner.run(space, {**fixed, "data_dir": data_dir + "/"}, storage=storage, fuse=1)  # where it runs: no new cells
+    # where it runs is no setting of the cells: no new cells
+    runner.run(space, {**fixed, "data_dir": data_dir + "/"}, runner.Options(storage=storage, fuse=1))
     assert len(optuna.load_study(study_name="ablate", storage=storage).trials) == 6
 
 
@@ -260,7 +261,7 @@ def test_nodes_that_queue_a_grid_at_once_train_each_cell_once(data_dir, tmp_path
     monkeypatch.setattr(kinds.GridPlan, "enqueue", racing)
     space = spaces.load(write_space(tmp_path, TINY))
     storage = f"sqlite:///{tmp_path}/race.db"
-    study = runner.run(space, {"data_dir": data_dir}, storage=storage, fuse=fuse)
+    study = runner.run(space, {"data_dir": data_dir}, runner.Options(storage=storage, fuse=fuse))
     trials = study.get_trials()
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     cells = [record.cell(t) for t in done]
@@ -272,5 +273,5 @@ def test_nodes_that_queue_a_grid_at_once_train_each_cell_once(data_dir, tmp_path
     from reports import search
 
     assert search.overview_column(study)["trials failed"] == 0
-    runner.run(space, {"data_dir": data_dir}, storage=storage, fuse=fuse)
+    runner.run(space, {"data_dir": data_dir}, runner.Options(storage=storage, fuse=fuse))
     assert len(optuna.load_study(study_name="ablate", storage=storage).trials) == 12 and len(fake.trained) == 6

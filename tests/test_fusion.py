@@ -37,7 +37,7 @@ def write_space(tmp_path: Path, body: str, name: str = "fused") -> Path:
 
 def test_an_ablation_runs_as_fused_arrays_of_ordinary_trials(data_dir, tmp_path):
     space = spaces.load(write_space(tmp_path, ABLATION))
-    fused = runner.run(space, {"data_dir": data_dir}, storage=f"sqlite:///{tmp_path}/fused.db", fuse=3)
+    fused = runner.run(space, {"data_dir": data_dir}, runner.Options(storage=f"sqlite:///{tmp_path}/fused.db", fuse=3))
     trials = fused.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
     cells = sorted((t.user_attrs["variant"], t.user_attrs["seed"]) for t in trials)
@@ -50,7 +50,7 @@ def test_an_ablation_runs_as_fused_arrays_of_ordinary_trials(data_dir, tmp_path)
     assert sorted(len(members) for members in arrays.values()) == [3, 3]
     assert fused.user_attrs["array_size"] == 3
 
-    alone = runner.run(space, {"data_dir": data_dir}, storage=f"sqlite:///{tmp_path}/alone.db", fuse=1)
+    alone = runner.run(space, {"data_dir": data_dir}, runner.Options(storage=f"sqlite:///{tmp_path}/alone.db", fuse=1))
     assert all("array" not in t.user_attrs for t in alone.get_trials())
     got, want = ablation_tables.variants(fused), ablation_tables.variants(alone)
     assert list(got.data.columns) == list(want.data.columns) and list(got.data["variant"]) == list(want.data["variant"])
@@ -74,7 +74,7 @@ def test_a_search_array_shares_its_non_fusible_settings(data_dir, tmp_path):
         }
     """
     space = spaces.load(write_space(tmp_path, body, "search"))
-    study = runner.run(space, {"data_dir": data_dir}, storage=f"sqlite:///{tmp_path}/s.db", trials=5, fuse=2)
+    study = runner.run(space, {"data_dir": data_dir}, runner.Options(storage=f"sqlite:///{tmp_path}/s.db", trials=5, fuse=2))
     trials = study.get_trials()
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
     by_array: dict[str, list[optuna.trial.FrozenTrial]] = {}
@@ -118,9 +118,9 @@ def test_an_interrupted_ablation_resumes_every_cell_from_its_checkpoint(data_dir
 
     monkeypatch.setattr(module, name, interrupted_after_one_epoch)
     with pytest.raises(KeyboardInterrupt):
-        runner.run(space, {"data_dir": data_dir}, storage=url, fuse=fuse)
+        runner.run(space, {"data_dir": data_dir}, runner.Options(storage=url, fuse=fuse))
     monkeypatch.undo()
-    study = runner.run(space, {"data_dir": data_dir}, storage=url, fuse=fuse)
+    study = runner.run(space, {"data_dir": data_dir}, runner.Options(storage=url, fuse=fuse))
     trials = study.get_trials()
     interrupted = [t for t in trials if t.state == TrialState.FAIL]
     assert len(interrupted) == fuse and all(t.user_attrs["fail_reason"] == "interrupted" for t in interrupted)

@@ -121,8 +121,8 @@ def _searched(data_dir: str, tmp_path: Path) -> Path:
     from study.spaces import space as spaces
 
     space = spaces.load(write_space(tmp_path, SEARCH, name="searched"))
-    runner.run(space, {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05}, storage=f"sqlite:///{tmp_path}/s.db",
-               trials=2, fuse=1)
+    runner.run(space, {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05},
+               runner.Options(storage=f"sqlite:///{tmp_path}/s.db", trials=2, fuse=1))
     return tmp_path / "s.db"
 
 
@@ -237,10 +237,10 @@ def test_a_set_up_cut_short_is_finished_by_the_next_run(data_dir, tmp_path, monk
     with monkeypatch.context() as m:
         m.setattr(*where, lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))  # as SIGKILL there would
         with pytest.raises(KeyboardInterrupt):
-            runner.run(space, fixed, storage=url, trials=1, fuse=1)
+            runner.run(space, fixed, runner.Options(storage=url, trials=1, fuse=1))
     assert optuna.get_all_study_names(url) == ["halfmade"]
 
-    study = runner.run(space, fixed, storage=url, trials=1, fuse=1)
+    study = runner.run(space, fixed, runner.Options(storage=url, trials=1, fuse=1))
     (reference,) = study.get_trials()
     assert reference.state == TrialState.COMPLETE and reference.user_attrs["reference"]
     assert reference.params == space.bind(fixed).reference_params()
@@ -266,7 +266,7 @@ def test_same_named_space_files_in_two_folders_are_kept_apart(data_dir, tmp_path
 
     # the file it was set up from still resumes it, however it is named
     study = runner.run(spaces.load(os.path.relpath(first)), {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05},
-                       storage=f"sqlite:///{db}", trials=2, fuse=1)
+                       runner.Options(storage=f"sqlite:///{db}", trials=2, fuse=1))
     assert sum(t.state == TrialState.COMPLETE for t in study.get_trials()) == 2
 
 

@@ -84,14 +84,14 @@ def test_a_trial_running_elsewhere_is_waited_for_and_retried_once_stale(data_dir
     monkeypatch.setattr(runner, "POLL_SECONDS", 0.5)
     space = spaces.load(write_space(tmp_path, SMALL))
     fixed, url = {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05}, f"sqlite:///{tmp_path}/x.db"
-    study = runner.run(space, fixed, storage=url, trials=1)
+    study = runner.run(space, fixed, runner.Options(storage=url, trials=1))
     study.enqueue_trial({"lr": 0.01})
     elsewhere = study.ask()  # a worker on another machine that dies without a word
     study._storage.set_trial_system_attr(elsewhere._trial_id, owners.OWNER, {
         "host": "another-machine/boot", "pid": 1, "process_start": 1, "trial": elsewhere.number})
     study._storage.record_heartbeat(elsewhere._trial_id)
 
-    trials = runner.run(space, fixed, storage=url, trials=3).get_trials()
+    trials = runner.run(space, fixed, runner.Options(storage=url, trials=3)).get_trials()
     assert trials[elsewhere.number].state == TrialState.FAIL
     retry = next(t for t in trials if t.system_attrs.get("failed_trial") == elsewhere.number)
     assert retry.state == TrialState.COMPLETE and retry.params == {"lr": 0.01}
@@ -241,7 +241,7 @@ def test_an_out_of_memory_trial_fails_alone(data_dir, tmp_path):
             return {"width": trial.suggest_categorical("width", [2.0, 0.5])}
     """))
     study = runner.run(space, {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.1},
-                       storage=f"sqlite:///{tmp_path}/oom.db", trials=2)
+                       runner.Options(storage=f"sqlite:///{tmp_path}/oom.db", trials=2))
     oom, fine = study.get_trials()
     assert oom.state == TrialState.FAIL and oom.user_attrs["fail_reason"].startswith("OutOfMemoryError")
     assert fine.state == TrialState.COMPLETE
@@ -258,7 +258,7 @@ def test_a_trial_too_big_for_the_cpu_memory_fails_alone(data_dir, tmp_path):
             return {"resolution": trial.suggest_categorical("resolution", [128000, 32])}
     """))
     study = runner.run(space, {"data_dir": data_dir, "epochs": 1, "data_fraction": 0.05},
-                       storage=f"sqlite:///{tmp_path}/oom.db", trials=2)
+                       runner.Options(storage=f"sqlite:///{tmp_path}/oom.db", trials=2))
     states = {t.params["resolution"]: t for t in study.get_trials()}
     assert states[128000].state == TrialState.FAIL and "can't allocate memory" in states[128000].user_attrs["fail_reason"]
     assert states[32].state == TrialState.COMPLETE
@@ -408,11 +408,11 @@ def test_an_environment_failure_of_the_reference_trial_is_retried_by_the_next_ru
     with monkeypatch.context() as m:
         m.setattr(trial_module, "train_array", no_space)
         with pytest.raises(UserError, match="No space left on device"):
-            runner.run(space, fixed, storage=url, trials=2)
+            runner.run(space, fixed, runner.Options(storage=url, trials=2))
     (failed,) = load(url, "robust")
     assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"].startswith(vocabulary.ENVIRONMENT)
 
-    trials = runner.run(space, fixed, storage=url, trials=2).get_trials()
+    trials = runner.run(space, fixed, runner.Options(storage=url, trials=2)).get_trials()
     retry = trials[1]
     assert retry.user_attrs["retry_of"] == 0 and retry.user_attrs["reference"] and retry.state == TrialState.COMPLETE
     assert retry.params == space.bind(fixed).reference_params() and len(trials) == 3
@@ -477,5 +477,5 @@ def test_a_run_that_fails_before_its_first_trial_leaves_no_database(data_dir, tm
     space = spaces.load(write_space(tmp_path, SMALL))
     for storage in (f"sqlite:///{tmp_path}/new.db", None):  # an explicit file, and the default runs/ folder
         with pytest.raises(UserError, match="refused"):
-            runner.run(space, {"data_dir": data_dir}, storage=storage)
+            runner.run(space, {"data_dir": data_dir}, runner.Options(storage=storage))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["robust.py"]

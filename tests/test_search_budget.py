@@ -52,7 +52,7 @@ def _epochs(study: optuna.Study) -> int:
 
 
 def test_epoch_budget_ends_at_exactly_its_epochs_cutting_the_last_trial(tiny, data_dir, tmp_path):
-    study = runner.run(tiny, _fixed(data_dir), storage=f"sqlite:///{tmp_path}/a.db", compute={"epochs": 10})
+    study = runner.run(tiny, _fixed(data_dir), runner.Options(storage=f"sqlite:///{tmp_path}/a.db", compute={"epochs": 10}))
     trials = study.get_trials()
     assert _epochs(study) == 10
     assert [len(t.intermediate_values) for t in trials] == [3, 3, 3, 1]
@@ -62,7 +62,7 @@ def test_epoch_budget_ends_at_exactly_its_epochs_cutting_the_last_trial(tiny, da
 def test_pruned_trials_epochs_buy_more_trials(tiny, data_dir, tmp_path, monkeypatch):
     # a pruner that stops every trial after its second epoch: each trial then costs 2 of the 10 epochs
     monkeypatch.setattr(studies, "pruner", lambda *a, **k: optuna.pruners.ThresholdPruner(lower=1.0, n_warmup_steps=2))
-    study = runner.run(tiny, _fixed(data_dir), storage=f"sqlite:///{tmp_path}/a.db", compute={"epochs": 10})
+    study = runner.run(tiny, _fixed(data_dir), runner.Options(storage=f"sqlite:///{tmp_path}/a.db", compute={"epochs": 10}))
     trials = study.get_trials()
     assert _epochs(study) == 10
     assert len(trials) == 5 > 10 // 3  # a trial budget would have bought 3 whatever pruning saved
@@ -71,11 +71,12 @@ def test_pruned_trials_epochs_buy_more_trials(tiny, data_dir, tmp_path, monkeypa
 
 def test_resume_continues_to_the_same_epoch_total(tiny, data_dir, tmp_path):
     url = f"sqlite:///{tmp_path}/a.db"
-    first = runner.run(tiny, _fixed(data_dir), storage=url, trials=2, compute={"epochs": 10})  # stopped early
+    first = runner.run(tiny, _fixed(data_dir), runner.Options(storage=url, trials=2, compute={"epochs": 10}))  # stopped early
     assert _epochs(first) == 6
-    second = runner.run(tiny, _fixed(data_dir), storage=url, compute={"epochs": 10})
+    second = runner.run(tiny, _fixed(data_dir), runner.Options(storage=url, compute={"epochs": 10}))
     assert _epochs(second) == 10 and len(second.get_trials()) == 4
-    assert runner.run(tiny, _fixed(data_dir), storage=url, compute={"epochs": 10}).get_trials() == second.get_trials()
+    third = runner.run(tiny, _fixed(data_dir), runner.Options(storage=url, compute={"epochs": 10}))
+    assert third.get_trials() == second.get_trials()
 
 
 def test_two_workers_share_an_epoch_budget_exactly(tiny, data_dir, tmp_path):

@@ -235,8 +235,8 @@ def test_a_user_ablation_trains_fused_as_it_trains_alone(data_dir, tmp_path):
 
     body = 'seeds = 3\nepochs = 2\ncomponents = {"large kernel": {"kernel_size": (5, 3)}}\n'
     space = spaces.load(write_space(tmp_path, "own", "cifar10", body, 0.05))
-    fused = runner.run(space, {"data_dir": data_dir}, storage=f"sqlite:///{tmp_path}/fused.db", fuse=3)
-    alone = runner.run(space, {"data_dir": data_dir}, storage=f"sqlite:///{tmp_path}/alone.db", fuse=1)
+    fused = runner.run(space, {"data_dir": data_dir}, runner.Options(storage=f"sqlite:///{tmp_path}/fused.db", fuse=3))
+    alone = runner.run(space, {"data_dir": data_dir}, runner.Options(storage=f"sqlite:///{tmp_path}/alone.db", fuse=1))
     assert fused.user_attrs["array_size"] == 3
     arrays = {t.user_attrs["array"] for t in fused.get_trials()}
     assert len(arrays) == 2 and all(t.user_attrs["array_size"] == 3 for t in fused.get_trials())

@@ -89,9 +89,10 @@ def rescore_configs(config: Config, runs: int, seed: int) -> list[Config]:
 def _study(space: spaces.Space, arm: str, fixed: dict[str, Any], budget: int, folder: str) -> list[optuna.trial.FrozenTrial]:
     """One arm's study on one seed, in a SQLite file of its own (so that parallel jobs never share a lock)."""
     seed = fixed["seed"]
-    study = runner.run(space, fixed, storage=f"sqlite:///{folder}/{arm}-{seed}.db", study_name=f"{arm}-{seed}",
-                       compute={"epochs": budget}, seed=seed + (0 if arm == "random" else SAMPLER_SEED_OFFSET),
-                       console=Console(file=io.StringIO()), sampler=ARMS[arm].sampler, pruner=ARMS[arm].pruner)
+    options = runner.Options(storage=f"sqlite:///{folder}/{arm}-{seed}.db", study_name=f"{arm}-{seed}",
+                             compute={"epochs": budget}, seed=seed + (0 if arm == "random" else SAMPLER_SEED_OFFSET),
+                             sampler=ARMS[arm].sampler, pruner=ARMS[arm].pruner)
+    study = runner.run(space, fixed, options, console=Console(file=io.StringIO()))
     return study.get_trials(deepcopy=False)
 
 

@@ -128,8 +128,8 @@ def overhead(scale: BenchScale, data_dir: str | None, device: str) -> Overhead:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         # the shipped space's sampler, without pruning: full-length trials, as the target says
-        study = runner.run(spaces.load(SEARCH_SPACE), fixed, storage=f"sqlite:///{tmp}/overhead.db",
-                           trials=scale.overhead_trials, console=Console(file=io.StringIO()), pruner=NO_PRUNING)
+        options = runner.Options(storage=f"sqlite:///{tmp}/overhead.db", trials=scale.overhead_trials, pruner=NO_PRUNING)
+        study = runner.run(spaces.load(SEARCH_SPACE), fixed, options, console=Console(file=io.StringIO()))
         wall = time.perf_counter() - start
     trials = study.get_trials(deepcopy=False)
     epochs = sum(sum(record.trial_info(t).seconds_per_epoch) for t in trials)

@@ -51,39 +51,48 @@ class Job:
     pruner: PrunerFactory | None = None
 
 
-def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, study_name: str | None = None,
-        trials: int | None = None, compute: dict[str, float] | None = None, timeout: float | None = None,
-        seed: int = 0, workers: int | None = 1, devices: list[str] | None = None, force: bool = False,
-        fuse: int | None = None, console: Console | None = None, sampler: SamplerFactory | None = None,
-        pruner: PrunerFactory | None = None) -> optuna.Study:
-    """Search `space` until its budget (finished trials, or epochs or seconds trained: `compute`, e.g.
-    {"epochs": 120}; counting earlier runs) is spent.
+@dataclass(frozen=True)
+class Options:
+    """How `run` runs a space; each None is the space's or the machine's own choice."""
 
-    With `workers` > 1, that many processes share the study, the CPU threads split between them,
-    and `devices` (e.g. ["cuda:0", "cuda:1"]) is dealt out among them; `workers=None` picks them
-    (workers.resolve_workers). `fuse` (else the space's) trains that many trials as one fused model
-    (study/search/arrays.py); by default only where it pays. `sampler` and `pruner` replace the space's
-    named ones (study.samplers.registry) with a caller's own.
-    """
+    storage: str | None = None  # an Optuna storage URL; default sqlite:///runs/<space>.db
+    study_name: str | None = None  # default: the space's name
+    trials: int | None = None  # a trial budget, counting earlier runs' trials
+    compute: dict[str, float] | None = None  # a compute budget, e.g. {"epochs": 120} or {"seconds": 600}
+    timeout: float | None = None  # seconds after which no new trial starts
+    seed: int = 0
+    workers: int | None = 1  # processes sharing the study; None: workers.resolve_workers picks
+    devices: list[str] | None = None  # dealt out among the workers, e.g. ["cuda:0", "cuda:1"]
+    force: bool = False  # run without the GPU or full data the space says it needs
+    fuse: int | None = None  # trials trained as one model (study/search/arrays.py); None: where it pays
+    sampler: SamplerFactory | None = None  # a caller's own, in place of the space's named one (the search bench)
+    pruner: PrunerFactory | None = None
+
+
+def run(space: Space, fixed: dict[str, Any], options: Options = Options(),
+        console: Console | None = None) -> optuna.Study:
+    """Search `space` with the `fixed` settings until its budget (finished trials, or epochs or seconds
+    trained; counting earlier runs) is spent. With several workers, the CPU threads split between them."""
+    o = options
     console = console or make_console()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    plan = space.bind(fixed, seed)
+    plan = space.bind(fixed, o.seed)
     plan.check_fixed()
     defaults = plan.defaults
-    preflight.check(plan, defaults, devices, force)
-    k, why = arrays.array_size(defaults, fuse or space.fuse)
+    preflight.check(plan, defaults, o.devices, o.force)
+    k, why = arrays.array_size(defaults, o.fuse or space.fuse)
     # a fused array fills a GPU as TRIALS_PER_GPU single trials did; only one array per GPU was measured
-    n_workers, devices, per_gpu = resolve_workers(workers, devices, defaults.device, 1 if k > 1 else TRIALS_PER_GPU)
-    url = storage or default_url(space.name)
-    name = study_name or space.name
+    n_workers, devices, per_gpu = resolve_workers(o.workers, o.devices, defaults.device, 1 if k > 1 else TRIALS_PER_GPU)
+    url = o.storage or default_url(space.name)
+    name = o.study_name or space.name
     check_study_name(name)
-    with one_line_failures(url), removed_unless_used(url, default=storage is None):
-        db = storages.open_storage(url, create_folder=storage is None)
+    with one_line_failures(url), removed_unless_used(url, default=o.storage is None):
+        db = storages.open_storage(url, create_folder=o.storage is None)
         study = studies.open_study(plan, db, url, name)
         recover(study)
         done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
         cells = plan.enqueue(study)
-        budget = budgets.Budget.grid(cells) if cells is not None else budgets.resolve(space.kind, trials, compute)
+        budget = budgets.Budget.grid(cells) if cells is not None else budgets.resolve(space.kind, o.trials, o.compute)
         record.write_study(study, budget=budget.describe() if budget.compute else max(budget.trials, done),
                            array_size=k, array_size_reason=why, **(dict(trials_per_gpu=per_gpu) if per_gpu else {}))
     if budget.spent(study.get_trials(deepcopy=False)):
@@ -91,7 +100,7 @@ def run(space: Space, fixed: dict[str, Any], *, storage: str | None = None, stud
         return study
     if k > 1:
         console.print(f"training up to {k} trials at a time as one fused model ({why}); --fuse 1 turns it off")
-    job = Job(plan, url, name, budget, timeout, k, sampler, pruner)
+    job = Job(plan, url, name, budget, o.timeout, k, o.sampler, o.pruner)
     storages.release(db)  # the workers open their own
     if n_workers == 1:
         work(job, 0, 0, console)
