@@ -7,7 +7,6 @@ a worker does not finish while another's trial may still die: it waits, then ret
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,8 +31,6 @@ from study.store.retry import one_line_failures
 from study.store.states import FINISHED
 from study.store.urls import check_study_name, default_url
 
-# Optuna marks its heartbeat and retry callback experimental; they are what we need here.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 POLL_SECONDS = 2  # how often a worker waiting on others' trials looks again
 
 

@@ -4,9 +4,15 @@ heartbeat does, its reported epochs inherited so that its retry resumes the chec
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
+import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+# Optuna marks its heartbeat, its retry callback and fail_stale_trials experimental; they are what a
+# study shared by workers needs, and every command that opens a storage would print the warning.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 HEARTBEAT_SECONDS = 10
 HEARTBEAT_GRACE_SECONDS = 30
