@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from study.config import Config
-from study.engine.results import Callbacks, Member
-from study.store import record
+from study.engine.results import Callbacks, Member, Metrics
 
 
 class FakeTrain:
@@ -30,7 +29,7 @@ class FakeTrain:
             return [Member(metrics) for metrics in ends]
         self.trained.append(config)
         value = self.score(config)
-        metrics = record.Metrics(config=config.to_dict(), seed=config.seed, epochs_trained=config.epochs,
+        metrics = Metrics(config=config.to_dict(), seed=config.seed, epochs_trained=config.epochs,
                                  val_accuracy=value, test_accuracy=value if test else None)
         if callbacks is not None and callbacks.end is not None:
             callbacks.end(0, metrics)

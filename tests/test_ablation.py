@@ -219,7 +219,7 @@ def test_ablation_path_gains_are_unbiased_when_no_change_matters(tmp_path, monke
     def noise(study, config, *args, **kwargs):  # one draw per configuration and repetition, as a stored run
         return drawn.setdefault(config.identity(), 0.5 + 0.027 * rng.standard_normal())
 
-    monkeypatch.setattr(module, "train_told", noise)
+    monkeypatch.setattr(module, "train_one_trial", noise)
     monkeypatch.setattr(module.datasets, "load", lambda config: None)  # no run reads images here
     gains, flagged = [], []
     for _ in range(50):

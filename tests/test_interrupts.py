@@ -170,7 +170,7 @@ def test_a_killed_final_or_path_run_leaves_no_trial_running_after_a_rerun(tmp_pa
     study._storage.set_trial_system_attr(killed._trial_id, owners.OWNER, {
         "host": recovery.HOST, "pid": dead.pid, "process_start": 1, "trial": killed.number})
     alive = study.ask()
-    recovery.own(study, alive)  # this process: still running it
+    recovery.record_owner(study, alive)  # this process: still running it
     recovery.fail_dead(study)
     first, second = study.get_trials()
     assert first.state == TrialState.FAIL and f"process {dead.pid} " in first.user_attrs["fail_reason"]

@@ -17,7 +17,7 @@ from rich.console import Console
 from study.bench import search as search_bench
 from study.bench import search_figures
 from study.errors import UserError
-from study.samplers import registry as search_defaults
+from study.samplers import registry
 from study.search import budget as budgets
 from study.search import runner, studies
 from study.spaces import space as spaces
@@ -115,13 +115,13 @@ def test_space_budget_epochs_sets_a_compute_budget(tmp_path):
 
 
 def test_defaults_follow_the_budget():
-    assert search_defaults.first_rung(10) == 4 and search_defaults.first_rung(6) == 3
-    assert search_defaults.startup_trials(10) == 3 and search_defaults.startup_trials(60) == 10
-    assert search_defaults.full_trials(budgets.Budget(epochs=100), 10) == 10
-    hb = search_defaults.pruner("hyperband", 10, 10)  # a small budget: Hyperband's first bracket only
+    assert registry.first_rung(10) == 4 and registry.first_rung(6) == 3
+    assert registry.startup_trials(10) == 3 and registry.startup_trials(60) == 10
+    assert registry.full_trials(budgets.Budget(epochs=100), 10) == 10
+    hb = registry.pruner("hyperband", 10, 10)  # a small budget: Hyperband's first bracket only
     assert isinstance(hb, optuna.pruners.SuccessiveHalvingPruner)
     assert (hb._min_resource, hb._reduction_factor) == (4, 2)
-    big = search_defaults.pruner("hyperband", 10, 40)
+    big = registry.pruner("hyperband", 10, 40)
     assert isinstance(big, optuna.pruners.HyperbandPruner) and big._reduction_factor == 3
     # wrapped, Hyperband no longer narrows the sampler's view to one bracket's trials
     study = optuna.create_study(pruner=budgets.Budget(epochs=100).pruner(big, 10))
@@ -142,7 +142,7 @@ def _trial(number_values: list[float], complete: bool, reference: bool = False) 
 @pytest.mark.parametrize("name", ["hyperband", "successive_halving", "median", "percentile"])
 def test_every_pruner_first_prunes_at_the_measured_rung(name):
     # steps are epochs, from 1: after three trials at 0.5, one at 0.1 is kept through epoch 3 and pruned at 4 of 10
-    study = optuna.create_study(direction="maximize", pruner=search_defaults.pruner(name, 10, 10))
+    study = optuna.create_study(direction="maximize", pruner=registry.pruner(name, 10, 10))
 
     def epoch_pruned_at(accuracy: float) -> int | None:
         trial = study.ask()
@@ -155,7 +155,7 @@ def test_every_pruner_first_prunes_at_the_measured_rung(name):
         return None
 
     assert [epoch_pruned_at(0.5) for _ in range(3)] == [None] * 3
-    assert epoch_pruned_at(0.1) == search_defaults.first_rung(10) == 4
+    assert epoch_pruned_at(0.1) == registry.first_rung(10) == 4
 
 
 def test_a_trial_that_trained_all_its_epochs_completes_even_at_a_rung():
@@ -163,7 +163,7 @@ def test_a_trial_that_trained_all_its_epochs_completes_even_at_a_rung():
     # epoch 6 too; a trial below the others' there was pruned after training all 6 epochs
     epochs = 6
     study = optuna.create_study(direction="maximize", pruner=budgets.Budget(trials=10).pruner(
-        search_defaults.pruner("hyperband", epochs, 4), epochs))
+        registry.pruner("hyperband", epochs, 4), epochs))
 
     def run(curve: list[float]) -> TrialState:
         trial = study.ask()

@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from study.samplers import registry as search_defaults
+from study.samplers import registry
 from study.samplers.startup import SpreadStartup, spread
 
 DEFAULTS = {"lr": 0.05, "width": 1.0, "depth": 2}
@@ -35,7 +35,7 @@ def _log_third(lr: float) -> int:
 
 @pytest.mark.parametrize("seed", range(10))
 def test_the_default_sampler_tries_every_width_and_every_third_of_the_lr_range_in_its_start_up(seed):
-    study = _study(search_defaults.sampler("tpe", seed, full=10), trials=3)  # start-up: 3 trials, trial 0 included
+    study = _study(registry.sampler("tpe", seed, full=10), trials=3)  # start-up: 3 trials, trial 0 included
     params = [t.params for t in study.trials]
     assert params[0] == DEFAULTS
     assert sorted(p["width"] for p in params) == [0.5, 1.0, 1.5]
@@ -45,14 +45,14 @@ def test_the_default_sampler_tries_every_width_and_every_third_of_the_lr_range_i
 
 def test_random_start_up_leaves_a_width_untried_on_most_seeds():
     # why the start-up is spread: the former default's three random start-up trials miss a width on 7 seeds in 9
-    missed = [len({t.params["width"] for t in _study(search_defaults.tpe(seed, 10), 3).trials}) < 3
+    missed = [len({t.params["width"] for t in _study(registry.tpe(seed, 10), 3).trials}) < 3
               for seed in range(20)]
     assert sum(missed) >= 10
 
 
 def test_after_the_start_up_the_wrapped_sampler_proposes_and_the_draws_are_seeded():
-    a = _study(search_defaults.sampler("tpe", 3, full=10), trials=30)
-    b = _study(search_defaults.sampler("tpe", 3, full=10), trials=30)
+    a = _study(registry.sampler("tpe", 3, full=10), trials=30)
+    b = _study(registry.sampler("tpe", 3, full=10), trials=30)
     assert [t.params for t in a.trials] == [t.params for t in b.trials]
     # TPE, once it has a dozen trials to model, goes where the objective is high: the widest net, lr near 0.03
     later = [t.params for t in a.trials[15:]]
@@ -75,7 +75,7 @@ def test_spread_picks_an_untried_value_and_falls_back_to_random_once_all_are_tak
 
 
 def test_the_spread_start_up_wraps_gp_too():
-    sampler = search_defaults.sampler("gp", 0, full=10)
+    sampler = registry.sampler("gp", 0, full=10)
     assert isinstance(sampler, SpreadStartup)
     study = _study(sampler, trials=4)
     assert sorted(t.params["width"] for t in study.trials[:3]) == [0.5, 1.0, 1.5]

@@ -29,7 +29,7 @@ import optuna
 import pandas as pd
 
 from reports import importance
-from study.samplers import registry as search_defaults
+from study.samplers import registry
 from study.spaces import space as spaces
 
 NOISE = 0.027  # the defaults' seed-to-seed spread of validation accuracy (docs/search.md: std 0.016-0.026 on 542 images)
@@ -50,8 +50,8 @@ def synthetic_trials(space_path: str, n: int, seed: int, noise: float = 0.01, sa
     plan = spaces.load(space_path).bind()
     full = max(n, 10)
     study = optuna.create_study(
-        direction="maximize", sampler=search_defaults.sampler(sampler, seed, full),
-        pruner=search_defaults.pruner("successive_halving" if prune else "none", EPOCHS, full))
+        direction="maximize", sampler=registry.sampler(sampler, seed, full),
+        pruner=registry.pruner("successive_halving" if prune else "none", EPOCHS, full))
     rng = np.random.default_rng(seed)
     completed = 0
     while completed < n:

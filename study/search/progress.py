@@ -19,9 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from study.config import fmt_setting
+from study.engine.results import Metrics
 from study.store import record
 from study.store.ranking import top_trials
-from study.store.record import Metrics
 
 EPOCH_LINE_SECONDS = 5.0
 PLAIN_WIDTH = 400

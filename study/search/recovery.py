@@ -114,7 +114,7 @@ def _process_start(pid: int) -> int | None:
     return None if fields[0] == "Z" else int(fields[19])  # a zombie has exited already
 
 
-def own(study: optuna.Study, trial: optuna.Trial) -> None:
+def record_owner(study: optuna.Study, trial: optuna.Trial) -> None:
     """Record this process as the trial's owner, so that a rerun here can tell at once if it died."""
     pid = os.getpid()
     owner = owners.Owner(host=HOST, pid=pid, process_start=_process_start(pid), trial=trial.number, started=time.time())

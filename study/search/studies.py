@@ -13,7 +13,7 @@ import optuna
 
 from study.engine import datasets
 from study.errors import UserError
-from study.samplers import registry as search_defaults
+from study.samplers import registry
 from study.samplers.registry import PrunerFactory, SamplerFactory
 from study.search.budget import Budget
 from study.spaces.kinds import Kind, Plan
@@ -24,15 +24,15 @@ def sampler(kind: Kind, seed: int, epochs: int, budget: Budget | None = None,
             own: SamplerFactory | None = None) -> optuna.samplers.BaseSampler:
     """The space's sampler (or `own`, a caller's), its start-up sized to the full-length trials (of `epochs`)
     the budget buys."""
-    full = search_defaults.full_trials(budget, epochs)
-    return own(seed, full) if own else search_defaults.sampler(kind.sampler, seed, full)
+    full = registry.full_trials(budget, epochs)
+    return own(seed, full) if own else registry.sampler(kind.sampler, seed, full)
 
 
 def pruner(kind: Kind, epochs: int, budget: Budget | None = None,
            own: PrunerFactory | None = None) -> optuna.pruners.BasePruner:
     """The space's pruner (or `own`, a caller's), its first rung and reduction factor from `epochs` and the budget."""
-    full = search_defaults.full_trials(budget, epochs)
-    return own(epochs, full) if own else search_defaults.pruner(kind.pruner, epochs, full)
+    full = registry.full_trials(budget, epochs)
+    return own(epochs, full) if own else registry.pruner(kind.pruner, epochs, full)
 
 
 SET_UP_WAIT_SECONDS = 60  # a study another process created a moment ago: its set-up is on its way

@@ -19,7 +19,7 @@ from study.engine.array import train_array
 from study.engine.results import Callbacks, Diverged, Ending, EpochResult, Metrics, Stop
 from study.errors import UserError, one_line, out_of_memory
 from study.search.progress import StudyProgress
-from study.search.recovery import deferred_stop_signals, own
+from study.search.recovery import deferred_stop_signals, record_owner
 from study.spaces.kinds import Plan
 from study.store import optuna_internals as internals
 from study.store import record, vocabulary
@@ -66,7 +66,7 @@ def train_trials(study: optuna.Study, group: list[tuple[optuna.Trial, Config]], 
     progress.start_trial(trials[0].number, configs[0].epochs)
     failure: BaseException | None = None
     try:
-        with stored_failures(trials, checkpoint):
+        with failures_recorded(trials, checkpoint):
             members = train_array(configs, callbacks=TrialReports(trials, store).callbacks(progress), checkpoint=checkpoint,
                                   test=test)
     except BaseException as exc:
@@ -123,7 +123,7 @@ class TrialReports:
 
 
 @contextlib.contextmanager
-def stored_failures(trials: list[optuna.Trial], checkpoint: Path | None) -> Iterator[None]:
+def failures_recorded(trials: list[optuna.Trial], checkpoint: Path | None) -> Iterator[None]:
     """Why training `trials` (one, or a fused array's members) failed, stored with each of them.
 
     Divergence and running out of memory are the configuration's: the checkpoint goes. An interrupt
@@ -159,7 +159,7 @@ def _write(trials: list[optuna.Trial], reason: str) -> None:
         record.write_trial(trial, fail_reason=reason)
 
 
-def train_told(study: optuna.Study, config: Config, progress: StudyProgress, store: Any, test: bool = False,
+def train_one_trial(study: optuna.Study, config: Config, progress: StudyProgress, store: Any, test: bool = False,
                **attrs: Any) -> float:
     """Ask `study` for one trial outside a search, label it with `attrs` (record.TrialInfo fields),
     train `config` in it and tell how it ended: the trial path of studies that walk their own list of
@@ -170,7 +170,7 @@ def train_told(study: optuna.Study, config: Config, progress: StudyProgress, sto
     try:
         with deferred_stop_signals():  # a stop between creating and owning would leave a trial nobody owns
             trial = study.ask()
-            own(study, trial)
+            record_owner(study, trial)
         record.write_trial(trial, **attrs)
         (value,) = train_trials(study, [(trial, config)], progress, store, None, test=test)
     except torch.OutOfMemoryError:  # told FAILED with its reason by train_trials

@@ -19,7 +19,7 @@ from study.errors import UserError
 from study.search.arrays import split_into_arrays
 from study.search.budget import Budget, BudgetReached, cell_owner
 from study.search.progress import StudyProgress
-from study.search.recovery import deferred_stop_signals, fail_running, own
+from study.search.recovery import deferred_stop_signals, fail_running, record_owner
 from study.search.trial import Outcome, configure, tell, train_trials
 from study.spaces.kinds import Grid, Plan, Search
 from study.store import optuna_internals as internals
@@ -61,7 +61,7 @@ class Worker:
                 asked = ask(self.study, n, self.plan, beats, created)
                 self.attempts += len(asked)
                 for array in split_into_arrays([(t, c) for t, c in asked if self._admitted(t)]):
-                    # an array out of memory fails its own trials (stored_failures); the next one still trains
+                    # an array out of memory fails its own trials (failures_recorded); the next one still trains
                     with contextlib.suppress(torch.OutOfMemoryError):
                         train_trials(self.study, array, self.progress, self.store, self.checkpoints,
                                     labelled=self.fuse > 1)
@@ -102,7 +102,7 @@ def ask(study: optuna.Study, n: int, plan: Plan, beats: contextlib.ExitStack,
                     trial = study.ask()  # a grid's first member: a trial that only steps aside still leaves the queue
                 if trial is None:
                     break
-                own(study, trial)
+                record_owner(study, trial)
                 created.append(trial)
             beats.enter_context(internals.heartbeat_thread(study, trial))
             try:

@@ -36,7 +36,7 @@ import optuna
 from study.config import AUGMENTATION_PRESETS as PRESETS
 from study.config import DECLARED, NAMES, Config, coerce
 from study.errors import UserError
-from study.samplers import registry as search_defaults
+from study.samplers import registry
 from study.spaces import kinds
 from study.store.vocabulary import Design
 
@@ -183,8 +183,8 @@ def _check_study_settings(path: Path, study: dict[str, Any]) -> None:
     for name in ("trials", "budget_epochs", "seeds", "fuse"):
         if study.get(name, 1) < 1:
             raise UserError(f"{path}: {name}={study[name]} is invalid: it must be >= 1")
-    _choice(path, "sampler", study.get("sampler", "tpe"), tuple(search_defaults.SAMPLERS))
-    _choice(path, "pruner", study.get("pruner", "hyperband"), tuple(search_defaults.PRUNERS))
+    _choice(path, "sampler", study.get("sampler", "tpe"), tuple(registry.SAMPLERS))
+    _choice(path, "pruner", study.get("pruner", "hyperband"), tuple(registry.PRUNERS))
     _choice(path, "design", study.get("design", Design.ONE_OUT.value), DESIGNS)
     for need in study.get("needs", ()):
         _choice(path, "needs", need, NEEDS)

@@ -26,7 +26,7 @@ from study.engine.device import resolve_device
 from study.errors import UserError
 from study.search import recovery
 from study.search.progress import TABLE_BOX, StudyProgress
-from study.search.trial import train_told
+from study.search.trial import train_one_trial
 from study.store import checks, record, storage
 from study.store.folders import artifact_store
 from study.store.urls import check_study_name
@@ -103,7 +103,7 @@ def ablation_path(
             config = start.replace(**{p: goal[p] for p in changed}, seed=seed)
             if config.identity() not in done:
                 # a failed run (NaN) counts as no evidence for its change
-                done[config.identity()] = train_told(path_study, config, progress, store, changed=sorted(changed),
+                done[config.identity()] = train_one_trial(path_study, config, progress, store, changed=sorted(changed),
                                                      seed=seed, path_step=step, variant=_label(changed))
             return done[config.identity()]
 

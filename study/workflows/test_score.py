@@ -27,7 +27,7 @@ from study.engine.device import resolve_device
 from study.errors import UserError
 from study.search import recovery
 from study.search.progress import TABLE_BOX, StudyProgress
-from study.search.trial import train_told
+from study.search.trial import train_one_trial
 from study.store import record, storage
 from study.store.folders import artifact_store
 from study.store.urls import check_study_name
@@ -104,7 +104,7 @@ def test_score(url: str, study_name: str | None, fixed: dict[str, Any], top: int
         store = artifact_store(url)
         with StudyProgress(console, len(cells), len(cells) - len(todo), metric="test_acc") as progress:
             for c, config in todo:
-                train_told(study, config, progress, store, test=True, candidate=c.label, variant=c.label,
+                train_one_trial(study, config, progress, store, test=True, candidate=c.label, variant=c.label,
                            source_trial=c.source_trial, seed=config.seed, model=config.model, scored_once=True)
     console.print(final_table(study))
     return study
