@@ -4,7 +4,6 @@ arrays that fuse (study/search/arrays.py), one array at a time (study/search/tri
 from __future__ import annotations
 
 import contextlib
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,31 +88,28 @@ def ask(study: optuna.Study, n: int, plan: Plan, beats: contextlib.ExitStack,
     proposes only what the array can vary."""
     asked: list[tuple[optuna.Trial, Config]] = []
     shared: dict[str, Any] = {}
-    with warnings.catch_warnings():
-        # Optuna warns that heartbeats belong to optimize; this path runs them as optimize does
-        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
-        grid = isinstance(plan.kind, Grid)
-        for i in range(n):
-            if i and isinstance(plan.kind, Search):
-                study.enqueue_trial(shared, skip_if_exists=False)
-            with deferred_stop_signals():  # a stop between creating and owning would leave a trial nobody owns
-                trial = _pop_cell(study, asked[0][0].params if asked else None) if grid else None
-                if trial is None and (i == 0 or not grid):
-                    trial = study.ask()  # a grid's first member: a trial that only steps aside still leaves the queue
-                if trial is None:
-                    break
-                record_owner(study, trial)
-                created.append(trial)
-            beats.enter_context(internals.heartbeat_thread(study, trial))
-            try:
-                config = configure(plan, trial)
-            except UserError:  # the space's suggest: the trial it was asked for fails with the reason, one line
-                fail_running(study, [trial], record.trial_info(internals.stored(study, trial)).fail_reason
-                             or SUGGEST_FAILED)
-                raise
-            asked.append((trial, config))
-            if i == 0:
-                shared = {p: v for p, v in trial.params.items() if p not in FUSIBLE and p in config.to_dict()}
+    grid = isinstance(plan.kind, Grid)
+    for i in range(n):
+        if i and isinstance(plan.kind, Search):
+            study.enqueue_trial(shared, skip_if_exists=False)
+        with deferred_stop_signals():  # a stop between creating and owning would leave a trial nobody owns
+            trial = _pop_cell(study, asked[0][0].params if asked else None) if grid else None
+            if trial is None and (i == 0 or not grid):
+                trial = study.ask()  # a grid's first member: a trial that only steps aside still leaves the queue
+            if trial is None:
+                break
+            record_owner(study, trial)
+            created.append(trial)
+        beats.enter_context(internals.heartbeat_thread(study, trial))
+        try:
+            config = configure(plan, trial)
+        except UserError:  # the space's suggest: the trial it was asked for fails with the reason, one line
+            fail_running(study, [trial], record.trial_info(internals.stored(study, trial)).fail_reason
+                         or SUGGEST_FAILED)
+            raise
+        asked.append((trial, config))
+        if i == 0:
+            shared = {p: v for p, v in trial.params.items() if p not in FUSIBLE and p in config.to_dict()}
     return asked
 
 

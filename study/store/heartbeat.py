@@ -13,6 +13,9 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 # Optuna marks its heartbeat, its retry callback and fail_stale_trials experimental; they are what a
 # study shared by workers needs, and every command that opens a storage would print the warning.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+# Optuna warns that heartbeats belong to optimize; the trial path asks its trials itself and runs their
+# heartbeats as optimize does (optuna_internals.heartbeat_thread).
+warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize", UserWarning)
 
 HEARTBEAT_SECONDS = 10
 HEARTBEAT_GRACE_SECONDS = 30
