@@ -8,7 +8,6 @@ and tests/test_bad_stored.py (studies not written by `study run`, malformed attr
 
 import os
 import pickle
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -19,6 +18,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
+from processes import in_process as main
 
 from study import cli
 
@@ -27,14 +27,6 @@ SPACE32 = str(ROOT / "spaces" / "naivenet32_cifar10.py")
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present here")
 
 
-def main(argv, capsys=None):
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        code = cli.main([str(a) for a in argv])
-    finally:  # `run` installs its stop handlers; the test process keeps its own
-        for s, h in handlers.items():
-            signal.signal(s, h)
-    return code, capsys.readouterr().err if capsys else ""
 
 
 @pytest.fixture(scope="module")

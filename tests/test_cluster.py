@@ -20,7 +20,7 @@ import pytest
 import yaml
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
-from processes import ENV, start
+from processes import ENV, ONE_KNOB_SPACE, start
 
 from study.errors import UserError
 from study.search import budget
@@ -36,15 +36,7 @@ NODES = 4
 PROXY_THREADS = 3  # fewer than the nodes: the proxy's connection cap is what is tested
 NO_POSTGRES = "no PostgreSQL server: .ci/run starts one (.ci/postgres) and sets STUDY_TEST_POSTGRES_URL"
 
-SEARCH = '''
-model = "naivenet"
-dataset = "cifar10"
-resolution = 32
-width = 0.5
-pruner = "none"
-def suggest(trial):
-    return {"lr": trial.suggest_float("lr", 1e-3, 1e-1, log=True)}
-'''
+SEARCH = ONE_KNOB_SPACE
 
 ABLATION = '''
 model = "naivenet"

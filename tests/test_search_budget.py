@@ -12,6 +12,7 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
+from processes import ONE_KNOB_SPACE
 from rich.console import Console
 
 from study.bench import search as search_bench
@@ -25,15 +26,7 @@ from study.store.states import FINISHED
 from study.store.vocabulary import StoppedBy
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = '''"""tiny: a one-knob space for budget tests."""
-model = "naivenet"
-dataset = "cifar10"
-resolution = 32
-width = 0.5
-pruner = "none"
-def suggest(trial):
-    return {"lr": trial.suggest_float("lr", 1e-3, 1e-1, log=True)}
-'''
+TINY = '"""tiny: a one-knob space for budget tests."""' + ONE_KNOB_SPACE
 
 
 @pytest.fixture

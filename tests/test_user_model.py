@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import runpy
-import signal
 import textwrap
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 from PIL import Image
+from processes import in_process as main
 from torch import nn
 
 from study import cli
@@ -65,14 +65,6 @@ components = {"large kernel": {"kernel_size": (5, 3)}, "second block": {"blocks"
 '''
 
 
-def main(argv, capsys=None):
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        code = cli.main([str(a) for a in argv])
-    finally:  # `run` installs its stop handlers; the test process keeps its own
-        for s, h in handlers.items():
-            signal.signal(s, h)
-    return code, capsys.readouterr().err if capsys else ""
 
 
 def write_space(folder: Path, name: str, dataset: str, body: str = "", fraction: float = 1.0, head: str = HEAD) -> Path:

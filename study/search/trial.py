@@ -95,24 +95,21 @@ def _checkpoint_name(study: optuna.Study, trials: list[optuna.Trial], array: boo
 
 
 class TrialReports:
-    """What a study hears of training: each member's Optuna trial (None: a member no trial follows)
-    is told its validation accuracy after every epoch, its pruner may stop it, and its metrics are
-    stored as its user attributes however the run ends (big ones in `artifact_store` when given)."""
+    """What a study hears of training: each member's Optuna trial is told its validation accuracy after
+    every epoch, its pruner may stop it, and its metrics are stored as its user attributes however the
+    run ends (big ones in `artifact_store` when given)."""
 
-    def __init__(self, trials: list[optuna.Trial | None], artifact_store: Any = None) -> None:
+    def __init__(self, trials: list[optuna.Trial], artifact_store: Any = None) -> None:
         self.trials, self.artifact_store = trials, artifact_store
 
     def result(self, result: EpochResult) -> None:
         trial = self.trials[result.member]
-        if trial is None:
-            return
         trial.report(result.val_accuracy, result.epoch)
         if trial.should_prune():
             raise Stop(f"pruned after epoch {result.epoch} at val_accuracy {result.val_accuracy:.4f}")
 
     def end(self, member: int, metrics: Metrics) -> None:
-        if self.trials[member] is not None:
-            record.store_metrics(self.trials[member], metrics, self.artifact_store)
+        record.store_metrics(self.trials[member], metrics, self.artifact_store)
 
     def callbacks(self, progress: StudyProgress | None = None) -> Callbacks:
         """These reports, with `progress` shown after every step and the first member's every epoch."""
